@@ -1,0 +1,20 @@
+-- Privileges (SPEC §9). The extension creates no roles. Functions that change
+-- state are not executable by PUBLIC; the README shows the GRANTs for an
+-- admin, a notifier and a monitoring role.
+
+REVOKE ALL ON ALL TABLES IN SCHEMA followup FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA followup FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION
+    followup.track_assignments(regclass, name, name, name, name, name, name, text, name[]),
+    followup.track_activities(regclass, name, name[], name[]),
+    followup.untrack_activities(regclass),
+    followup.activity_statement_trigger(),
+    followup.activity_replica_trigger(),
+    followup._sync_partition_triggers(),
+    followup._on_ddl_command_end(),
+    followup._on_sql_drop(),
+    followup._policies_default_row()
+FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA followup TO PUBLIC;

@@ -1,0 +1,203 @@
+-- pg_followup: tables, types and views of the `followup` schema.
+--
+-- Every table that holds configuration or history is registered with
+-- pg_extension_config_dump (at the end of this file) together with the sequence
+-- behind it, so a pg_dump / pg_restore round trip keeps it.
+
+COMMENT ON SCHEMA followup IS 'pg_followup: follow-up reminders for peer-mentoring assignments';
+
+-------------------------------------------------------------------------------
+-- Types
+-------------------------------------------------------------------------------
+CREATE TYPE followup.run_trigger AS ENUM ('schedule', 'manual', 'catch_up');
+CREATE TYPE followup.run_status AS ENUM ('running', 'succeeded', 'failed', 'skipped', 'abandoned');
+CREATE TYPE followup.message_kind AS ENUM ('reminder', 'escalation');
+CREATE TYPE followup.recipient_role AS ENUM ('mentor', 'coordinator');
+CREATE TYPE followup.message_status AS ENUM ('pending', 'claimed', 'delivered', 'dead');
+CREATE TYPE followup.alert_kind AS ENUM ('long_run', 'run_failed', 'run_abandoned', 'missed_schedule');
+
+-------------------------------------------------------------------------------
+-- Registrations (SPEC §2). Written only by track_* / untrack_*; read by the
+-- tracking triggers and the run. Column names are stored, not attnums, so a
+-- dump/restore (which may renumber columns) keeps them valid.
+-------------------------------------------------------------------------------
+CREATE TABLE followup.assignment_tables (
+    singleton           boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    relation            regclass NOT NULL,
+    id_column           name NOT NULL,
+    mentor_column       name NOT NULL,
+    last_contact_column name NOT NULL,
+    created_column      name,
+    coordinator_column  name,
+    organization_column name,
+    active_when         text,
+    payload_columns     name[] NOT NULL DEFAULT '{}',
+    registered_at       timestamptz NOT NULL DEFAULT now(),
+    registered_by       name NOT NULL DEFAULT current_user
+);
+COMMENT ON TABLE followup.assignment_tables IS
+    'The one assignments table of this database (followup.track_assignments).';
+
+CREATE TABLE followup.activity_tables (
+    relation           regclass PRIMARY KEY,
+    occurred_column    name NOT NULL,
+    match_columns      name[] NOT NULL,
+    assignment_columns name[] NOT NULL,
+    registered_at      timestamptz NOT NULL DEFAULT now(),
+    registered_by      name NOT NULL DEFAULT current_user,
+    CHECK (cardinality(match_columns) > 0
+           AND cardinality(match_columns) = cardinality(assignment_columns))
+);
+COMMENT ON TABLE followup.activity_tables IS
+    'Activity tables whose rows keep last_contact_column true (followup.track_activities).';
+
+-------------------------------------------------------------------------------
+-- Policies (SPEC §3)
+-------------------------------------------------------------------------------
+CREATE TABLE followup.policies (
+    organization        text PRIMARY KEY,
+    remind_after_days   int NOT NULL CHECK (remind_after_days >= 0),
+    repeat_every_days   int NULL CHECK (repeat_every_days > 0),
+    escalate_after_days int NULL CHECK (escalate_after_days >= 0),
+    max_reminders       int NULL CHECK (max_reminders > 0),
+    enabled             bool NOT NULL DEFAULT true
+);
+COMMENT ON TABLE followup.policies IS
+    'Reminder policy per organization; row ''*'' applies to organizations without a row of their own.';
+
+-------------------------------------------------------------------------------
+-- Runs (SPEC §5)
+-------------------------------------------------------------------------------
+CREATE TABLE followup.runs (
+    run_id                bigserial PRIMARY KEY,
+    trigger               followup.run_trigger NOT NULL,
+    status                followup.run_status NOT NULL,
+    as_of                 date NOT NULL,
+    started_at            timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at           timestamptz,
+    assignments_scanned   bigint,
+    reminders_enqueued    bigint,
+    duplicates_suppressed bigint,
+    error                 text,
+    backend_pid           int
+);
+CREATE INDEX runs_as_of_idx ON followup.runs (as_of, status);
+CREATE INDEX runs_running_idx ON followup.runs (run_id) WHERE status = 'running';
+COMMENT ON TABLE followup.runs IS 'Execution log: one row per reminder run, including skipped ones.';
+
+-------------------------------------------------------------------------------
+-- Outbox (SPEC §8)
+-------------------------------------------------------------------------------
+CREATE TABLE followup.outbox (
+    message_id         bigserial PRIMARY KEY,
+    run_id             bigint,
+    assignment_id      text NOT NULL,
+    cycle_start        date NOT NULL,
+    kind               followup.message_kind NOT NULL,
+    sequence           int NOT NULL,
+    recipient_role     followup.recipient_role NOT NULL,
+    recipient_id       text,
+    days_since_contact int NOT NULL,
+    payload            jsonb NOT NULL DEFAULT '{}',
+    enqueued_at        timestamptz NOT NULL DEFAULT now(),
+    status             followup.message_status NOT NULL DEFAULT 'pending',
+    attempts           int NOT NULL DEFAULT 0,
+    visible_at         timestamptz NOT NULL DEFAULT now(),
+    lease_id           uuid,
+    claimed_by         text,
+    delivered_at       timestamptz,
+    last_error         text,
+    CONSTRAINT outbox_idempotency_key UNIQUE (assignment_id, cycle_start, kind, sequence)
+);
+COMMENT ON TABLE followup.outbox IS
+    'Reminders to deliver. (assignment_id, cycle_start, kind, sequence) is the idempotency key.';
+
+-------------------------------------------------------------------------------
+-- Alerts (SPEC §7)
+-------------------------------------------------------------------------------
+CREATE TABLE followup.alerts (
+    alert_id    bigserial PRIMARY KEY,
+    raised_at   timestamptz NOT NULL DEFAULT now(),
+    kind        followup.alert_kind NOT NULL,
+    run_id      bigint,
+    message     text NOT NULL,
+    resolved_at timestamptz
+);
+CREATE UNIQUE INDEX alerts_once_per_run ON followup.alerts (kind, run_id) WHERE run_id IS NOT NULL;
+CREATE INDEX alerts_open_idx ON followup.alerts (raised_at) WHERE resolved_at IS NULL;
+
+-------------------------------------------------------------------------------
+-- Manual corrections (SPEC §9)
+-------------------------------------------------------------------------------
+CREATE TABLE followup.contact_corrections (
+    correction_id bigserial PRIMARY KEY,
+    assignment_id text NOT NULL,
+    old_value     text,
+    new_value     date NOT NULL,
+    reason        text NOT NULL CHECK (btrim(reason) <> ''),
+    corrected_by  name NOT NULL DEFAULT session_user,
+    corrected_at  timestamptz NOT NULL DEFAULT now(),
+    client_addr   inet DEFAULT inet_client_addr()
+);
+-- The tracking triggers look up the latest correction of an assignment when a
+-- delete or update forces a recompute.
+CREATE INDEX contact_corrections_latest_idx
+    ON followup.contact_corrections (assignment_id, corrected_at DESC, correction_id DESC);
+COMMENT ON TABLE followup.contact_corrections IS 'Audit log of followup.set_last_contact.';
+
+-------------------------------------------------------------------------------
+-- The default policy row '*'.
+--
+-- The install script inserts it and pg_dump dumps the whole table, so a restore
+-- would insert '*' a second time. This trigger turns an INSERT of '*' into an
+-- update of the existing row: the restored values win, nothing collides.
+-- Deleting '*' is refused: disable it instead.
+-------------------------------------------------------------------------------
+CREATE FUNCTION followup._policies_default_row() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'the default policy ''*'' cannot be deleted'
+            USING ERRCODE = 'restrict_violation',
+                  HINT = 'Set enabled = false on it to stop reminders for organizations without a policy.';
+    END IF;
+    UPDATE followup.policies
+       SET remind_after_days = NEW.remind_after_days,
+           repeat_every_days = NEW.repeat_every_days,
+           escalate_after_days = NEW.escalate_after_days,
+           max_reminders = NEW.max_reminders,
+           enabled = NEW.enabled
+     WHERE organization = '*';
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER policies_default_row_upsert
+    BEFORE INSERT ON followup.policies
+    FOR EACH ROW WHEN (NEW.organization = '*')
+    EXECUTE FUNCTION followup._policies_default_row();
+CREATE TRIGGER policies_default_row_keep
+    BEFORE DELETE ON followup.policies
+    FOR EACH ROW WHEN (OLD.organization = '*')
+    EXECUTE FUNCTION followup._policies_default_row();
+
+INSERT INTO followup.policies (organization, remind_after_days, repeat_every_days,
+                               escalate_after_days, max_reminders, enabled)
+VALUES ('*', 14, 7, NULL, NULL, true);
+
+-------------------------------------------------------------------------------
+-- pg_dump keeps configuration and history (SPEC §1).
+-------------------------------------------------------------------------------
+SELECT pg_catalog.pg_extension_config_dump('followup.assignment_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.activity_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.policies', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.runs', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.runs_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.outbox_message_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.alerts_alert_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.contact_corrections', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.contact_corrections_correction_id_seq', '');

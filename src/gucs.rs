@@ -1,0 +1,206 @@
+//! The `followup.*` configuration parameters (SPEC §6).
+//!
+//! Every parameter is defined whenever the library is loaded, so a bad value is
+//! rejected at `SET`, `ALTER SYSTEM` or reload time by the check hooks below, not
+//! discovered later by the scheduler.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+use std::ffi::{CStr, CString, c_char, c_void};
+
+/// Database the scheduler background worker connects to.
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+/// Master switch for the scheduled daily run.
+pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Local wall-clock time (`HH:MM`, in `followup.timezone`) of the daily run.
+pub static RUN_AT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"03:00"));
+/// IANA time zone that defines "today" and converts timestamps to local dates.
+pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
+/// Minutes after which a still-running run raises a `long_run` alert.
+pub static ALERT_AFTER_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(30);
+/// Run once at start-up when the day's scheduled run was missed.
+pub static CATCH_UP: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Days of run log, alerts and finished outbox messages to keep.
+pub static LOG_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(90);
+/// Delivery attempts before an outbox message becomes `dead`.
+pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(10);
+
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"followup.database",
+        c"Database in which the pg_followup scheduler runs.",
+        c"The background worker connects to this database at server start. Requires a restart.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"followup.enabled",
+        c"Enables the daily scheduled reminder run.",
+        c"When off, the worker keeps running but starts no scheduled or catch-up runs.",
+        &ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"followup.run_at",
+            c"Local time (HH:MM, 24-hour) of the daily reminder run.",
+            c"Interpreted in followup.timezone; daylight-saving changes are handled.",
+            &RUN_AT,
+            GucContext::Sighup,
+            GucFlags::default(),
+            Some(check_run_at),
+            None,
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"followup.timezone",
+            c"IANA time zone that defines the local date of a run.",
+            c"Used for the default as-of date, the daily schedule and for turning timestamps into local dates.",
+            &TIMEZONE,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_timezone),
+            None,
+            None,
+        );
+    }
+    GucRegistry::define_int_guc(
+        c"followup.alert_after",
+        c"Raise a long_run alert when a run has been running this long.",
+        c"In minutes; units such as '1h' are accepted.",
+        &ALERT_AFTER_MINUTES,
+        1,
+        7 * 24 * 60,
+        GucContext::Sighup,
+        GucFlags::UNIT_MIN,
+    );
+    GucRegistry::define_bool_guc(
+        c"followup.catch_up",
+        c"Run once at start-up when the day's scheduled run was missed.",
+        c"",
+        &CATCH_UP,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"followup.log_retention",
+        c"Days of run log, alerts and delivered or dead outbox messages to keep.",
+        c"",
+        &LOG_RETENTION_DAYS,
+        1,
+        100_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"followup.max_attempts",
+        c"Delivery attempts before an outbox message is marked dead.",
+        c"",
+        &MAX_ATTEMPTS,
+        1,
+        1_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+/// The configured time zone name (validated by its check hook).
+pub fn timezone() -> String {
+    string_setting(&TIMEZONE, "UTC")
+}
+
+pub fn database() -> String {
+    string_setting(&DATABASE, "postgres")
+}
+
+/// `followup.run_at` as (hour, minute).
+pub fn run_at() -> (u32, u32) {
+    parse_run_at(&string_setting(&RUN_AT, "03:00")).unwrap_or((3, 0))
+}
+
+fn string_setting(setting: &GucSetting<Option<CString>>, default: &str) -> String {
+    setting
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// Parses a 24-hour `HH:MM` (one- or two-digit hour, two-digit minute).
+pub fn parse_run_at(value: &str) -> Option<(u32, u32)> {
+    let (hours, minutes) = value.trim().split_once(':')?;
+    if hours.is_empty() || hours.len() > 2 || minutes.len() != 2 {
+        return None;
+    }
+    let hours: u32 = hours.parse().ok()?;
+    let minutes: u32 = minutes.parse().ok()?;
+    (hours < 24 && minutes < 60).then_some((hours, minutes))
+}
+
+/// Reports a rejected value the way built-in GUCs do: the server prints
+/// `invalid value for parameter "followup.x": "..."` followed by this detail.
+unsafe fn reject(detail: &CStr) -> bool {
+    unsafe {
+        pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
+        pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr());
+    }
+    false
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_run_at(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    let value = unsafe { (*newval).as_ref() }.map(|v| unsafe { CStr::from_ptr(v) });
+    match value.and_then(|v| v.to_str().ok()) {
+        Some(v) if parse_run_at(v).is_some() => true,
+        _ => unsafe { reject(c"followup.run_at must be a 24-hour local time HH:MM, e.g. '03:00'.") },
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_timezone(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    let value = unsafe { *newval };
+    // pg_tzset loads the zone from the server's time zone database and returns
+    // NULL for a name it does not know; that is exactly what `SET timezone` uses.
+    if value.is_null() || unsafe { *value } == 0 || unsafe { pg_sys::pg_tzset(value) }.is_null() {
+        return unsafe {
+            reject(c"followup.timezone must be a time zone name known to the server, e.g. 'Europe/Oslo' (see pg_timezone_names).")
+        };
+    }
+    true
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::parse_run_at;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn run_at_accepts_24_hour_times() {
+        assert_eq!(parse_run_at("03:00"), Some((3, 0)));
+        assert_eq!(parse_run_at("3:05"), Some((3, 5)));
+        assert_eq!(parse_run_at("23:59"), Some((23, 59)));
+        assert_eq!(parse_run_at("00:00"), Some((0, 0)));
+    }
+
+    #[pg_test]
+    fn run_at_rejects_malformed_times() {
+        for bad in ["24:00", "12:60", "12", "12:5", "noon", "", "-1:00", "12:00:00", "123:00"] {
+            assert_eq!(parse_run_at(bad), None, "{bad:?} should be rejected");
+        }
+    }
+
+    #[pg_test(error = "invalid value for parameter \"followup.timezone\": \"Mars/Olympus\"")]
+    fn unknown_timezone_is_rejected() {
+        Spi::run("SET followup.timezone = 'Mars/Olympus'").unwrap();
+    }
+}

@@ -1,0 +1,38 @@
+//! pg_followup: daily follow-up reminders for a peer-mentoring app, inside PostgreSQL.
+//!
+//! One module per concern; the SQL surface is hand-written in `sql/` and loaded
+//! below in dependency order. Start reading at `sql/schema.sql` (the tables),
+//! then `registration.rs` (how the app's tables are attached) and
+//! `tracking.rs` (how last_contact_date is kept true).
+
+use pgrx::prelude::*;
+
+mod active_when;
+mod errors;
+mod gucs;
+mod registration;
+mod registry;
+mod tracking;
+mod triggers;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/registration.sql", name = "registration", requires = ["schema"]);
+extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,512 @@
+//! `followup.track_assignments`, `followup.track_activities`,
+//! `followup.untrack_activities` (SPEC §2) and the upkeep of the tracking
+//! triggers on partitions.
+//!
+//! The SQL declarations are in `sql/registration.sql`: the public signatures use
+//! `regclass`, `name` and `name[]`, which arrive here as an OID and C strings.
+//! They are SECURITY DEFINER with a pinned search_path; who may register a
+//! table is decided here, against the role that called (`GetOuterUserId`):
+//! the table's owner (or a member of the owning role) or a superuser.
+//!
+//! Every check happens before anything is written, and any error aborts the
+//! statement, so a rejected call registers nothing.
+
+use crate::errors::{raise, raise_with_hint, required};
+use crate::registry::{self, DateKind, DescribeError, quote_ident};
+use crate::tracking;
+use crate::triggers;
+use pgrx::PgSqlErrorCode::*;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use std::ffi::CStr;
+
+/// Names of the triggers this extension puts on activity tables.
+const INSERT_TRIGGER: &str = "followup_activity_insert";
+const UPDATE_TRIGGER: &str = "followup_activity_update";
+const DELETE_TRIGGER: &str = "followup_activity_delete";
+const REPLICA_TRIGGER: &str = "followup_activity_replica";
+const STATEMENT_TRIGGERS: [&str; 3] = [INSERT_TRIGGER, UPDATE_TRIGGER, DELETE_TRIGGER];
+
+fn name_arg(value: Option<&CStr>, argument: &str) -> String {
+    required(value, argument).to_string_lossy().into_owned()
+}
+
+fn optional_name(value: Option<&CStr>) -> Option<String> {
+    value.map(|v| v.to_string_lossy().into_owned())
+}
+
+fn name_array(value: Option<Array<'_, &CStr>>, argument: &str) -> Option<Vec<String>> {
+    value.map(|array| {
+        array
+            .iter()
+            .map(|element| match element {
+                Some(name) => name.to_string_lossy().into_owned(),
+                None => raise(ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{argument} must not contain NULL")),
+            })
+            .collect()
+    })
+}
+
+/// Facts about a relation needed to decide whether it can be registered.
+struct RelationInfo {
+    name: String,
+    kind: char,
+    is_partition: bool,
+}
+
+fn relation_info(client: &SpiClient<'_>, relid: pg_sys::Oid) -> RelationInfo {
+    let row = client
+        .select(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), c.relkind::text, c.relispartition
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.oid = $1",
+            None,
+            &[relid.into()],
+        )
+        .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()))
+        .first();
+    let name: Option<String> = row.get(1).ok().flatten();
+    let Some(name) = name else {
+        raise(ERRCODE_UNDEFINED_TABLE, format!("relation with OID {} does not exist", relid.to_u32()))
+    };
+    let kind: String = row.get(2).ok().flatten().unwrap_or_default();
+    RelationInfo {
+        name,
+        kind: kind.chars().next().unwrap_or('?'),
+        is_partition: row.get(3).ok().flatten().unwrap_or(false),
+    }
+}
+
+/// The role that called us, even from inside a SECURITY DEFINER function.
+fn caller() -> pg_sys::Oid {
+    unsafe { pg_sys::GetOuterUserId() }
+}
+
+fn caller_name(client: &SpiClient<'_>) -> String {
+    client
+        .select("SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = $1", None, &[caller().into()])
+        .ok()
+        .and_then(|t| t.first().get_one::<String>().ok().flatten())
+        .unwrap_or_default()
+}
+
+/// Registering a table creates triggers on it and makes the extension write to
+/// it: only its owner (or a superuser) may do that.
+pub fn require_owner(client: &SpiClient<'_>, relid: pg_sys::Oid, table: &str) {
+    let allowed = client
+        .select(
+            "SELECT pg_catalog.pg_has_role($1, c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = $2",
+            None,
+            &[caller().into(), relid.into()],
+        )
+        .ok()
+        .and_then(|t| t.first().get_one::<bool>().ok().flatten())
+        .unwrap_or(false);
+    if !allowed {
+        raise(ERRCODE_INSUFFICIENT_PRIVILEGE, format!("must be owner of table {table}"));
+    }
+}
+
+fn require_table(info: &RelationInfo, what: &str) {
+    match info.kind {
+        'r' | 'p' => {}
+        'f' => raise_with_hint(
+            ERRCODE_WRONG_OBJECT_TYPE,
+            format!("cannot track foreign table {}", info.name),
+            "Tracking uses statement triggers with transition tables, which foreign tables cannot have.",
+        ),
+        _ => raise(ERRCODE_WRONG_OBJECT_TYPE, format!("{} is not a table; the {what} must be a table", info.name)),
+    }
+}
+
+fn require_column(client: &SpiClient<'_>, relid: pg_sys::Oid, table: &str, column: &str) -> pg_sys::Oid {
+    registry::column_type(client, relid, column).unwrap_or_else(|| {
+        raise(ERRCODE_UNDEFINED_COLUMN, format!("column {} of relation {table} does not exist", quote_ident(column)))
+    })
+}
+
+fn require_date_column(client: &SpiClient<'_>, relid: pg_sys::Oid, table: &str, column: &str, role: &str) {
+    let type_oid = require_column(client, relid, table, column);
+    if DateKind::from_type_oid(type_oid).is_none() {
+        raise(
+            ERRCODE_DATATYPE_MISMATCH,
+            format!(
+                "{role} {} of {table} has type {}, but must be date, timestamp or timestamptz",
+                quote_ident(column),
+                registry::type_name(client, type_oid)
+            ),
+        );
+    }
+}
+
+fn describe_or_raise(
+    client: &SpiClient<'_>,
+    relid: pg_sys::Oid,
+    occurred: &str,
+    match_columns: &[String],
+    assignment_columns: &[String],
+    assignments_relid: pg_sys::Oid,
+) -> registry::ActivityTable {
+    match registry::describe_activity_table(client, relid, occurred, match_columns, assignment_columns, assignments_relid) {
+        Ok(activity) => activity,
+        Err(DescribeError::Invalid(code, message)) => raise(code, message),
+    }
+}
+
+#[pg_extern(sql = false)]
+#[allow(clippy::too_many_arguments)]
+fn track_assignments(
+    assignments: Option<pg_sys::Oid>,
+    id_column: Option<&CStr>,
+    mentor_column: Option<&CStr>,
+    last_contact_column: Option<&CStr>,
+    created_column: Option<&CStr>,
+    coordinator_column: Option<&CStr>,
+    organization_column: Option<&CStr>,
+    active_when: Option<&str>,
+    payload_columns: Option<Array<'_, &CStr>>,
+) {
+    let relid = required(assignments, "assignments");
+    let id_column = name_arg(id_column, "id_column");
+    let mentor_column = name_arg(mentor_column, "mentor_column");
+    let last_contact_column = name_arg(last_contact_column, "last_contact_column");
+    let created_column = optional_name(created_column);
+    let coordinator_column = optional_name(coordinator_column);
+    let organization_column = optional_name(organization_column);
+    let active_when = active_when.map(str::trim).filter(|w| !w.is_empty()).map(str::to_string);
+    let payload_columns = name_array(payload_columns, "payload_columns").unwrap_or_default();
+
+    Spi::connect_mut(|client| {
+        let info = relation_info(client, relid);
+        require_table(&info, "assignments table");
+        require_owner(client, relid, &info.name);
+        let table = &info.name;
+        require_column(client, relid, table, &id_column);
+        require_column(client, relid, table, &mentor_column);
+        require_date_column(client, relid, table, &last_contact_column, "last contact column");
+        if let Some(created) = &created_column {
+            require_date_column(client, relid, table, created, "created column");
+        }
+        for column in coordinator_column.iter().chain(&organization_column).chain(&payload_columns) {
+            require_column(client, relid, table, column);
+        }
+        if let Some(expression) = &active_when {
+            crate::active_when::validate(client, relid, table, expression);
+        }
+
+        // Activity tables already registered must still match the (new) table.
+        let existing: Vec<(pg_sys::Oid, String, Vec<String>, Vec<String>)> = client
+            .select(
+                "SELECT relation::oid, occurred_column::text, match_columns::text[], assignment_columns::text[]
+                   FROM followup.activity_tables",
+                None,
+                &[],
+            )
+            .map(|rows| {
+                rows.filter_map(|r| {
+                    Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??, r.get(4).ok()??))
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        for (activity_relid, occurred, matches, targets) in &existing {
+            if let Err(DescribeError::Invalid(code, message)) =
+                registry::describe_activity_table(client, *activity_relid, occurred, matches, targets, relid)
+            {
+                raise_with_hint(
+                    code,
+                    format!("a tracked activity table does not fit {table}: {message}"),
+                    "Untrack that activity table first (followup.untrack_activities).",
+                );
+            }
+        }
+
+        let registered_by = caller_name(client);
+        client
+            .update(
+                "INSERT INTO followup.assignment_tables AS t
+                        (singleton, relation, id_column, mentor_column, last_contact_column, created_column,
+                         coordinator_column, organization_column, active_when, payload_columns, registered_by)
+                 VALUES (true, $1, $2, $3, $4, $5, $6, $7, $8, $9::name[], $10)
+                 ON CONFLICT (singleton) DO UPDATE
+                    SET relation = EXCLUDED.relation, id_column = EXCLUDED.id_column,
+                        mentor_column = EXCLUDED.mentor_column,
+                        last_contact_column = EXCLUDED.last_contact_column,
+                        created_column = EXCLUDED.created_column,
+                        coordinator_column = EXCLUDED.coordinator_column,
+                        organization_column = EXCLUDED.organization_column,
+                        active_when = EXCLUDED.active_when, payload_columns = EXCLUDED.payload_columns,
+                        registered_at = now(), registered_by = EXCLUDED.registered_by",
+                None,
+                &[
+                    relid.into(),
+                    id_column.as_str().into(),
+                    mentor_column.as_str().into(),
+                    last_contact_column.as_str().into(),
+                    created_column.as_deref().into(),
+                    coordinator_column.as_deref().into(),
+                    organization_column.as_deref().into(),
+                    active_when.as_deref().into(),
+                    payload_columns.clone().into(),
+                    registered_by.as_str().into(),
+                ],
+            )
+            .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
+        triggers::invalidate_registrations();
+        backfill_all(client);
+    });
+}
+
+#[pg_extern(sql = false)]
+fn track_activities(
+    activities: Option<pg_sys::Oid>,
+    occurred_column: Option<&CStr>,
+    match_columns: Option<Array<'_, &CStr>>,
+    assignment_columns: Option<Array<'_, &CStr>>,
+) {
+    let relid = required(activities, "activities");
+    let occurred = name_arg(occurred_column, "occurred_column");
+    let Some(match_columns) = name_array(match_columns, "match_columns") else {
+        raise(ERRCODE_NULL_VALUE_NOT_ALLOWED, "match_columns must not be NULL")
+    };
+    let assignment_columns = name_array(assignment_columns, "assignment_columns").unwrap_or_else(|| match_columns.clone());
+
+    Spi::connect_mut(|client| {
+        let Some(assignments) = registry::load_assignment_table(client) else {
+            raise_with_hint(
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "no assignments table is tracked",
+                "Register it first with followup.track_assignments(...).",
+            )
+        };
+        let info = relation_info(client, relid);
+        require_table(&info, "activity table");
+        if info.is_partition {
+            raise_with_hint(
+                ERRCODE_WRONG_OBJECT_TYPE,
+                format!("{} is a partition", info.name),
+                "Track the partitioned table it belongs to; its partitions, present and future, are tracked with it.",
+            );
+        }
+        if relid == assignments.relid {
+            raise(ERRCODE_INVALID_PARAMETER_VALUE, "the assignments table cannot also be an activity table");
+        }
+        require_owner(client, relid, &info.name);
+        if match_columns.is_empty() {
+            raise(ERRCODE_INVALID_PARAMETER_VALUE, "match_columns must name at least one column");
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(duplicate) = match_columns.iter().find(|c| !seen.insert(c.as_str())) {
+            raise(ERRCODE_INVALID_PARAMETER_VALUE, format!("match_columns names {} twice", quote_ident(duplicate)));
+        }
+        if match_columns.contains(&occurred) {
+            raise(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("occurred column {} cannot also be a match column", quote_ident(&occurred)),
+            );
+        }
+        let activity = describe_or_raise(client, relid, &occurred, &match_columns, &assignment_columns, assignments.relid);
+
+        let registered_by = caller_name(client);
+        client
+            .update(
+                "INSERT INTO followup.activity_tables AS t
+                        (relation, occurred_column, match_columns, assignment_columns, registered_by)
+                 VALUES ($1, $2, $3::name[], $4::name[], $5)
+                 ON CONFLICT (relation) DO UPDATE
+                    SET occurred_column = EXCLUDED.occurred_column, match_columns = EXCLUDED.match_columns,
+                        assignment_columns = EXCLUDED.assignment_columns,
+                        registered_at = now(), registered_by = EXCLUDED.registered_by",
+                None,
+                &[
+                    relid.into(),
+                    occurred.as_str().into(),
+                    match_columns.clone().into(),
+                    assignment_columns.clone().into(),
+                    registered_by.as_str().into(),
+                ],
+            )
+            .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
+        sync_triggers(client);
+        triggers::invalidate_registrations();
+        suggest_index(client, &activity);
+        run(client, &tracking::raise_sql(&assignments, &activity, &activity.table));
+    });
+}
+
+#[pg_extern(sql = false)]
+fn untrack_activities(activities: Option<pg_sys::Oid>) {
+    let relid = required(activities, "activities");
+    Spi::connect_mut(|client| {
+        let info = relation_info(client, relid);
+        require_owner(client, relid, &info.name);
+        let removed = client
+            .update("DELETE FROM followup.activity_tables WHERE relation = $1", None, &[relid.into()])
+            .map(|t| t.len())
+            .unwrap_or(0);
+        if removed == 0 {
+            raise(ERRCODE_UNDEFINED_OBJECT, format!("table {} is not tracked", info.name));
+        }
+        sync_triggers(client);
+        triggers::invalidate_registrations();
+    });
+}
+
+/// Called by the `followup_partitions` event trigger after CREATE TABLE …
+/// PARTITION OF, ATTACH PARTITION and DETACH PARTITION.
+#[pg_extern(sql = false)]
+fn _sync_partition_triggers() {
+    Spi::connect_mut(sync_triggers);
+}
+
+fn run(client: &mut SpiClient<'_>, sql: &str) {
+    client.update(sql, None, &[]).unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
+}
+
+/// Raise every assignment to the latest activity already stored, so the
+/// invariant holds from the moment of registration.
+fn backfill_all(client: &mut SpiClient<'_>) {
+    let Some(assignments) = registry::load_assignment_table(client) else { return };
+    for activity in registry::load_activity_tables(client) {
+        run(client, &tracking::raise_sql(&assignments, &activity, &activity.table));
+    }
+}
+
+/// Deletes and updates of the latest activity look up the remaining ones by
+/// the match columns; without an index that is a scan per assignment.
+fn suggest_index(client: &SpiClient<'_>, activity: &registry::ActivityTable) {
+    let first_match = activity.keys[0].activity_column_raw.as_str();
+    let indexed = client
+        .select(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                              JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                             WHERE i.indrelid = $1 AND a.attname = $2::name)",
+            None,
+            &[activity.relid.into(), first_match.into()],
+        )
+        .ok()
+        .and_then(|t| t.first().get_one::<bool>().ok().flatten())
+        .unwrap_or(true);
+    if !indexed {
+        let columns: Vec<&str> = activity.keys.iter().map(|k| k.activity_column.as_str()).collect();
+        notice!(
+            "pg_followup: {} has no index on its match columns; deleting or re-dating an assignment's latest activity will scan it. Consider: CREATE INDEX ON {} ({}, {})",
+            activity.table,
+            activity.table,
+            columns.join(", "),
+            activity.occurred_column
+        );
+    }
+}
+
+/// Makes the tracking triggers match the registrations: the four triggers on
+/// each tracked table, the three statement triggers on each of its partitions
+/// at any depth (rows inserted straight into a partition fire only the
+/// partition's statement triggers), the row trigger's clones enabled for
+/// replication only, and no trigger of ours on a table that is no longer
+/// tracked (untracked, or a detached partition).
+fn sync_triggers(client: &mut SpiClient<'_>) {
+    let wanted: Vec<(String, bool)> = client
+        .select(
+            // pg_partition_tree lists nothing for a plain table, hence the UNION.
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), tree.level = 0
+               FROM followup.activity_tables t
+               CROSS JOIN LATERAL (SELECT t.relation::pg_catalog.oid AS relid, 0 AS level
+                                   UNION
+                                   SELECT p.relid::pg_catalog.oid, p.level
+                                     FROM pg_catalog.pg_partition_tree(t.relation) AS p) AS tree
+               JOIN pg_catalog.pg_class c ON c.oid = tree.relid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
+            None,
+            &[],
+        )
+        .map(|rows| rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??))).collect())
+        .unwrap_or_default();
+
+    // (table, trigger, enabled, is a clone of a parent's trigger)
+    let existing: Vec<(String, String, String, bool)> = client
+        .select(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), tg.tgname::text, tg.tgenabled::text,
+                    tg.tgparentid <> 0
+               FROM pg_catalog.pg_trigger tg
+               JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE tg.tgfoid IN ('followup.activity_statement_trigger()'::pg_catalog.regprocedure,
+                                  'followup.activity_replica_trigger()'::pg_catalog.regprocedure)",
+            None,
+            &[],
+        )
+        .map(|rows| {
+            rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??, r.get(4).ok()??)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let has = |table: &str, trigger: &str| existing.iter().any(|(t, n, _, _)| t == table && n == trigger);
+
+    let mut ddl = Vec::new();
+    for (table, is_root) in &wanted {
+        for trigger in STATEMENT_TRIGGERS {
+            if !has(table, trigger) {
+                let (event, referencing) = match trigger {
+                    INSERT_TRIGGER => ("INSERT", "NEW TABLE AS followup_new"),
+                    UPDATE_TRIGGER => ("UPDATE", "OLD TABLE AS followup_old NEW TABLE AS followup_new"),
+                    _ => ("DELETE", "OLD TABLE AS followup_old"),
+                };
+                ddl.push(format!(
+                    "CREATE TRIGGER {trigger} AFTER {event} ON {table} REFERENCING {referencing}
+                     FOR EACH STATEMENT EXECUTE FUNCTION followup.activity_statement_trigger()"
+                ));
+            }
+        }
+        if *is_root && !has(table, REPLICA_TRIGGER) {
+            // Row-level, and enabled only while session_replication_role =
+            // replica: logical-replication apply fires no statement triggers.
+            // On a partitioned table Postgres clones it onto every partition.
+            ddl.push(format!(
+                "CREATE TRIGGER {REPLICA_TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON {table}
+                 FOR EACH ROW EXECUTE FUNCTION followup.activity_replica_trigger()"
+            ));
+            ddl.push(format!("ALTER TABLE {table} ENABLE REPLICA TRIGGER {REPLICA_TRIGGER}"));
+        }
+    }
+    for (table, trigger, enabled, is_clone) in &existing {
+        let still_wanted = wanted.iter().any(|(t, is_root)| {
+            t == table && (trigger != REPLICA_TRIGGER || *is_root || *is_clone)
+        });
+        if !still_wanted && !is_clone {
+            ddl.push(format!("DROP TRIGGER {} ON {table}", quote_ident(trigger)));
+        } else if still_wanted && trigger == REPLICA_TRIGGER && enabled != "R" {
+            ddl.push(format!("ALTER TABLE {table} ENABLE REPLICA TRIGGER {REPLICA_TRIGGER}"));
+        }
+    }
+    if ddl.is_empty() {
+        return;
+    }
+    // Our own ALTER TABLE … ENABLE REPLICA TRIGGER fires the event trigger
+    // again; the nested call has nothing to add.
+    if SYNCING.get() {
+        return;
+    }
+    let _syncing = Syncing::enter();
+    for statement in &ddl {
+        run(client, statement);
+    }
+}
+
+thread_local! {
+    static SYNCING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Clears the flag however the sync ends (errors unwind through Drop).
+struct Syncing;
+impl Syncing {
+    fn enter() -> Syncing {
+        SYNCING.set(true);
+        Syncing
+    }
+}
+impl Drop for Syncing {
+    fn drop(&mut self) {
+        SYNCING.set(false);
+    }
+}

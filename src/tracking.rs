@@ -1,0 +1,215 @@
+//! The SQL that keeps `last_contact_column` equal to the latest tracked activity.
+//!
+//! One statement per write, whatever its size: the statement-level triggers hand
+//! us the changed rows as transition tables (`followup_new`, `followup_old`) and
+//! we run a single set-based UPDATE of the assignments table. Row-level triggers
+//! (used only for logical-replication apply, where Postgres fires no statement
+//! triggers) run the very same statements with the one changed row bound as
+//! parameters in CTEs of the same names.
+//!
+//! The rules:
+//! * rows added (INSERT, or the new side of an UPDATE) can only raise the last
+//!   contact: `last_contact = max(last_contact, latest added)`;
+//! * rows removed (DELETE, or the old side of an UPDATE) matter only when the
+//!   removed date is at least the current last contact; then the value is
+//!   recomputed from all tracked activity tables and the latest manual
+//!   correction. Deleting an old activity therefore costs nothing.
+
+use crate::registry::{ActivityTable, AssignmentTable, DateKind, convert};
+use pgrx::pg_sys;
+
+/// Names of the transition tables in the trigger definitions.
+pub const NEW_ROWS: &str = "followup_new";
+pub const OLD_ROWS: &str = "followup_old";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Change {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// A generated statement and, for the row-level form, what to bind to `$n`.
+pub struct TrackingStatement {
+    pub sql: String,
+    /// For each parameter: (reads the NEW row?, raw activity column name, type).
+    pub params: Vec<(bool, String, pg_sys::Oid)>,
+}
+
+/// The tracking statement for one kind of change on `activity`.
+/// `row_level`: bind the changed row as parameters instead of reading
+/// transition tables.
+pub fn tracking_statement(
+    assignments: &AssignmentTable,
+    activity: &ActivityTable,
+    all_activities: &[ActivityTable],
+    change: Change,
+    row_level: bool,
+) -> TrackingStatement {
+    let mut ctes = Vec::new();
+    let mut params = Vec::new();
+    if row_level {
+        let sides: &[(bool, &str)] = match change {
+            Change::Insert => &[(true, NEW_ROWS)],
+            Change::Update => &[(true, NEW_ROWS), (false, OLD_ROWS)],
+            Change::Delete => &[(false, OLD_ROWS)],
+        };
+        for &(is_new, name) in sides {
+            let mut columns = Vec::new();
+            let mut values = Vec::new();
+            let bound = activity
+                .keys
+                .iter()
+                .map(|k| (&k.activity_column, &k.activity_column_raw, k.activity_type))
+                .chain(std::iter::once((
+                    &activity.occurred_column,
+                    &activity.occurred_column_raw,
+                    activity.occurred_type,
+                )));
+            for (quoted, raw, type_oid) in bound {
+                params.push((is_new, raw.clone(), type_oid));
+                columns.push(quoted.clone());
+                values.push(format!("${}", params.len()));
+            }
+            ctes.push(format!("{name} ({}) AS (VALUES ({}))", columns.join(", "), values.join(", ")));
+        }
+    }
+    let sql = match change {
+        Change::Insert => raise_sql(assignments, activity, NEW_ROWS),
+        Change::Update | Change::Delete => change_sql(assignments, activity, all_activities, change),
+    };
+    let sql = if ctes.is_empty() {
+        sql
+    } else if let Some(rest) = sql.strip_prefix("WITH ") {
+        format!("WITH {},\n{rest}", ctes.join(",\n"))
+    } else {
+        format!("WITH {}\n{sql}", ctes.join(",\n"))
+    };
+    TrackingStatement { sql, params }
+}
+
+/// `a.x = n.k1 AND a.y = n.k2 ...` joining the assignment alias `a` to the
+/// grouped change rows `source` (whose key columns are `k1..kn`).
+fn key_join(activity: &ActivityTable, source: &str) -> String {
+    activity
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("a.{} {} {source}.k{}", k.assignment_column, k.equality, i + 1))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+fn key_select(activity: &ActivityTable, alias: &str) -> String {
+    activity
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("{alias}.{} AS k{}", k.activity_column, i + 1))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn group_by(activity: &ActivityTable) -> String {
+    (1..=activity.keys.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Raise-only update from the rows of `rows` (a transition table, or the whole
+/// activity table when a registration back-fills).
+pub fn raise_sql(assignments: &AssignmentTable, activity: &ActivityTable, rows: &str) -> String {
+    let lc = &assignments.last_contact_column;
+    let latest = convert(
+        &format!("pg_catalog.max(t.{})", activity.occurred_column),
+        activity.occurred_kind,
+        assignments.last_contact_kind,
+    );
+    format!(
+        "UPDATE {table} AS a SET {lc} = n.latest
+           FROM (SELECT {keys}, {latest} AS latest FROM {rows} AS t GROUP BY {group}) AS n
+          WHERE {join} AND n.latest IS NOT NULL AND (a.{lc} IS NULL OR a.{lc} < n.latest)",
+        table = assignments.table,
+        keys = key_select(activity, "t"),
+        group = group_by(activity),
+        join = key_join(activity, "n"),
+    )
+}
+
+/// UPDATE or DELETE: raise for added dates, recompute where a removed date was
+/// (possibly) the latest one.
+fn change_sql(
+    assignments: &AssignmentTable,
+    activity: &ActivityTable,
+    all_activities: &[ActivityTable],
+    change: Change,
+) -> String {
+    let lc = &assignments.last_contact_column;
+    let occ = &activity.occurred_column;
+    let keys = key_select(activity, "t");
+    let side = |rows: &str, added: bool| format!("SELECT {keys}, t.{occ} AS occ, {added} AS added FROM {rows} AS t");
+    // An UPDATE that does not touch the match or occurred columns produces the
+    // same (keys, occurred) multiset on both sides and so no change rows.
+    let changed_rows = match change {
+        Change::Update => format!(
+            "({new_side} EXCEPT ALL {old_as_new}) UNION ALL ({old_side} EXCEPT ALL {new_as_old})",
+            new_side = side(NEW_ROWS, true),
+            old_as_new = side(OLD_ROWS, true),
+            old_side = side(OLD_ROWS, false),
+            new_as_old = side(NEW_ROWS, false),
+        ),
+        Change::Delete => side(OLD_ROWS, false),
+        Change::Insert => unreachable!("inserts use raise_sql"),
+    };
+    let convert_to_lc = |e: &str| convert(e, activity.occurred_kind, assignments.last_contact_kind);
+    let ks = (1..=activity.keys.len()).map(|i| format!("x.k{i}")).collect::<Vec<_>>().join(", ");
+    let needs_recompute = format!("(c.removed IS NOT NULL AND (a.{lc} IS NULL OR c.removed >= a.{lc}))");
+    format!(
+        "WITH changed AS (
+            SELECT {ks},
+                   {added} AS added,
+                   {removed} AS removed
+              FROM ({changed_rows}) AS x
+             GROUP BY {group})
+         UPDATE {table} AS a
+            SET {lc} = CASE WHEN {needs_recompute} THEN {recompute} ELSE c.added END
+           FROM changed AS c
+          WHERE {join}
+            AND ({needs_recompute} OR (c.added IS NOT NULL AND (a.{lc} IS NULL OR c.added > a.{lc})))",
+        added = convert_to_lc("pg_catalog.max(x.occ) FILTER (WHERE x.added)"),
+        removed = convert_to_lc("pg_catalog.max(x.occ) FILTER (WHERE NOT x.added)"),
+        group = group_by(activity),
+        table = assignments.table,
+        recompute = recompute_sql(assignments, all_activities),
+        join = key_join(activity, "c"),
+    )
+}
+
+/// The last contact of assignment row `a` derived from scratch: the latest
+/// activity over every tracked table, or the latest manual correction if that
+/// is later.
+pub fn recompute_sql(assignments: &AssignmentTable, all_activities: &[ActivityTable]) -> String {
+    let mut candidates: Vec<String> = all_activities
+        .iter()
+        .map(|act| {
+            let matches = act
+                .keys
+                .iter()
+                .map(|k| format!("r.{} {} a.{}", k.activity_column, k.equality, k.assignment_column))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let latest = convert(
+                &format!("pg_catalog.max(r.{})", act.occurred_column),
+                act.occurred_kind,
+                assignments.last_contact_kind,
+            );
+            format!("(SELECT {latest} FROM {table} AS r WHERE {matches})", table = act.table)
+        })
+        .collect();
+    candidates.push(format!(
+        "(SELECT {corrected} FROM followup.contact_corrections AS cc
+           WHERE cc.assignment_id = (a.{id})::pg_catalog.text
+           ORDER BY cc.corrected_at DESC, cc.correction_id DESC LIMIT 1)",
+        corrected = convert("cc.new_value", DateKind::Date, assignments.last_contact_kind),
+        id = assignments.id_column,
+    ));
+    format!("GREATEST({})", candidates.join(",\n                 "))
+}

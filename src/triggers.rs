@@ -1,0 +1,271 @@
+//! The trigger functions installed on tracked activity tables.
+//!
+//! * `followup.activity_statement_trigger()`: AFTER INSERT / UPDATE / DELETE
+//!   FOR EACH STATEMENT with transition tables. Every ordinary write path
+//!   (single and multi-row INSERT, INSERT … SELECT, COPY, upserts, MERGE,
+//!   UPDATE, DELETE, rows routed into partitions) ends here, once per statement.
+//! * `followup.activity_replica_trigger()`: FOR EACH ROW, enabled only for
+//!   `session_replication_role = replica`, i.e. for logical-replication apply,
+//!   which never fires statement triggers.
+//!
+//! Both run the statements of `tracking.rs` through SPI. Plans are prepared once
+//! per backend and kept (keyed by table, kind of change, row or statement level
+//! and a size class of the transition table, so a 1-row insert and a
+//! 1,000,000-row COPY get plans fit for their size). A relcache invalidation of
+//! any table a plan depends on, including the registration tables, drops them.
+
+use crate::registry;
+use crate::tracking::{Change, tracking_statement};
+use pgrx::prelude::*;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct PlanKey {
+    relid: pg_sys::Oid,
+    change: Change,
+    row_level: bool,
+    size_class: u8,
+}
+
+struct CachedPlan {
+    plan: pg_sys::SPIPlanPtr,
+    /// For row-level plans: per parameter, (from the NEW tuple?, attnum).
+    params: Vec<(bool, i32)>,
+}
+
+thread_local! {
+    static PLANS: RefCell<HashMap<PlanKey, Option<CachedPlan>>> = RefCell::new(HashMap::new());
+    /// Relations whose invalidation makes the cached plans stale.
+    static WATCHED: RefCell<HashSet<pg_sys::Oid>> = RefCell::new(HashSet::new());
+    /// Plans dropped by an invalidation; freed once no plan of ours is executing.
+    static STALE: RefCell<Vec<pg_sys::SPIPlanPtr>> = const { RefCell::new(Vec::new()) };
+    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    static EXECUTING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Relcache invalidation callback: must not error, allocate much or touch catalogs.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let affected = relid == pg_sys::InvalidOid || WATCHED.with(|w| w.borrow().contains(&relid));
+    if affected {
+        forget_all_plans();
+    }
+}
+
+/// Drops every cached plan (registration changes call this too, for their own backend).
+pub fn forget_all_plans() {
+    PLANS.with(|plans| {
+        let mut plans = plans.borrow_mut();
+        STALE.with(|stale| {
+            let mut stale = stale.borrow_mut();
+            stale.extend(plans.drain().filter_map(|(_, p)| p.map(|p| p.plan)));
+        });
+    });
+    WATCHED.with(|w| w.borrow_mut().clear());
+}
+
+fn free_stale_plans() {
+    if EXECUTING.get() > 0 {
+        return;
+    }
+    let stale: Vec<_> = STALE.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    for plan in stale {
+        unsafe { pg_sys::SPI_freeplan(plan) };
+    }
+}
+
+fn ensure_callback() {
+    if !CALLBACK_REGISTERED.get() {
+        unsafe {
+            pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
+        }
+        CALLBACK_REGISTERED.set(true);
+    }
+}
+
+/// Sent by every registration change: other backends drop their plans when
+/// they process the invalidation of the registration table.
+pub fn invalidate_registrations() {
+    forget_all_plans();
+    let relid = Spi::get_one::<pg_sys::Oid>("SELECT 'followup.activity_tables'::pg_catalog.regclass::pg_catalog.oid")
+        .ok()
+        .flatten();
+    if let Some(relid) = relid {
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    }
+}
+
+/// Builds and keeps the plan for `key`, or None when the table is not (or no
+/// longer) tracked. Runs inside the caller's SPI connection so the transition
+/// tables it registered are visible to parse analysis.
+fn build_plan(key: PlanKey, tupdesc: pg_sys::TupleDesc) -> Option<CachedPlan> {
+    let (statement, watched) = Spi::connect(|client| {
+        let root: pg_sys::Oid = client
+            .select(
+                "SELECT coalesce(pg_catalog.pg_partition_root($1), $1)::pg_catalog.oid",
+                None,
+                &[key.relid.into()],
+            )
+            .ok()?
+            .first()
+            .get_one()
+            .ok()??;
+        let assignments = registry::load_assignment_table(&client)?;
+        let activities = registry::load_activity_tables(&client);
+        let activity = activities.iter().find(|a| a.relid == root)?;
+        let statement = tracking_statement(&assignments, activity, &activities, key.change, key.row_level);
+        let registration_tables: Vec<pg_sys::Oid> = client
+            .select(
+                "SELECT 'followup.activity_tables'::pg_catalog.regclass::pg_catalog.oid
+                 UNION ALL SELECT 'followup.assignment_tables'::pg_catalog.regclass::pg_catalog.oid",
+                None,
+                &[],
+            )
+            .ok()?
+            .filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten())
+            .collect();
+        let mut watched: Vec<pg_sys::Oid> = activities.iter().map(|a| a.relid).collect();
+        watched.extend(registration_tables);
+        watched.extend([assignments.relid, key.relid, root]);
+        Some((statement, watched))
+    })?;
+
+    let mut params = Vec::with_capacity(statement.params.len());
+    let mut types = Vec::with_capacity(statement.params.len());
+    for (from_new, column, type_oid) in &statement.params {
+        let name = CString::new(column.as_str()).ok()?;
+        let attnum = unsafe { pg_sys::SPI_fnumber(tupdesc, name.as_ptr()) };
+        if attnum <= 0 {
+            return None;
+        }
+        params.push((*from_new, attnum));
+        types.push(*type_oid);
+    }
+    let sql = CString::new(statement.sql).expect("generated SQL contains no NUL");
+    let plan = unsafe { pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr()) };
+    if plan.is_null() {
+        error!("pg_followup: could not prepare the tracking statement (SPI error {})", unsafe {
+            pg_sys::SPI_result
+        });
+    }
+    unsafe { pg_sys::SPI_keepplan(plan) };
+    WATCHED.with(|w| w.borrow_mut().extend(watched));
+    Some(CachedPlan { plan, params })
+}
+
+/// Transition tables of up to 16 rows, up to 16k rows, and more: each class
+/// gets a plan made with a row estimate of its own size.
+fn size_class(rows: i64) -> u8 {
+    match rows {
+        ..=16 => 0,
+        17..=16_384 => 1,
+        _ => 2,
+    }
+}
+
+struct Executing;
+impl Executing {
+    fn enter() -> Executing {
+        EXECUTING.set(EXECUTING.get() + 1);
+        Executing
+    }
+}
+impl Drop for Executing {
+    fn drop(&mut self) {
+        EXECUTING.set(EXECUTING.get() - 1);
+    }
+}
+
+fn change_of(trigger: &PgTrigger<'_>) -> Option<Change> {
+    match trigger.op().ok()? {
+        PgTriggerOperation::Insert => Some(Change::Insert),
+        PgTriggerOperation::Update => Some(Change::Update),
+        PgTriggerOperation::Delete => Some(Change::Delete),
+        PgTriggerOperation::Truncate => None,
+    }
+}
+
+/// Runs the tracking statement for one trigger invocation.
+fn track(trigger: &PgTrigger<'_>, row_level: bool) {
+    let Some(change) = change_of(trigger) else { return };
+    let data = trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
+    let (relation, rows) = unsafe {
+        let transition = if change == Change::Insert { (*data).tg_newtable } else { (*data).tg_oldtable };
+        let rows = if row_level || transition.is_null() { 1 } else { pg_sys::tuplestore_tuple_count(transition) };
+        ((*data).tg_relation, rows)
+    };
+    if rows == 0 {
+        return; // e.g. an UPDATE that matched nothing still fires its statement trigger
+    }
+    ensure_callback();
+    free_stale_plans();
+    let key = PlanKey {
+        relid: unsafe { (*relation).rd_id },
+        change,
+        row_level,
+        size_class: if row_level { 0 } else { size_class(rows) },
+    };
+
+    unsafe {
+        pg_sys::SPI_connect();
+        if !row_level {
+            pg_sys::SPI_register_trigger_data(data);
+        }
+    }
+    let cached = PLANS.with(|p| p.borrow().get(&key).map(|c| c.as_ref().map(|c| (c.plan, c.params.clone()))));
+    let entry = match cached {
+        Some(entry) => entry,
+        None => {
+            let built = build_plan(key, unsafe { (*relation).rd_att });
+            let entry = built.as_ref().map(|c| (c.plan, c.params.clone()));
+            PLANS.with(|p| p.borrow_mut().insert(key, built));
+            entry
+        }
+    };
+    if let Some((plan, params)) = entry {
+        let mut values = Vec::with_capacity(params.len());
+        let mut nulls = Vec::with_capacity(params.len());
+        for (from_new, attnum) in params {
+            let tuple = unsafe { if from_new { (*data).tg_newtuple_or_trig() } else { (*data).tg_trigtuple } };
+            let mut is_null = false;
+            let value = unsafe { pg_sys::SPI_getbinval(tuple, (*relation).rd_att, attnum, &mut is_null) };
+            values.push(value);
+            nulls.push(if is_null { b'n' as std::ffi::c_char } else { b' ' as std::ffi::c_char });
+        }
+        let _executing = Executing::enter();
+        let status = unsafe { pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0) };
+        if status < 0 {
+            error!("pg_followup: tracking statement failed (SPI error {status})");
+        }
+    }
+    unsafe { pg_sys::SPI_finish() };
+}
+
+/// NEW tuple of a row-level event: for INSERT it is `tg_trigtuple`, for UPDATE `tg_newtuple`.
+trait NewTuple {
+    unsafe fn tg_newtuple_or_trig(&self) -> pg_sys::HeapTuple;
+}
+impl NewTuple for pg_sys::TriggerData {
+    unsafe fn tg_newtuple_or_trig(&self) -> pg_sys::HeapTuple {
+        if self.tg_newtuple.is_null() { self.tg_trigtuple } else { self.tg_newtuple }
+    }
+}
+
+#[pg_trigger(sql = false)]
+fn activity_statement_trigger<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    track(trigger, false);
+    Ok(None)
+}
+
+#[pg_trigger(sql = false)]
+fn activity_replica_trigger<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    track(trigger, true);
+    // AFTER ROW trigger: the return value is ignored.
+    Ok(None)
+}
