@@ -26,14 +26,18 @@ pub static LOG_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(90);
 pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(10);
 
 pub fn init() {
-    GucRegistry::define_string_guc(
-        c"followup.database",
-        c"Database in which the pg_followup scheduler runs.",
-        c"The background worker connects to this database at server start. Requires a restart.",
-        &DATABASE,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
+    // A postmaster-only parameter can only be defined while the library is
+    // preloaded; without preloading there is no worker that would use it.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_string_guc(
+            c"followup.database",
+            c"Database in which the pg_followup scheduler runs.",
+            c"The background worker connects to this database at server start. Requires a restart.",
+            &DATABASE,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
     GucRegistry::define_bool_guc(
         c"followup.enabled",
         c"Enables the daily scheduled reminder run.",
