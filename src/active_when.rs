@@ -21,96 +21,101 @@ const CHECK_VIEW: &str = "pg_temp.followup_active_when_check";
 
 pub fn validate(client: &mut SpiClient<'_>, relid: pg_sys::Oid, table: &str, expression: &str) {
     require_single_expression(expression);
-
-    let create = format!("CREATE TEMP VIEW followup_active_when_check AS SELECT ({expression}) AS active FROM {table}");
-    PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
-        client.update(create.as_str(), None, &[]).ok();
-    }))
-    .catch_others(|caught| match caught {
-        CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => raise(
-            report.sql_error_code(),
-            format!("invalid active_when expression: {}", report.message()),
-        ),
-        other => other.rethrow(),
-    })
-    .execute();
-
-    let result_type = client
-        .select(
-            "SELECT pg_catalog.format_type(atttypid, NULL) FROM pg_catalog.pg_attribute
-              WHERE attrelid = $1::pg_catalog.regclass AND attname = 'active'",
-            None,
-            &[CHECK_VIEW.into()],
-        )
-        .ok()
-        .and_then(|t| t.first().get_one::<String>().ok().flatten())
-        .unwrap_or_default();
-    if result_type != "boolean" {
-        raise(ERRCODE_DATATYPE_MISMATCH, format!("active_when must be a boolean expression, but it is of type {result_type}"));
-    }
-
+    require_deterministic_boolean(client, table, expression);
     let caller_is_superuser = unsafe { pg_sys::superuser_arg(pg_sys::GetOuterUserId()) };
-    let problems: Vec<(String, String, String, String, String)> = client
+    if !caller_is_superuser {
+        require_builtin_functions_only(client, relid, table, expression);
+    }
+}
+
+/// Parse analysis of `SELECT (<expression>) FROM <table>`: it must resolve
+/// against the table, be boolean, and use no aggregate, window or
+/// set-returning function, no subquery and no volatile function.
+fn require_deterministic_boolean(client: &mut SpiClient<'_>, table: &str, expression: &str) {
+    let sql = CString::new(format!("SELECT ({expression}) AS active FROM {table}")).expect("checked for NUL above");
+    let plan = PgTryBuilder::new(|| unsafe { pg_sys::SPI_prepare(sql.as_ptr(), 0, std::ptr::null_mut()) })
+        .catch_others(|caught| match caught {
+            CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => raise(
+                report.sql_error_code(),
+                format!("invalid active_when expression: {}", report.message()),
+            ),
+            other => other.rethrow(),
+        })
+        .execute();
+    if plan.is_null() {
+        raise(ERRCODE_INTERNAL_ERROR, "could not analyze active_when");
+    }
+    let not_allowed = |what: &str| -> ! {
+        raise(ERRCODE_INVALID_PARAMETER_VALUE, format!("active_when cannot contain {what}"))
+    };
+    let result_type = unsafe {
+        let sources = pg_sys::SPI_plan_get_plan_sources(plan);
+        let source = (*(*sources).elements).ptr_value as *mut pg_sys::CachedPlanSource;
+        let query = (*(*(*source).query_list).elements).ptr_value as *mut pg_sys::Query;
+        if (*query).hasAggs {
+            not_allowed("aggregate functions");
+        }
+        if (*query).hasWindowFuncs {
+            not_allowed("window functions");
+        }
+        if (*query).hasTargetSRFs {
+            not_allowed("set-returning functions");
+        }
+        if (*query).hasSubLinks {
+            not_allowed("subqueries; it may only refer to columns of the assignments table");
+        }
+        let target = (*(*(*query).targetList).elements).ptr_value as *mut pg_sys::TargetEntry;
+        let expr = (*target).expr as *mut pg_sys::Node;
+        if pg_sys::contain_volatile_functions(expr) {
+            not_allowed("volatile functions such as random(): a run must decide the same way each time");
+        }
+        let result_type = pg_sys::exprType(expr);
+        pg_sys::SPI_freeplan(plan);
+        result_type
+    };
+    if result_type != pg_sys::BOOLOID {
+        raise(
+            ERRCODE_DATATYPE_MISMATCH,
+            format!(
+                "active_when must be a boolean expression, but it is of type {}",
+                crate::registry::type_name(client, result_type)
+            ),
+        );
+    }
+}
+
+/// A user-defined function in active_when would run with the extension
+/// owner's rights during every run: only a superuser may register one.
+/// Built-in objects are pinned and leave no pg_depend rows, so any function or
+/// operator a view over the expression depends on is a user-defined one.
+fn require_builtin_functions_only(client: &mut SpiClient<'_>, relid: pg_sys::Oid, table: &str, expression: &str) {
+    let create = format!("CREATE TEMP VIEW followup_active_when_check AS SELECT ({expression}) AS active FROM {table}");
+    client
+        .update(create.as_str(), None, &[])
+        .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
+    let user_defined: Option<String> = client
         .select(
-            "WITH deps AS (
-                 SELECT d.refclassid, d.refobjid
-                   FROM pg_catalog.pg_depend d
-                   JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-                                               AND d.objid = r.oid
-                  WHERE r.ev_class = $1::pg_catalog.regclass),
-             functions AS (
-                 SELECT refobjid AS fn FROM deps WHERE refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-                 UNION
-                 SELECT o.oprcode::pg_catalog.oid FROM deps
-                   JOIN pg_catalog.pg_operator o ON o.oid = deps.refobjid
-                  WHERE deps.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass)
-             SELECT 'function', p.oid::pg_catalog.regprocedure::text, p.provolatile::text, p.prokind::text,
-                    n.nspname::text
-               FROM functions f
-               JOIN pg_catalog.pg_proc p ON p.oid = f.fn
-               JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-             UNION ALL
-             SELECT DISTINCT 'relation', d.refobjid::pg_catalog.regclass::text, '', '', ''
-               FROM deps d
-              WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                AND d.refobjid NOT IN ($1::pg_catalog.regclass, $2)",
+            "SELECT pg_catalog.string_agg(pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0), ', ')
+               FROM pg_catalog.pg_depend d
+               JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                                           AND d.objid = r.oid
+              WHERE r.ev_class = $1::pg_catalog.regclass
+                AND (d.refclassid IN ('pg_catalog.pg_proc'::pg_catalog.regclass,
+                                      'pg_catalog.pg_operator'::pg_catalog.regclass)
+                     OR (d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                         AND d.refobjid NOT IN ($1::pg_catalog.regclass, $2)))",
             None,
             &[CHECK_VIEW.into(), relid.into()],
         )
-        .map(|rows| {
-            rows.filter_map(|r| {
-                Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??, r.get(4).ok()??, r.get(5).ok()??))
-            })
-            .collect()
-        })
-        .unwrap_or_default();
-    for (kind, object, volatility, prokind, schema) in problems {
-        if kind == "relation" {
-            raise(
-                ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("active_when may only refer to columns of {table}, but it reads {object}"),
-            );
-        }
-        if prokind == "a" || prokind == "w" {
-            raise(
-                ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("active_when cannot use aggregate or window function {object}"),
-            );
-        }
-        if volatility == "v" {
-            raise(
-                ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("active_when cannot call volatile function {object}: a run must decide the same way each time"),
-            );
-        }
-        if schema != "pg_catalog" && !caller_is_superuser {
-            raise(
-                ERRCODE_INSUFFICIENT_PRIVILEGE,
-                format!("only a superuser may use function {object} in active_when; built-in functions are allowed"),
-            );
-        }
-    }
+        .ok()
+        .and_then(|t| t.first().get_one::<String>().ok().flatten());
     client.update("DROP VIEW pg_temp.followup_active_when_check", None, &[]).ok();
+    if let Some(objects) = user_defined {
+        raise(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("only a superuser may use {objects} in active_when; built-in functions and operators are allowed"),
+        );
+    }
 }
 
 /// `SELECT (<expression>)` must parse as one plain SELECT with one target and

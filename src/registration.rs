@@ -406,10 +406,11 @@ fn suggest_index(client: &SpiClient<'_>, activity: &registry::ActivityTable) {
 /// replication only, and no trigger of ours on a table that is no longer
 /// tracked (untracked, or a detached partition).
 fn sync_triggers(client: &mut SpiClient<'_>) {
-    let wanted: Vec<(String, bool)> = client
+    // (table, is the registered table itself, registered table's OID)
+    let wanted: Vec<(String, bool, pg_sys::Oid)> = client
         .select(
             // pg_partition_tree lists nothing for a plain table, hence the UNION.
-            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), tree.level = 0
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), tree.level = 0, t.relation::pg_catalog.oid
                FROM followup.activity_tables t
                CROSS JOIN LATERAL (SELECT t.relation::pg_catalog.oid AS relid, 0 AS level
                                    UNION
@@ -420,7 +421,7 @@ fn sync_triggers(client: &mut SpiClient<'_>) {
             None,
             &[],
         )
-        .map(|rows| rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??))).collect())
+        .map(|rows| rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??))).collect())
         .unwrap_or_default();
 
     // (table, trigger, enabled, is a clone of a parent's trigger)
@@ -444,7 +445,13 @@ fn sync_triggers(client: &mut SpiClient<'_>) {
     let has = |table: &str, trigger: &str| existing.iter().any(|(t, n, _, _)| t == table && n == trigger);
 
     let mut ddl = Vec::new();
-    for (table, is_root) in &wanted {
+    // Partitions created or attached since the last sync: their rows are
+    // activities from now on.
+    let mut new_partitions: Vec<(&str, pg_sys::Oid)> = Vec::new();
+    for (table, is_root, registered) in &wanted {
+        if !is_root && !has(table, INSERT_TRIGGER) {
+            new_partitions.push((table, *registered));
+        }
         for trigger in STATEMENT_TRIGGERS {
             if !has(table, trigger) {
                 let (event, referencing) = match trigger {
@@ -470,7 +477,7 @@ fn sync_triggers(client: &mut SpiClient<'_>) {
         }
     }
     for (table, trigger, enabled, is_clone) in &existing {
-        let still_wanted = wanted.iter().any(|(t, is_root)| {
+        let still_wanted = wanted.iter().any(|(t, is_root, _)| {
             t == table && (trigger != REPLICA_TRIGGER || *is_root || *is_clone)
         });
         if !still_wanted && !is_clone {
@@ -490,6 +497,16 @@ fn sync_triggers(client: &mut SpiClient<'_>) {
     let _syncing = Syncing::enter();
     for statement in &ddl {
         run(client, statement);
+    }
+    if new_partitions.is_empty() {
+        return;
+    }
+    let Some(assignments) = registry::load_assignment_table(client) else { return };
+    let activities = registry::load_activity_tables(client);
+    for (partition, registered) in new_partitions {
+        if let Some(activity) = activities.iter().find(|a| a.relid == registered) {
+            run(client, &tracking::raise_sql(&assignments, activity, partition));
+        }
     }
 }
 
