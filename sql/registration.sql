@@ -70,6 +70,12 @@ CREATE FUNCTION followup._on_ddl_command_end() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    -- pg_dump scripts run with check_function_bodies = off and bring every
+    -- trigger along themselves; syncing half-way through a restore would
+    -- create triggers the script is about to create.
+    IF NOT current_setting('check_function_bodies')::boolean THEN
+        RETURN;
+    END IF;
     IF EXISTS (SELECT 1 FROM followup.activity_tables)
        AND EXISTS (SELECT 1
                      FROM pg_event_trigger_ddl_commands() AS cmd

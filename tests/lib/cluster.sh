@@ -57,6 +57,7 @@ cluster_init() {
         echo "fsync = off"
         echo "log_line_prefix = '%m [%p] %q%a '"
         echo "lc_messages = 'C'"
+        echo "timezone = 'UTC'"
         for line in "$@"; do echo "$line"; done
     } >>"$dir/data/postgresql.conf"
     echo "local all all trust" >"$dir/data/pg_hba.conf"

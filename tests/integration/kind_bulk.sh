@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# A group session or an import logs many contacts at once (registration 'bulk'):
+# INSERT ... SELECT and COPY, each one statement whatever its size.
+source "$(dirname "$0")/lib.sh"
+new_db it_kind_bulk
+q "SELECT app.seed(200)" >/dev/null
+register_app
+app_role followup_it_importer
+
+# a group session yesterday with every contact of mentor 1002
+as followup_it_importer "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
+                         SELECT 1002, 10000000 + g, now() - interval '1 day', 'bulk'
+                           FROM generate_series(1, 200) g WHERE (1 + g % 50) = 2"
+expect "every contact of the group session has yesterday" \
+    "$(q "SELECT count(*) FILTER (WHERE last_contact_date = current_date - 1) || '/' || count(*)
+           FROM app.assignments WHERE mentor_id = 1002")" "4/4"
+
+# an import file through COPY
+q "SELECT mentor_id, contact_id, (current_date - 0)::timestamptz + interval '9 hours', 'bulk'
+     FROM app.assignments WHERE id % 5 = 0" -F $'\t' > "$CLUSTER_ROOT/import.tsv"
+as followup_it_importer "\\copy app.activities (mentor_id, contact_id, occurred_at, registration) FROM '$CLUSTER_ROOT/import.tsv'"
+expect "every imported contact has today" \
+    "$(q "SELECT count(*) FILTER (WHERE last_contact_date = current_date) || '/' || count(*)
+           FROM app.assignments WHERE id % 5 = 0")" "40/40"
+expect "no assignment drifts from its latest activity" \
+    "$(q "SELECT count(*) FROM app.assignments a
+           WHERE a.last_contact_date IS DISTINCT FROM
+                 (SELECT max(occurred_at)::date FROM app.activities x
+                   WHERE x.mentor_id = a.mentor_id AND x.contact_id = a.contact_id)")" "0"
+finish

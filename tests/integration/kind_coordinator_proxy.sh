@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The coordinator logs a contact for a mentor (registration
+# 'coordinator_proxy'), here through an upsert keyed on an external id, as a
+# coordinator app role that may only insert and update activities.
+source "$(dirname "$0")/lib.sh"
+new_db it_kind_coordinator
+q "SELECT app.seed(40)" >/dev/null
+q "ALTER TABLE app.activities ADD COLUMN external_id text UNIQUE" >/dev/null
+register_app
+app_role followup_it_coordinator
+q "GRANT UPDATE ON app.activities TO followup_it_coordinator"
+
+upsert() {
+    as followup_it_coordinator "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration, external_id)
+                                VALUES ($(pair 14), '$1', 'coordinator_proxy', 'crm-77')
+                                ON CONFLICT (external_id) DO UPDATE SET occurred_at = EXCLUDED.occurred_at"
+}
+upsert "$(q "SELECT now() - interval '3 days'")"
+expect "coordinator's contact counts" "$(last_contact 14)" "$(q "SELECT current_date - 3")"
+upsert "$(q "SELECT now() - interval '1 day'")"
+expect "the upsert's update part moves it forward" "$(last_contact 14)" "$(q "SELECT current_date - 1")"
+expect "still one activity from the coordinator" \
+    "$(q "SELECT count(*) FROM app.activities WHERE registration = 'coordinator_proxy'")" "1"
+finish

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# A mentor logs their own contact (registration 'direct'), one row at a time,
+# as an app role that may only insert activities.
+source "$(dirname "$0")/lib.sh"
+new_db it_kind_direct
+q "SELECT app.seed(40)" >/dev/null
+register_app
+app_role followup_it_mentor
+
+before=$(last_contact 5)
+as followup_it_mentor "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
+                       VALUES ($(pair 5), now(), 'direct')"
+expect "direct contact sets today's date" "$(last_contact 5)" "$(q "SELECT current_date")"
+expect "it was not today before" "$([ "$before" != "$(q "SELECT current_date")" ] && echo changed)" "changed"
+
+as followup_it_mentor "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
+                       VALUES ($(pair 5), now() - interval '30 days', 'direct')"
+expect "an older direct contact does not move it back" "$(last_contact 5)" "$(q "SELECT current_date")"
+expect "the mentor role cannot update assignments itself" \
+    "$(as followup_it_mentor "SELECT has_table_privilege('app.assignments', 'UPDATE')")" "f"
+expect "no assignment drifts from its latest activity" \
+    "$(q "SELECT count(*) FROM app.assignments a
+           WHERE a.last_contact_date IS DISTINCT FROM
+                 (SELECT max(occurred_at)::date FROM app.activities x
+                   WHERE x.mentor_id = a.mentor_id AND x.contact_id = a.contact_id)")" "0"
+finish

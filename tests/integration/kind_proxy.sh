@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Someone else logs a contact on the mentor's behalf (registration 'proxy'):
+# the row names the assignment's mentor and contact, the proxy is only
+# registered_by. The proxy's role may only insert activities.
+source "$(dirname "$0")/lib.sh"
+new_db it_kind_proxy
+q "SELECT app.seed(40)" >/dev/null
+register_app
+app_role followup_it_proxy
+
+as followup_it_proxy "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration, note)
+                      VALUES ($(pair 9), now() - interval '2 days', 'proxy', 'logged by the front desk')"
+expect "proxy contact counts for the mentor's assignment" "$(last_contact 9)" "$(q "SELECT current_date - 2")"
+expect "registered_by names the proxy" \
+    "$(q "SELECT registered_by FROM app.activities WHERE registration = 'proxy'")" "followup_it_proxy"
+# the proxy mis-typed the date and corrects it: an UPDATE moving it back recomputes
+q "UPDATE app.activities SET occurred_at = occurred_at - interval '90 days' WHERE registration = 'proxy'"
+expect "correcting the proxy's date recomputes from the remaining activities" "$(last_contact 9)" \
+    "$(q "SELECT coalesce(max(occurred_at)::date::text, 'NULL') FROM app.activities x JOIN app.assignments a
+           ON (a.mentor_id, a.contact_id) = (x.mentor_id, x.contact_id) WHERE a.id = 9")"
+finish

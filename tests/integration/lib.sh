@@ -1,0 +1,71 @@
+# Helpers for the integration scripts. Source it first; tests/run.sh exports
+# PGHOST/PGPORT/PGUSER of the main private cluster (preloaded pg_followup) and
+# CLUSTER_ROOT, so scripts can also start clusters of their own.
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+source "$REPO/tests/lib/cluster.sh"
+FAILED=0
+
+# new_db NAME: a fresh database with the extension and the sample app.
+new_db() {
+    DB=$1
+    dropdb --if-exists "$DB"
+    createdb "$DB"
+    psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE EXTENSION pg_followup" -f "$REPO/demo/app.sql" >/dev/null
+}
+
+# q SQL [psql args]: run SQL in $DB, print unaligned tuples.
+q() {
+    local sql=$1; shift
+    psql -X -At -q -v ON_ERROR_STOP=1 -d "$DB" "$@" -c "$sql"
+}
+
+# expect DESCRIPTION ACTUAL EXPECTED
+expect() {
+    if [ "$2" == "$3" ]; then
+        echo "ok - $1"
+    else
+        echo "FAIL - $1"
+        echo "  expected: $3"
+        echo "  actual:   $2"
+        FAILED=1
+    fi
+}
+
+finish() {
+    [ "$FAILED" -eq 0 ] && echo "all checks passed" || echo "some checks FAILED"
+    exit "$FAILED"
+}
+
+# The registration the demo uses.
+register_app() {
+    q "SELECT followup.track_assignments('app.assignments', 'id', 'mentor_id', 'last_contact_date',
+           created_column => 'created_at', coordinator_column => 'coordinator_id',
+           organization_column => 'organization', active_when => \$\$status = 'active'\$\$,
+           payload_columns => '{organization,contact_id}')" >/dev/null
+    q "SELECT followup.track_activities('app.activities', 'occurred_at', '{mentor_id,contact_id}')" >/dev/null
+}
+
+# app_role NAME: a login role that may only log activities (no privilege on
+# assignments, none on followup.*).
+app_role() {
+    psql -X -q -d "$DB" -v ON_ERROR_STOP=1 <<SQL >/dev/null
+DO \$\$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$1') THEN CREATE ROLE $1 LOGIN; END IF;
+END \$\$;
+GRANT USAGE ON SCHEMA app TO $1;
+GRANT SELECT, INSERT ON app.activities TO $1;
+SQL
+}
+
+# as ROLE SQL: run SQL as that role.
+as() {
+    local role=$1 sql=$2
+    psql -X -At -q -v ON_ERROR_STOP=1 -d "$DB" -U "$role" -c "$sql"
+}
+
+# last_contact ASSIGNMENT_ID
+last_contact() { q "SELECT coalesce(last_contact_date::text, 'NULL') FROM app.assignments WHERE id = $1"; }
+
+# pair ASSIGNMENT_ID -> "mentor_id, contact_id"
+pair() { q "SELECT mentor_id || ', ' || contact_id FROM app.assignments WHERE id = $1"; }
