@@ -3,7 +3,7 @@
 # policies (including a changed default row), corrections and the sequences
 # behind them survive, and tracking works in the restored database, also on
 # partitions. Both the custom format (pg_restore) and plain SQL (psql).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib/integration.sh"
 new_db it_dump
 q "SELECT app.seed(50)" >/dev/null
 q "CREATE TABLE app.visits (mentor_id bigint, contact_id bigint, visited_on date) PARTITION BY RANGE (visited_on)"

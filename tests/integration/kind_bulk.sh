@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A group session or an import logs many contacts at once (registration 'bulk'):
 # INSERT ... SELECT and COPY, each one statement whatever its size.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib/integration.sh"
 new_db it_kind_bulk
 q "SELECT app.seed(200)" >/dev/null
 register_app

@@ -2,7 +2,7 @@
 # The coordinator logs a contact for a mentor (registration
 # 'coordinator_proxy'), here through an upsert keyed on an external id, as a
 # coordinator app role that may only insert and update activities.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib/integration.sh"
 new_db it_kind_coordinator
 q "SELECT app.seed(40)" >/dev/null
 q "ALTER TABLE app.activities ADD COLUMN external_id text UNIQUE" >/dev/null

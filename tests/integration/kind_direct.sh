@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A mentor logs their own contact (registration 'direct'), one row at a time,
 # as an app role that may only insert activities.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib/integration.sh"
 new_db it_kind_direct
 q "SELECT app.seed(40)" >/dev/null
 register_app

@@ -2,7 +2,7 @@
 # Someone else logs a contact on the mentor's behalf (registration 'proxy'):
 # the row names the assignment's mentor and contact, the proxy is only
 # registered_by. The proxy's role may only insert activities.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib/integration.sh"
 new_db it_kind_proxy
 q "SELECT app.seed(40)" >/dev/null
 register_app

@@ -3,7 +3,7 @@
 # last_contact_date true (SPEC §2). Apply fires no statement triggers; the
 # row-level trigger enabled for replicas does the work, on a plain table and
 # on a partitioned one.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib/integration.sh"
 trap 'cluster_stop sub immediate' EXIT
 
 # publisher: the main cluster

@@ -22,7 +22,7 @@ INSERT INTO activities
 SELECT 1 + g % 1000, date '2026-01-01' + (g % 300) FROM generate_series(1, 100000) g;
 SELECT funcname, calls FROM pg_stat_xact_user_functions
  WHERE schemaname = 'followup' ORDER BY funcname;
-SELECT relname, n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'assignments';
+SELECT relname, n_tup_upd FROM pg_stat_xact_user_tables WHERE schemaname = 'bulk' AND relname = 'assignments';
 COMMIT;
 
 SELECT count(*) AS assignments, count(last_contact_date) AS with_last_contact,
