@@ -14,7 +14,15 @@ REVOKE EXECUTE ON FUNCTION
     followup._sync_partition_triggers(),
     followup._on_ddl_command_end(),
     followup._on_sql_drop(),
-    followup._policies_default_row()
+    followup._policies_default_row(),
+    followup._raise_alert(followup.alert_kind, bigint, text),
+    followup._run_now(date),
+    followup._as_of(date),
+    followup._preview_sql(),
+    followup._tally_scanned(text),
+    followup._tally_due(text),
+    followup.run_now(date),
+    followup.preview(date)
 FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA followup TO PUBLIC;

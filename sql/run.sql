@@ -1,0 +1,79 @@
+-- The reminder run (SPEC §4, §5). Implemented in src/run.rs.
+
+-- Records an alert once per (kind, run), tells LISTENers on followup_alerts
+-- and writes a WARNING to the server log. Returns false if it was raised before.
+CREATE FUNCTION followup._raise_alert(alert_kind followup.alert_kind, alert_run_id bigint, alert_message text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    new_alert_id bigint;
+BEGIN
+    INSERT INTO followup.alerts (kind, run_id, message)
+    VALUES (alert_kind, alert_run_id, alert_message)
+    ON CONFLICT (kind, run_id) WHERE run_id IS NOT NULL DO NOTHING
+    RETURNING alert_id INTO new_alert_id;
+    IF new_alert_id IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM pg_notify('followup_alerts', json_build_object(
+        'alert_id', new_alert_id, 'kind', alert_kind, 'run_id', alert_run_id, 'message', alert_message)::text);
+    RAISE WARNING 'pg_followup alert %: %', alert_kind, alert_message;
+    RETURN true;
+END
+$$;
+
+CREATE FUNCTION followup._run_now(as_of date) RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', '_run_now_wrapper';
+
+CREATE FUNCTION followup._as_of(as_of date) RETURNS date
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', '_as_of_wrapper';
+
+CREATE FUNCTION followup._preview_sql() RETURNS text
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', '_preview_sql_wrapper';
+
+-- Counters bumped by the run's INSERT as rows pass (see run.rs).
+CREATE FUNCTION followup._tally_scanned(assignment_id text) RETURNS text
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', '_tally_scanned_wrapper';
+
+CREATE FUNCTION followup._tally_due(assignment_id text) RETURNS text
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', '_tally_due_wrapper';
+
+CREATE FUNCTION followup.run_now(as_of date DEFAULT NULL) RETURNS followup.runs
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    new_run_id bigint;
+    finished followup.runs;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'followup.run_now needs READ COMMITTED isolation'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'The run commits in a background worker; a REPEATABLE READ or SERIALIZABLE snapshot could not see its log row.';
+    END IF;
+    new_run_id := followup._run_now(as_of);
+    SELECT * INTO finished FROM followup.runs AS r WHERE r.run_id = new_run_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'run % did not start: its background worker exited before logging it', new_run_id
+            USING ERRCODE = 'system_error', HINT = 'See the server log.';
+    END IF;
+    RETURN finished;
+END
+$$;
+COMMENT ON FUNCTION followup.run_now(date) IS
+    'Runs the reminder scan for as_of (default: today in followup.timezone), waits, and returns its log row.';
+
+CREATE FUNCTION followup.preview(as_of date DEFAULT NULL) RETURNS SETOF followup.outbox
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY EXECUTE followup._preview_sql() USING followup._as_of(as_of);
+END
+$$;
+COMMENT ON FUNCTION followup.preview(date) IS
+    'The messages a run for as_of would enqueue now (not yet in the outbox); writes nothing.';

@@ -1,0 +1,538 @@
+//! The reminder run (SPEC §3-§5): which messages are due on a date, and the
+//! run that enqueues them under the advisory lock and logs itself in
+//! `followup.runs`.
+//!
+//! A run is one set-based `INSERT … SELECT … ON CONFLICT DO NOTHING` into the
+//! outbox. The outbox's unique idempotency key (assignment_id, cycle_start,
+//! kind, sequence) is what makes any number of runs for one date (sequential,
+//! concurrent, with or without the lock) enqueue each message once; the lock
+//! only keeps runs from doing the same work twice at the same time.
+//!
+//! `run_now` starts the run in a dynamic background worker and waits for it:
+//! the worker commits the `running` row before it scans, so other sessions see
+//! the run in progress. The scheduler (scheduler.rs) calls `execute` in its
+//! own process.
+
+use crate::errors::{raise, raise_with_hint};
+use crate::registry::{self, AssignmentTable, DateKind, TIMEZONE_SQL, convert};
+use pgrx::PgSqlErrorCode::*;
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::datum::Date;
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use std::cell::Cell;
+
+/// The advisory lock every run takes: `pg_try_advisory_lock(7381145866340348272)`,
+/// the ASCII bytes of "followup" as a bigint. Advisory locks are per database.
+pub const LOCK_KEY: i64 = 0x666F_6C6C_6F77_7570;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+    CatchUp,
+}
+
+impl Trigger {
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::CatchUp => "catch_up",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Trigger> {
+        match value {
+            "schedule" => Some(Trigger::Schedule),
+            "manual" => Some(Trigger::Manual),
+            "catch_up" => Some(Trigger::CatchUp),
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What is due
+// ---------------------------------------------------------------------------
+
+/// The local date (in followup.timezone) of a date/timestamp column value.
+fn local_date(expr: &str, kind: DateKind) -> String {
+    convert(expr, kind, DateKind::Date)
+}
+
+/// One row per message due on `$1` (the as-of date), in the outbox's column
+/// names: assignment_id, cycle_start, kind, sequence, recipient_role,
+/// recipient_id, days_since_contact, payload. With `tally`, the scan also
+/// counts the active assignments it reads (followup._tally_scanned).
+pub fn due_sql(assignments: &AssignmentTable, tally: bool) -> String {
+    let text = |column: &Option<String>| match column {
+        Some(c) => format!("({c})::pg_catalog.text"),
+        None => "NULL::pg_catalog.text".to_string(),
+    };
+    let last_contact = local_date(&assignments.last_contact_column, assignments.last_contact_kind);
+    let cycle_start = match &assignments.created_column {
+        Some((created, kind)) => format!("coalesce({last_contact}, {})", local_date(created, *kind)),
+        None => last_contact,
+    };
+    let payload = if assignments.payload_columns.is_empty() {
+        "'{}'::pg_catalog.jsonb".to_string()
+    } else {
+        let pairs: Vec<String> = assignments
+            .payload_columns
+            .iter()
+            .map(|(raw, quoted)| format!("{}, {quoted}", registry::quote_literal(raw)))
+            .collect();
+        format!("pg_catalog.jsonb_build_object({})", pairs.join(", "))
+    };
+    let assignment_id = format!("({})::pg_catalog.text", assignments.id_column);
+    let assignment_id = if tally { format!("followup._tally_scanned({assignment_id})") } else { assignment_id };
+    let active_when = assignments.active_when.as_deref().unwrap_or("true");
+    // The innermost query reads only the assignments table, unaliased, so
+    // active_when sees exactly its columns (qualified by the table name or not).
+    format!(
+        "SELECT s.assignment_id, s.cycle_start, m.kind, m.sequence, m.recipient_role, m.recipient_id,
+                s.age AS days_since_contact, s.payload
+           FROM (SELECT a.assignment_id, a.cycle_start, a.mentor, a.coordinator, a.payload,
+                        $1::pg_catalog.date - a.cycle_start AS age,
+                        coalesce(own.enabled, dflt.enabled) AS enabled,
+                        CASE WHEN own.organization IS NULL THEN dflt.remind_after_days ELSE own.remind_after_days END AS remind_after,
+                        CASE WHEN own.organization IS NULL THEN dflt.repeat_every_days ELSE own.repeat_every_days END AS repeat_every,
+                        CASE WHEN own.organization IS NULL THEN dflt.escalate_after_days ELSE own.escalate_after_days END AS escalate_after,
+                        CASE WHEN own.organization IS NULL THEN dflt.max_reminders ELSE own.max_reminders END AS max_reminders
+                   FROM (SELECT {assignment_id} AS assignment_id,
+                                {cycle_start} AS cycle_start,
+                                {mentor} AS mentor,
+                                {coordinator} AS coordinator,
+                                {organization} AS organization,
+                                {payload} AS payload
+                           FROM {table}
+                          WHERE ({active_when})) AS a
+                   CROSS JOIN (SELECT * FROM followup.policies WHERE organization = '*') AS dflt
+                   LEFT JOIN followup.policies AS own
+                          ON own.organization = a.organization AND own.organization <> '*'
+                  WHERE a.cycle_start IS NOT NULL) AS s
+          CROSS JOIN LATERAL (VALUES
+                ('reminder'::followup.message_kind, 'mentor'::followup.recipient_role, s.mentor,
+                 CASE WHEN s.repeat_every IS NULL THEN 1
+                      ELSE 1 + (s.age - s.remind_after) / s.repeat_every END),
+                ('escalation'::followup.message_kind, 'coordinator'::followup.recipient_role, s.coordinator, 1)
+             ) AS m(kind, recipient_role, recipient_id, sequence)
+          WHERE s.enabled
+            AND m.recipient_id IS NOT NULL
+            AND CASE m.kind
+                  WHEN 'reminder' THEN s.age >= s.remind_after
+                                   AND (s.max_reminders IS NULL OR m.sequence <= s.max_reminders)
+                  ELSE s.escalate_after IS NOT NULL AND s.age >= s.escalate_after
+                END",
+        mentor = text(&Some(assignments.mentor_column.clone())),
+        coordinator = text(&assignments.coordinator_column),
+        organization = text(&assignments.organization_column),
+        table = assignments.table,
+    )
+}
+
+/// `followup.preview`: the due messages not yet in the outbox, as outbox rows.
+fn preview_sql(assignments: &AssignmentTable) -> String {
+    format!(
+        "SELECT NULL::pg_catalog.int8 AS message_id, NULL::pg_catalog.int8 AS run_id,
+                d.assignment_id, d.cycle_start, d.kind, d.sequence, d.recipient_role, d.recipient_id,
+                d.days_since_contact, d.payload, pg_catalog.now() AS enqueued_at,
+                'pending'::followup.message_status AS status, 0 AS attempts, pg_catalog.now() AS visible_at,
+                NULL::pg_catalog.uuid AS lease_id, NULL::pg_catalog.text AS claimed_by,
+                NULL::pg_catalog.timestamptz AS delivered_at, NULL::pg_catalog.text AS last_error
+           FROM ({due}) AS d
+          WHERE NOT EXISTS (SELECT 1 FROM followup.outbox AS o
+                             WHERE o.assignment_id = d.assignment_id AND o.cycle_start = d.cycle_start
+                               AND o.kind = d.kind AND o.sequence = d.sequence)
+          ORDER BY d.assignment_id, d.kind",
+        due = due_sql(assignments, false)
+    )
+}
+
+/// The run's one INSERT. `$1` as-of date, `$2` run id.
+fn enqueue_sql(assignments: &AssignmentTable) -> String {
+    format!(
+        "INSERT INTO followup.outbox (run_id, assignment_id, cycle_start, kind, sequence, recipient_role,
+                                      recipient_id, days_since_contact, payload)
+         SELECT $2, followup._tally_due(d.assignment_id), d.cycle_start, d.kind, d.sequence, d.recipient_role,
+                d.recipient_id, d.days_since_contact, d.payload
+           FROM ({due}) AS d
+         ON CONFLICT ON CONSTRAINT outbox_idempotency_key DO NOTHING",
+        due = due_sql(assignments, true)
+    )
+}
+
+fn require_assignments(client: &SpiClient<'_>) -> AssignmentTable {
+    registry::load_assignment_table(client).unwrap_or_else(|| {
+        raise_with_hint(
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "no assignments table is tracked",
+            "Register it first with followup.track_assignments(...).",
+        )
+    })
+}
+
+/// SQL text of `followup.preview`'s query (it is run with RETURN QUERY EXECUTE).
+#[pg_extern(sql = false)]
+fn _preview_sql() -> String {
+    Spi::connect(|client| preview_sql(&require_assignments(&client)))
+}
+
+// Counters the run's INSERT bumps as rows flow through it, so one statement
+// yields the number of assignments scanned and of messages due without a
+// second pass. Volatile functions in a subquery's target list are evaluated
+// once per row that subquery emits.
+thread_local! {
+    static SCANNED: Cell<i64> = const { Cell::new(0) };
+    static DUE: Cell<i64> = const { Cell::new(0) };
+}
+
+#[pg_extern(sql = false)]
+fn _tally_scanned(assignment_id: Option<&str>) -> Option<&str> {
+    SCANNED.set(SCANNED.get() + 1);
+    assignment_id
+}
+
+#[pg_extern(sql = false)]
+fn _tally_due(assignment_id: Option<&str>) -> Option<&str> {
+    DUE.set(DUE.get() + 1);
+    assignment_id
+}
+
+// ---------------------------------------------------------------------------
+// Executing a run
+// ---------------------------------------------------------------------------
+
+/// `followup.preview`'s as-of date: `as_of`, or today in followup.timezone.
+#[pg_extern(sql = false)]
+fn _as_of(as_of: Option<Date>) -> Option<Date> {
+    Spi::get_one_with_args::<Date>(
+        &format!("SELECT coalesce($1, (pg_catalog.now() AT TIME ZONE {TIMEZONE_SQL})::pg_catalog.date)"),
+        &[as_of.into()],
+    )
+    .ok()
+    .flatten()
+}
+
+/// Today in followup.timezone, or `as_of`, as an ISO date.
+pub fn as_of_or_today(as_of: Option<Date>) -> String {
+    Spi::get_one_with_args::<String>(
+        &format!("SELECT pg_catalog.to_char(coalesce($1, (pg_catalog.now() AT TIME ZONE {TIMEZONE_SQL})::pg_catalog.date), 'YYYY-MM-DD')"),
+        &[as_of.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| raise(ERRCODE_INTERNAL_ERROR, "could not determine the as-of date"))
+}
+
+pub fn next_run_id() -> i64 {
+    Spi::get_one::<i64>("SELECT pg_catalog.nextval('followup.runs_run_id_seq')")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| raise(ERRCODE_INTERNAL_ERROR, "could not allocate a run id"))
+}
+
+/// The pid holding the run lock in this database, if any.
+fn lock_holder(client: &SpiClient<'_>) -> Option<i32> {
+    client
+        .select(
+            "SELECT pid FROM pg_catalog.pg_locks
+              WHERE locktype = 'advisory' AND granted
+                AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+                AND classid = ($1 >> 32)::pg_catalog.oid
+                AND objid = ($1 & 4294967295)::pg_catalog.oid
+                AND objsubid = 1
+              LIMIT 1",
+            None,
+            &[LOCK_KEY.into()],
+        )
+        .ok()?
+        .first()
+        .get_one::<i32>()
+        .ok()
+        .flatten()
+}
+
+fn update(client: &mut SpiClient<'_>, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) {
+    client.update(sql, None, args).unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
+}
+
+/// What the first step of a run found.
+pub enum Start {
+    /// Another run holds the lock: logged as skipped.
+    Skipped,
+    /// We hold the lock and the `running` row is written.
+    Running,
+}
+
+/// Step 1, in its own transaction: take the lock (or log `skipped`), mark
+/// runs whose process died `abandoned`, write the `running` row.
+pub fn start(run_id: i64, as_of: &str, trigger: Trigger) -> Start {
+    let pid = unsafe { pg_sys::MyProcPid };
+    Spi::connect_mut(|client| {
+        let locked = client
+            .select("SELECT pg_catalog.pg_try_advisory_lock($1)", None, &[LOCK_KEY.into()])
+            .ok()
+            .and_then(|t| t.first().get_one::<bool>().ok().flatten())
+            .unwrap_or(false);
+        if !locked {
+            let holder = lock_holder(client)
+                .map(|p| format!("another run holds the lock (pid {p})"))
+                .unwrap_or_else(|| "another run holds the lock".to_string());
+            update(
+                client,
+                "INSERT INTO followup.runs (run_id, trigger, status, as_of, finished_at, error, backend_pid)
+                 VALUES ($1, $2::followup.run_trigger, 'skipped', $3::pg_catalog.date, pg_catalog.clock_timestamp(), $4, $5)",
+                &[run_id.into(), trigger.as_sql().into(), as_of.into(), holder.into(), pid.into()],
+            );
+            return Start::Skipped;
+        }
+        mark_abandoned(client);
+        update(
+            client,
+            "INSERT INTO followup.runs (run_id, trigger, status, as_of, backend_pid)
+             VALUES ($1, $2::followup.run_trigger, 'running', $3::pg_catalog.date, $4)",
+            &[run_id.into(), trigger.as_sql().into(), as_of.into(), pid.into()],
+        );
+        Start::Running
+    })
+}
+
+/// With the run lock held, no other run can be running: a `running` row left
+/// behind belongs to a process that died (crash, kill, restart).
+pub fn mark_abandoned(client: &mut SpiClient<'_>) {
+    update(
+        client,
+        "WITH gone AS (
+             UPDATE followup.runs
+                SET status = 'abandoned', finished_at = pg_catalog.clock_timestamp(),
+                    error = pg_catalog.format('the process running it (pid %s) ended before it finished', backend_pid)
+              WHERE status = 'running'
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                                 WHERE l.pid = runs.backend_pid AND l.locktype = 'advisory' AND l.granted
+                                   AND l.classid = ($1 >> 32)::pg_catalog.oid
+                                   AND l.objid = ($1 & 4294967295)::pg_catalog.oid)
+             RETURNING run_id, error)
+         SELECT followup._raise_alert('run_abandoned', run_id, pg_catalog.format('run %s was abandoned: %s', run_id, error))
+           FROM gone",
+        &[LOCK_KEY.into()],
+    );
+}
+
+/// Counts of a finished scan.
+struct Outcome {
+    scanned: i64,
+    due: i64,
+    enqueued: i64,
+}
+
+/// Step 2: the scan and the INSERT, inside a subtransaction so that an error
+/// is caught, logged as `failed` and the transaction can still commit the
+/// log row. Returns the status written.
+pub fn scan_and_finish(run_id: i64, as_of: &str) -> &'static str {
+    let result = in_subtransaction(|| {
+        Spi::connect_mut(|client| {
+            let assignments = require_assignments(client);
+            SCANNED.set(0);
+            DUE.set(0);
+            let enqueued = client
+                .update(enqueue_sql(&assignments).as_str(), None, &[as_of.into(), run_id.into()])
+                .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()))
+                .len() as i64;
+            Outcome { scanned: SCANNED.get(), due: DUE.get(), enqueued }
+        })
+    });
+    Spi::connect_mut(|client| match result {
+        Ok(outcome) => {
+            update(
+                client,
+                "UPDATE followup.runs
+                    SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp(),
+                        assignments_scanned = $2, reminders_enqueued = $3, duplicates_suppressed = $4
+                  WHERE run_id = $1",
+                &[run_id.into(), outcome.scanned.into(), outcome.enqueued.into(), (outcome.due - outcome.enqueued).into()],
+            );
+            if outcome.enqueued > 0 {
+                // Delivered to LISTENers when this transaction commits.
+                update(
+                    client,
+                    "SELECT pg_catalog.pg_notify('followup_outbox',
+                            pg_catalog.json_build_object('run_id', $1::pg_catalog.int8, 'enqueued', $2::pg_catalog.int8)::pg_catalog.text)",
+                    &[run_id.into(), outcome.enqueued.into()],
+                );
+            }
+            "succeeded"
+        }
+        Err(message) => {
+            update(
+                client,
+                "UPDATE followup.runs SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), error = $2
+                  WHERE run_id = $1",
+                &[run_id.into(), message.as_str().into()],
+            );
+            update(
+                client,
+                "SELECT followup._raise_alert('run_failed', $1, pg_catalog.format('run %s failed: %s', $1, $2::pg_catalog.text))",
+                &[run_id.into(), message.as_str().into()],
+            );
+            "failed"
+        }
+    })
+}
+
+pub fn release_lock() {
+    Spi::run_with_args("SELECT pg_catalog.pg_advisory_unlock($1)", &[LOCK_KEY.into()]).ok();
+}
+
+/// Runs `body` in an internal subtransaction, the way PL/pgSQL runs a block
+/// with an EXCEPTION clause: on error the subtransaction is rolled back and
+/// the error's message returned; the outer transaction stays usable.
+fn in_subtransaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, String> {
+    unsafe {
+        let memory_context = pg_sys::CurrentMemoryContext;
+        let resource_owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        let result = PgTryBuilder::new(|| Ok(body()))
+            .catch_others(|caught| match caught {
+                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => {
+                    Err(report.message().to_string())
+                }
+                CaughtError::RustPanic { ereport, .. } => Err(ereport.message().to_string()),
+            })
+            .execute();
+        if result.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(memory_context);
+        pg_sys::CurrentResourceOwner = resource_owner;
+        result
+    }
+}
+
+// ---------------------------------------------------------------------------
+// run_now: a dynamic background worker per run
+// ---------------------------------------------------------------------------
+
+/// Starts a run and waits for it; returns its run_id (`followup.run_now`
+/// returns the log row).
+#[pg_extern(sql = false)]
+fn _run_now(as_of: Option<Date>) -> i64 {
+    let as_of = as_of_or_today(as_of);
+    let run_id = next_run_id();
+    let owner: pg_sys::Oid = Spi::get_one("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_followup'")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| raise(ERRCODE_INTERNAL_ERROR, "pg_followup is not installed in this database"));
+    let database = unsafe { pg_sys::MyDatabaseId };
+    // The worker uses the caller's followup.timezone (it may have been SET in
+    // this session) to turn timestamps into local dates, as preview does.
+    let timezone = crate::gucs::timezone();
+    let extra = format!(
+        "{} {} {} {} {} {}",
+        database.to_u32(),
+        owner.to_u32(),
+        run_id,
+        as_of,
+        Trigger::Manual.as_sql(),
+        timezone
+    );
+
+    let worker = BackgroundWorkerBuilder::new(&format!("pg_followup run {run_id}"))
+        .set_type("pg_followup run")
+        .set_library("pg_followup")
+        .set_function("followup_run_worker_main")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(None)
+        .set_extra(&extra)
+        .set_notify_pid(unsafe { pg_sys::MyProcPid })
+        .load_dynamic();
+    match worker {
+        Ok(worker) => {
+            if worker.wait_for_startup().is_ok() {
+                // The worker logs the run however it ends; its exit is all we wait for.
+                let _ = worker.wait_for_shutdown();
+            }
+        }
+        Err(_) => {
+            warning!(
+                "pg_followup: no background worker slot is free (max_worker_processes); running in this session, \
+                 so the running row becomes visible to others only when the run ends"
+            );
+            run_in_this_session(run_id, &as_of, Trigger::Manual);
+        }
+    }
+    run_id
+}
+
+/// The whole run inside the caller's transaction (no worker slot free).
+fn run_in_this_session(run_id: i64, as_of: &str, trigger: Trigger) {
+    if let Start::Running = start(run_id, as_of, trigger) {
+        scan_and_finish(run_id, as_of);
+        release_lock();
+    }
+}
+
+unsafe extern "C-unwind" {
+    /// PostgreSQL's own SIGTERM handler for backends (tcop/postgres.c).
+    #[link_name = "die"]
+    fn postgres_die(signal: std::ffi::c_int);
+}
+
+/// Entry point of the dynamic worker started by `_run_now`. `bgw_extra` holds
+/// "database-oid user-oid run-id as-of trigger timezone".
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn followup_run_worker_main(_arg: pg_sys::Datum) {
+    unsafe {
+        // Terminate like a backend (at the next interrupt check), so that
+        // pg_terminate_backend and shutdown stop a long scan cleanly.
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(postgres_die));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+    let extra = BackgroundWorker::get_extra().to_string();
+    let parts: Vec<&str> = extra.split_whitespace().collect();
+    let [database, user, run_id, as_of, trigger, timezone] = parts[..] else {
+        log!("pg_followup: bad run worker arguments {extra:?}");
+        return;
+    };
+    let (Ok(database), Ok(user), Ok(run_id), Some(trigger)) =
+        (database.parse::<u32>(), user.parse::<u32>(), run_id.parse::<i64>(), Trigger::parse(trigger))
+    else {
+        log!("pg_followup: bad run worker arguments {extra:?}");
+        return;
+    };
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(database)), Some(pg_sys::Oid::from(user)));
+    BackgroundWorker::transaction(|| {
+        Spi::run_with_args("SELECT pg_catalog.set_config('followup.timezone', $1, false)", &[timezone.into()]).ok();
+    });
+    execute_in_worker(run_id, as_of, trigger);
+}
+
+/// A whole run from a background worker: one transaction per step, so the
+/// `running` row is committed (and visible) before the scan starts.
+pub fn execute_in_worker(run_id: i64, as_of: &str, trigger: Trigger) -> &'static str {
+    let as_of = as_of.to_string();
+    let started = BackgroundWorker::transaction(|| {
+        pin_search_path();
+        start(run_id, &as_of, trigger)
+    });
+    let status = match started {
+        Start::Skipped => "skipped",
+        Start::Running => BackgroundWorker::transaction(|| {
+            pin_search_path();
+            scan_and_finish(run_id, &as_of)
+        }),
+    };
+    BackgroundWorker::transaction(release_lock);
+    status
+}
+
+/// The run's SQL is schema-qualified; active_when is resolved in pg_catalog.
+fn pin_search_path() {
+    Spi::run("SET LOCAL search_path = pg_catalog, pg_temp").ok();
+}
