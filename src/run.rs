@@ -23,7 +23,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use std::cell::Cell;
 
-/// The advisory lock every run takes: `pg_try_advisory_lock(7381145866340348272)`,
+/// The advisory lock every run takes: `pg_try_advisory_lock(7381237527265899888)`,
 /// the ASCII bytes of "followup" as a bigint. Advisory locks are per database.
 pub const LOCK_KEY: i64 = 0x666F_6C6C_6F77_7570;
 
@@ -91,6 +91,9 @@ pub fn due_sql(assignments: &AssignmentTable, tally: bool) -> String {
     let active_when = assignments.active_when.as_deref().unwrap_or("true");
     // The innermost query reads only the assignments table, unaliased, so
     // active_when sees exactly its columns (qualified by the table name or not).
+    // OFFSET 0 keeps the planner from pushing outer filters into it, so the
+    // tally counts every active assignment. One without a cycle start has a
+    // NULL age, which no condition below accepts.
     format!(
         "SELECT s.assignment_id, s.cycle_start, m.kind, m.sequence, m.recipient_role, m.recipient_id,
                 s.age AS days_since_contact, s.payload
@@ -108,11 +111,11 @@ pub fn due_sql(assignments: &AssignmentTable, tally: bool) -> String {
                                 {organization} AS organization,
                                 {payload} AS payload
                            FROM {table}
-                          WHERE ({active_when})) AS a
+                          WHERE ({active_when})
+                         OFFSET 0) AS a
                    CROSS JOIN (SELECT * FROM followup.policies WHERE organization = '*') AS dflt
                    LEFT JOIN followup.policies AS own
-                          ON own.organization = a.organization AND own.organization <> '*'
-                  WHERE a.cycle_start IS NOT NULL) AS s
+                          ON own.organization = a.organization AND own.organization <> '*') AS s
           CROSS JOIN LATERAL (VALUES
                 ('reminder'::followup.message_kind, 'mentor'::followup.recipient_role, s.mentor,
                  CASE WHEN s.repeat_every IS NULL THEN 1
