@@ -73,3 +73,30 @@ SELECT count(*) AS assignments_checked,
   FROM app.assignments a
   LEFT JOIN LATERAL (SELECT max(occurred_at AT TIME ZONE 'UTC')::date AS d FROM app.activities x
                       WHERE (x.mentor_id, x.contact_id) = (a.mentor_id, a.contact_id)) latest ON true;
+
+\echo '==> what the daily run would enqueue today (followup.preview writes nothing)'
+SELECT kind, count(*) AS messages FROM followup.preview() GROUP BY kind ORDER BY kind;
+
+\echo '==> the daily reminder run (followup.run_now), and a second run the same day'
+\timing on
+SELECT run_id, trigger, status, as_of, assignments_scanned, reminders_enqueued, duplicates_suppressed,
+       finished_at - started_at AS took
+  FROM followup.run_now();
+SELECT run_id, trigger, status, as_of, assignments_scanned, reminders_enqueued, duplicates_suppressed,
+       finished_at - started_at AS took
+  FROM followup.run_now();
+\timing off
+
+\echo '==> the execution log (followup.runs)'
+SELECT run_id, trigger, status, as_of, started_at::time(0) AS started, assignments_scanned,
+       reminders_enqueued, duplicates_suppressed, error
+  FROM followup.runs ORDER BY run_id;
+
+\echo '==> the outbox by kind, sequence and status'
+SELECT kind, recipient_role, min(sequence) AS first_seq, max(sequence) AS last_seq, status, count(*)
+  FROM followup.outbox GROUP BY kind, recipient_role, status ORDER BY kind;
+
+\echo '==> a few messages, as a notifier would claim them'
+SELECT message_id, assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
+       days_since_contact, payload
+  FROM followup.outbox ORDER BY days_since_contact DESC, message_id LIMIT 5;

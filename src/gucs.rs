@@ -22,6 +22,9 @@ pub static ALERT_AFTER_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static CATCH_UP: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Days of run log, alerts and finished outbox messages to keep.
 pub static LOG_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(90);
+/// `run_now` runs the scan in a background worker (so its `running` row is
+/// visible while it runs); off runs it in the calling session.
+pub static RUN_IN_WORKER: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Delivery attempts before an outbox message becomes `dead`.
 pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(10);
 
@@ -96,6 +99,15 @@ pub fn init() {
         1,
         100_000,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"followup.run_in_worker",
+        c"followup.run_now runs the scan in a background worker.",
+        c"On (default), the run commits its running row before scanning, so other sessions see it in progress. \
+          Off runs it in the calling session, without using a background worker slot.",
+        &RUN_IN_WORKER,
+        GucContext::Userset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

@@ -444,6 +444,10 @@ fn _run_now(as_of: Option<Date>) -> i64 {
         timezone
     );
 
+    if !crate::gucs::RUN_IN_WORKER.get() {
+        run_in_this_session(run_id, &as_of, Trigger::Manual);
+        return run_id;
+    }
     let worker = BackgroundWorkerBuilder::new(&format!("pg_followup run {run_id}"))
         .set_type("pg_followup run")
         .set_library("pg_followup")
@@ -472,7 +476,9 @@ fn _run_now(as_of: Option<Date>) -> i64 {
     run_id
 }
 
-/// The whole run inside the caller's transaction (no worker slot free).
+/// The whole run inside the caller's transaction (followup.run_in_worker is
+/// off, or no worker slot is free). The lock is a session lock, so other runs
+/// see it at once; the log row becomes visible when the caller commits.
 fn run_in_this_session(run_id: i64, as_of: &str, trigger: Trigger) {
     if let Start::Running = start(run_id, as_of, trigger) {
         scan_and_finish(run_id, as_of);
