@@ -22,7 +22,12 @@ REVOKE EXECUTE ON FUNCTION
     followup._tally_scanned(text),
     followup._tally_due(text),
     followup.run_now(date),
-    followup.preview(date)
+    followup.preview(date),
+    followup._max_attempts(),
+    followup.claim(text, int, interval),
+    followup.ack(uuid, bigint[]),
+    followup.fail(uuid, bigint, text, interval),
+    followup.requeue_dead(bigint[])
 FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA followup TO PUBLIC;

@@ -108,7 +108,12 @@ CREATE TABLE followup.outbox (
     delivered_at       timestamptz,
     last_error         text,
     CONSTRAINT outbox_idempotency_key UNIQUE (assignment_id, cycle_start, kind, sequence)
-);
+) WITH (fillfactor = 85);
+-- Where consumers look for work. Only message_id is indexed and only
+-- delivered_at is in the predicate, so claim, fail, dead and requeue (which
+-- change status, lease, visible_at, attempts) are HOT updates that add no index
+-- entries; a message leaves this index once, when it is delivered.
+CREATE INDEX outbox_undelivered ON followup.outbox (message_id) WHERE delivered_at IS NULL;
 COMMENT ON TABLE followup.outbox IS
     'Reminders to deliver. (assignment_id, cycle_start, kind, sequence) is the idempotency key.';
 

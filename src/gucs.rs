@@ -122,6 +122,13 @@ pub fn init() {
     );
 }
 
+/// `followup.max_attempts`, for the outbox functions in SQL (calling this
+/// also makes sure the library, and so the validated setting, is loaded).
+#[pgrx::pg_extern(sql = false)]
+fn _max_attempts() -> i32 {
+    MAX_ATTEMPTS.get()
+}
+
 /// The configured time zone name (validated by its check hook).
 pub fn timezone() -> String {
     string_setting(&TIMEZONE, "UTC")

@@ -21,6 +21,7 @@ mod triggers;
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/registration.sql", name = "registration", requires = ["schema"]);
 extension_sql_file!("../sql/run.sql", name = "run", requires = ["schema"]);
+extension_sql_file!("../sql/outbox.sql", name = "outbox", requires = ["schema"]);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 #[pg_guard]
