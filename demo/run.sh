@@ -15,8 +15,7 @@ tests/setup.sh
 export PGRX_HOME="$REPO/pgrx-config"
 
 echo "==> building and installing pg_followup (release build)"
-cargo pgrx install --release --pg-config /usr/bin/pg_config >/tmp/pg_followup-demo-install.log 2>&1 \
-    || { tail -n 40 /tmp/pg_followup-demo-install.log; exit 1; }
+tests/lib/install.sh --release
 
 export CLUSTER_ROOT=${DEMO_DIR:-/tmp/pg_followup-demo}
 if [ -f "$CLUSTER_ROOT/demo/data/postmaster.pid" ]; then

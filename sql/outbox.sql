@@ -41,7 +41,10 @@ BEGIN
     END IF;
     RETURN QUERY
     WITH picked AS (
-        SELECT o.message_id
+        SELECT o.message_id,
+               -- a lease that expired as often as attempts allow belongs to a
+               -- message that keeps killing its consumer: it goes dead, not out again
+               o.status = 'claimed' AND o.attempts >= attempts_allowed AS exhausted
           FROM followup.outbox AS o
          WHERE o.delivered_at IS NULL
            AND o.status IN ('pending', 'claimed')
@@ -51,16 +54,13 @@ BEGIN
            FOR UPDATE SKIP LOCKED),
     handed_out AS (
         UPDATE followup.outbox AS o
-           SET attempts = o.attempts + 1,
-               -- a lease that expired as often as attempts allow is a message
-               -- that keeps killing its consumer: it goes dead, not out again
-               status = CASE WHEN o.status = 'claimed' AND o.attempts >= attempts_allowed
-                             THEN 'dead'::followup.message_status ELSE 'claimed' END,
-               last_error = CASE WHEN o.status = 'claimed' AND o.attempts >= attempts_allowed
+           SET status = CASE WHEN picked.exhausted THEN 'dead'::followup.message_status ELSE 'claimed' END,
+               attempts = CASE WHEN picked.exhausted THEN o.attempts ELSE o.attempts + 1 END,
+               last_error = CASE WHEN picked.exhausted
                                  THEN format('lease expired %s times without ack or fail', o.attempts)
                                  ELSE o.last_error END,
-               lease_id = new_lease,
-               claimed_by = consumer,
+               lease_id = CASE WHEN picked.exhausted THEN NULL ELSE new_lease END,
+               claimed_by = CASE WHEN picked.exhausted THEN NULL ELSE consumer END,
                visible_at = now() + lease
           FROM picked
          WHERE o.message_id = picked.message_id

@@ -117,7 +117,7 @@ pub fn init() {
         &MAX_ATTEMPTS,
         1,
         1_000,
-        GucContext::Sighup,
+        GucContext::Suset,
         GucFlags::default(),
     );
 }

@@ -41,8 +41,7 @@ fi
 
 if wants regress || wants isolation || wants integration; then
     section "install the extension into the system PostgreSQL 15"
-    cargo pgrx install --pg-config /usr/bin/pg_config >"$RESULTS/install.log" 2>&1 \
-        || { cat "$RESULTS/install.log"; echo "install failed"; exit 1; }
+    tests/lib/install.sh || { echo "install failed"; exit 1; }
     cluster_init main && cluster_start main || exit 1
     export PGHOST=$(cluster_host main) PGPORT=$(cluster_port main) PGUSER=postgres
 fi
