@@ -27,7 +27,9 @@ REVOKE EXECUTE ON FUNCTION
     followup.claim(text, int, interval),
     followup.ack(uuid, bigint[]),
     followup.fail(uuid, bigint, text, interval),
-    followup.requeue_dead(bigint[])
+    followup.requeue_dead(bigint[]),
+    followup._prune(int, int),
+    followup._resolve_alerts()
 FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA followup TO PUBLIC;

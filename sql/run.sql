@@ -9,6 +9,13 @@ SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     new_alert_id bigint;
 BEGIN
+    -- an alert that belongs to no run (missed_schedule with catch_up off) is
+    -- raised once per message while it is open
+    IF alert_run_id IS NULL AND EXISTS (SELECT 1 FROM followup.alerts a
+                                         WHERE a.kind = alert_kind AND a.run_id IS NULL
+                                           AND a.message = alert_message AND a.resolved_at IS NULL) THEN
+        RETURN false;
+    END IF;
     INSERT INTO followup.alerts (kind, run_id, message)
     VALUES (alert_kind, alert_run_id, alert_message)
     ON CONFLICT (kind, run_id) WHERE run_id IS NOT NULL DO NOTHING

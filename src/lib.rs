@@ -13,6 +13,7 @@ mod gucs;
 mod registration;
 mod registry;
 mod run;
+mod scheduler;
 mod tracking;
 mod triggers;
 
@@ -22,11 +23,17 @@ extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/registration.sql", name = "registration", requires = ["schema"]);
 extension_sql_file!("../sql/run.sql", name = "run", requires = ["schema"]);
 extension_sql_file!("../sql/outbox.sql", name = "outbox", requires = ["schema"]);
+extension_sql_file!("../sql/scheduler.sql", name = "scheduler", requires = ["schema"]);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    // _PG_init also runs in every backend that loads the library; only the
+    // postmaster, while preloading, may register the static worker.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        scheduler::register();
+    }
 }
 
 /// Required by `cargo pgrx test`.

@@ -16,7 +16,7 @@
 use crate::errors::{raise, raise_with_hint};
 use crate::registry::{self, AssignmentTable, DateKind, TIMEZONE_SQL, convert};
 use pgrx::PgSqlErrorCode::*;
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, DynamicBackgroundWorker};
 use pgrx::datum::Date;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
@@ -357,6 +357,7 @@ pub fn scan_and_finish(run_id: i64, as_of: &str) -> &'static str {
                   WHERE run_id = $1",
                 &[run_id.into(), outcome.scanned.into(), outcome.enqueued.into(), (outcome.due - outcome.enqueued).into()],
             );
+            update(client, "SELECT followup._resolve_alerts()", &[]);
             if outcome.enqueued > 0 {
                 // Delivered to LISTENers when this transaction commits.
                 update(
@@ -426,46 +427,20 @@ fn in_subtransaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Re
 fn _run_now(as_of: Option<Date>) -> i64 {
     let as_of = as_of_or_today(as_of);
     let run_id = next_run_id();
-    let owner: pg_sys::Oid = Spi::get_one("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_followup'")
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| raise(ERRCODE_INTERNAL_ERROR, "pg_followup is not installed in this database"));
-    let database = unsafe { pg_sys::MyDatabaseId };
-    // The worker uses the caller's followup.timezone (it may have been SET in
-    // this session) to turn timestamps into local dates, as preview does.
-    let timezone = crate::gucs::timezone();
-    let extra = format!(
-        "{} {} {} {} {} {}",
-        database.to_u32(),
-        owner.to_u32(),
-        run_id,
-        as_of,
-        Trigger::Manual.as_sql(),
-        timezone
-    );
-
     if !crate::gucs::RUN_IN_WORKER.get() {
         run_in_this_session(run_id, &as_of, Trigger::Manual);
         return run_id;
     }
-    let worker = BackgroundWorkerBuilder::new(&format!("pg_followup run {run_id}"))
-        .set_type("pg_followup run")
-        .set_library("pg_followup")
-        .set_function("followup_run_worker_main")
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
-        .set_restart_time(None)
-        .set_extra(&extra)
-        .set_notify_pid(unsafe { pg_sys::MyProcPid })
-        .load_dynamic();
-    match worker {
-        Ok(worker) => {
+    // The worker uses the caller's followup.timezone (it may have been SET in
+    // this session) to turn timestamps into local dates, as preview does.
+    match launch_worker(run_id, &as_of, Trigger::Manual, &crate::gucs::timezone()) {
+        Some(worker) => {
             if worker.wait_for_startup().is_ok() {
                 // The worker logs the run however it ends; its exit is all we wait for.
                 let _ = worker.wait_for_shutdown();
             }
         }
-        Err(_) => {
+        None => {
             warning!(
                 "pg_followup: no background worker slot is free (max_worker_processes); running in this session, \
                  so the running row becomes visible to others only when the run ends"
@@ -474,6 +449,73 @@ fn _run_now(as_of: Option<Date>) -> i64 {
         }
     }
     run_id
+}
+
+/// Starts the dynamic worker for one run in this database, as the extension
+/// owner, notifying this process when it starts and stops. None when no
+/// worker slot is free.
+pub fn launch_worker(run_id: i64, as_of: &str, trigger: Trigger, timezone: &str) -> Option<DynamicBackgroundWorker> {
+    let owner: pg_sys::Oid = in_transaction(|| {
+        Spi::get_one("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_followup'")
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| raise(ERRCODE_INTERNAL_ERROR, "pg_followup is not installed in this database"))
+    });
+    let database = unsafe { pg_sys::MyDatabaseId };
+    let extra = format!(
+        "{} {} {} {} {} {}",
+        database.to_u32(),
+        owner.to_u32(),
+        run_id,
+        as_of,
+        trigger.as_sql(),
+        timezone
+    );
+    // The handle must outlive the caller's transaction (the scheduler waits
+    // across several).
+    let launch = || {
+        BackgroundWorkerBuilder::new(&format!("pg_followup run {run_id}"))
+            .set_type("pg_followup run")
+            .set_library("pg_followup")
+            .set_function("followup_run_worker_main")
+            .enable_spi_access()
+            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            .set_restart_time(None)
+            .set_extra(&extra)
+            .set_notify_pid(unsafe { pg_sys::MyProcPid })
+            .load_dynamic()
+            .ok()
+    };
+    // SAFETY: only the worker handle is allocated in TopMemoryContext; it is
+    // small and lives as long as the caller waits for the worker.
+    unsafe { pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| launch()) }
+}
+
+/// Runs `body` in the current transaction, or in a new one when there is
+/// none (the scheduler calls between transactions).
+fn in_transaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe + std::panic::RefUnwindSafe) -> R {
+    if unsafe { pg_sys::IsTransactionState() } {
+        body()
+    } else {
+        BackgroundWorker::transaction(body)
+    }
+}
+
+/// A run id, from a background worker (outside any transaction).
+pub fn next_run_id_in_worker() -> i64 {
+    BackgroundWorker::transaction(next_run_id)
+}
+
+/// The logged status of a run, from a background worker.
+pub fn status_of(run_id: i64) -> Option<String> {
+    BackgroundWorker::transaction(move || {
+        Spi::get_one_with_args::<String>(
+            "SELECT status::text FROM followup.runs WHERE run_id = $1",
+            &[run_id.into()],
+        )
+        .ok()
+        .flatten()
+    })
 }
 
 /// The whole run inside the caller's transaction (followup.run_in_worker is
@@ -516,10 +558,17 @@ pub extern "C-unwind" fn followup_run_worker_main(_arg: pg_sys::Datum) {
         return;
     };
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(database)), Some(pg_sys::Oid::from(user)));
-    BackgroundWorker::transaction(|| {
-        Spi::run_with_args("SELECT pg_catalog.set_config('followup.timezone', $1, false)", &[timezone.into()]).ok();
+    execute_in_worker_with_timezone(run_id, as_of, trigger, timezone);
+}
+
+/// `execute_in_worker` with followup.timezone set for this process first.
+pub fn execute_in_worker_with_timezone(run_id: i64, as_of: &str, trigger: Trigger, timezone: &str) -> &'static str {
+    let timezone = timezone.to_string();
+    BackgroundWorker::transaction(move || {
+        Spi::run_with_args("SELECT pg_catalog.set_config('followup.timezone', $1, false)", &[timezone.as_str().into()])
+            .ok();
     });
-    execute_in_worker(run_id, as_of, trigger);
+    execute_in_worker(run_id, as_of, trigger)
 }
 
 /// A whole run from a background worker: one transaction per step, so the

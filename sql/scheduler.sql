@@ -1,0 +1,148 @@
+-- The daily schedule, retention and the health view (SPEC §6, §7).
+-- The scheduler background worker (src/scheduler.rs) calls these; monitoring
+-- reads followup.health.
+
+-- The instant of the run for local date `day`: `run_at` wall-clock time in
+-- `tz`. On a spring-forward day a run_at inside the gap lands just after it;
+-- on a fall-back day an ambiguous run_at is one of the two instants. Either
+-- way each local date has exactly one instant, so the worker runs once a day.
+CREATE FUNCTION followup._run_instant(day date, run_at text, tz text) RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT (day + run_at::time) AT TIME ZONE tz $$;
+
+-- The first scheduled instant strictly after `after`.
+CREATE FUNCTION followup._next_run_after(after timestamptz, run_at text, tz text) RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN followup._run_instant(d, run_at, tz) > after
+                THEN followup._run_instant(d, run_at, tz)
+                ELSE followup._run_instant(d + 1, run_at, tz) END
+      FROM (SELECT (after AT TIME ZONE tz)::date AS d) AS local_day
+$$;
+
+-- The last scheduled instant at or before `at`.
+CREATE FUNCTION followup._last_run_at_or_before(at timestamptz, run_at text, tz text) RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN followup._run_instant(d, run_at, tz) <= at
+                THEN followup._run_instant(d, run_at, tz)
+                ELSE followup._run_instant(d - 1, run_at, tz) END
+      FROM (SELECT (at AT TIME ZONE tz)::date AS d) AS local_day
+$$;
+
+-- A followup.* setting in its base unit (pg_settings.setting: '30', not
+-- '30min'), or the documented default when the library is not loaded here.
+CREATE FUNCTION followup._setting(setting_name text, fallback text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce((SELECT nullif(setting, '') FROM pg_settings WHERE name = setting_name), fallback) $$;
+
+-- Deletes up to `batch` old rows from each history table; returns how many.
+-- Kept: runs still running, undelivered messages, open alerts, and the newest
+-- message of every assignment's current cycle and kind: a once-only reminder
+-- or an escalation stays due for its whole cycle, and only its outbox row
+-- stops the run from sending it again.
+CREATE FUNCTION followup._prune(retention_days int, batch int) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    horizon timestamptz := now() - make_interval(days => retention_days);
+    removed bigint := 0;
+    n bigint;
+BEGIN
+    DELETE FROM followup.runs
+     WHERE run_id IN (SELECT run_id FROM followup.runs
+                       WHERE status <> 'running' AND coalesce(finished_at, started_at) < horizon
+                       LIMIT batch);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    removed := removed + n;
+
+    DELETE FROM followup.alerts
+     WHERE alert_id IN (SELECT alert_id FROM followup.alerts
+                         WHERE resolved_at IS NOT NULL AND resolved_at < horizon
+                         LIMIT batch);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    removed := removed + n;
+
+    DELETE FROM followup.outbox
+     WHERE message_id IN (
+            SELECT o.message_id
+              FROM followup.outbox AS o
+             WHERE o.status IN ('delivered', 'dead')
+               AND coalesce(o.delivered_at, o.enqueued_at) < horizon
+               AND EXISTS (SELECT 1 FROM followup.outbox AS newer
+                            WHERE newer.assignment_id = o.assignment_id
+                              AND (newer.cycle_start > o.cycle_start
+                                   OR (newer.cycle_start = o.cycle_start AND newer.kind = o.kind
+                                       AND newer.sequence > o.sequence)))
+             LIMIT batch);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN removed + n;
+END
+$$;
+
+-- Marks alerts resolved once what they warned about is over: a run's long_run
+-- alert when it finishes, and failures, abandoned runs and missed schedules
+-- once a later run succeeds.
+CREATE FUNCTION followup._resolve_alerts() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+BEGIN
+    UPDATE followup.alerts AS a
+       SET resolved_at = now()
+     WHERE a.resolved_at IS NULL
+       AND ((a.kind = 'long_run'
+             AND EXISTS (SELECT 1 FROM followup.runs r WHERE r.run_id = a.run_id AND r.status <> 'running'))
+         OR (a.kind IN ('run_failed', 'run_abandoned', 'missed_schedule')
+             AND EXISTS (SELECT 1 FROM followup.runs r
+                          WHERE r.status = 'succeeded' AND r.started_at > a.raised_at)));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+-- One row for monitoring (postgres_exporter custom queries, check scripts).
+CREATE VIEW followup.health AS
+WITH settings AS (
+    SELECT followup._setting('followup.run_at', '03:00') AS run_at,
+           followup._setting('followup.timezone', 'UTC') AS tz,
+           followup._setting('followup.alert_after', '30')::int AS alert_after_minutes
+),
+last_run AS (
+    SELECT status FROM followup.runs WHERE status <> 'skipped' ORDER BY started_at DESC, run_id DESC LIMIT 1
+),
+running AS (
+    SELECT run_id, now() - started_at AS running_for
+      FROM followup.runs WHERE status = 'running' ORDER BY started_at LIMIT 1
+),
+due AS (
+    SELECT followup._last_run_at_or_before(now(), s.run_at, s.tz) AS instant, s.alert_after_minutes, s.tz
+      FROM settings s
+),
+queue AS (
+    SELECT count(*) FILTER (WHERE status IN ('pending', 'claimed')) AS pending,
+           now() - min(enqueued_at) FILTER (WHERE status IN ('pending', 'claimed')) AS oldest_pending_age,
+           count(*) FILTER (WHERE status = 'dead') AS dead
+      FROM followup.outbox WHERE delivered_at IS NULL
+)
+SELECT (SELECT status FROM last_run) AS last_run_status,
+       (SELECT max(finished_at) FROM followup.runs WHERE status = 'succeeded') AS last_success_at,
+       (SELECT run_id FROM running) AS running_run_id,
+       (SELECT running_for FROM running) AS running_for,
+       -- the last scheduled run (plus alert_after of grace) has passed without
+       -- a successful run for its day, and an assignments table is registered
+       (now() > due.instant + make_interval(mins => due.alert_after_minutes)
+        AND EXISTS (SELECT 1 FROM followup.assignment_tables)
+        AND NOT EXISTS (SELECT 1 FROM followup.runs r
+                         WHERE r.status = 'succeeded'
+                           AND r.as_of >= (due.instant AT TIME ZONE due.tz)::date)) AS overdue,
+       (SELECT count(*) FROM followup.alerts WHERE resolved_at IS NULL) AS open_alerts,
+       queue.pending AS outbox_pending,
+       queue.oldest_pending_age,
+       queue.dead AS outbox_dead
+  FROM due, queue;
+COMMENT ON VIEW followup.health IS
+    'One row: last run status, last success, the running run, whether the daily run is overdue, open alerts, outbox backlog.';
