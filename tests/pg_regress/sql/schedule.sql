@@ -1,0 +1,76 @@
+-- The daily schedule (SPEC §6): the instants the scheduler computes with
+-- followup._next_run_after, and the health view (SPEC §7).
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pg_followup CASCADE;
+DROP SCHEMA IF EXISTS sched CASCADE;
+CREATE EXTENSION pg_followup;
+RESET client_min_messages;
+CREATE SCHEMA sched;
+SET search_path = sched, public;
+
+-- Consecutive scheduled instants from `start`, as local and UTC times.
+CREATE FUNCTION schedule(start timestamptz, run_at text, tz text, n int)
+RETURNS TABLE (local_time timestamp, utc timestamp) LANGUAGE sql AS $$
+    WITH RECURSIVE s(i, instant) AS (
+        SELECT 1, followup._next_run_after(start, run_at, tz)
+        UNION ALL
+        SELECT i + 1, followup._next_run_after(instant, run_at, tz) FROM s WHERE i < n)
+    SELECT instant AT TIME ZONE tz, instant AT TIME ZONE 'UTC' FROM s
+$$;
+
+-- Europe/Oslo springs forward on 2026-03-29 (02:00 -> 03:00): 02:30 does not
+-- exist that day and lands after the gap; every local date runs exactly once.
+SELECT * FROM schedule('2026-03-27 12:00+00', '02:30', 'Europe/Oslo', 4);
+SELECT * FROM schedule('2026-03-27 12:00+00', '03:00', 'Europe/Oslo', 4);
+-- ... and falls back on 2026-10-25 (03:00 -> 02:00): 02:30 happens twice that
+-- day, the run once.
+SELECT * FROM schedule('2026-10-23 12:00+00', '02:30', 'Europe/Oslo', 4);
+SELECT * FROM schedule('2026-10-23 12:00+00', '01:30', 'Europe/Oslo', 4);
+-- exactly one instant per local date over the whole year, for every run_at
+SELECT run_at, count(*) AS instants, count(DISTINCT (local_time)::date) AS local_dates,
+       min((local_time)::date) AS first_day, max((local_time)::date) AS last_day
+  FROM unnest(ARRAY['00:00', '01:30', '02:00', '02:30', '02:59', '03:00', '23:59']) AS run_at,
+       LATERAL schedule('2025-12-31 23:00+00', run_at, 'Europe/Oslo', 365)
+ GROUP BY run_at ORDER BY run_at;
+-- an instant exactly at `after` is not "after"
+SELECT followup._next_run_after('2026-06-01 01:00+00', '03:00', 'Europe/Oslo') AT TIME ZONE 'UTC' AS next_utc;
+SELECT followup._last_run_at_or_before('2026-06-01 01:00+00', '03:00', 'Europe/Oslo') AT TIME ZONE 'UTC' AS last_utc;
+
+-- the health view: one row, for monitoring
+SELECT * FROM followup.health;
+-- Make the session's local time about noon, so "today's 03:00" is hours ago.
+SELECT set_config('followup.timezone',
+                  format('Etc/GMT%s', to_char(-(12 - extract(hour FROM now() AT TIME ZONE 'UTC')::int), 'SG99')),
+                  false) IS NOT NULL AS timezone_set;
+SELECT extract(hour FROM now() AT TIME ZONE current_setting('followup.timezone')) BETWEEN 11 AND 13 AS local_noon;
+CREATE TABLE assignments (id int PRIMARY KEY, mentor_id int, last_contact_date date);
+SELECT followup.track_assignments('assignments', 'id', 'mentor_id', 'last_contact_date');
+-- registered, no run for today: overdue
+SELECT last_run_status, last_success_at IS NULL AS never_succeeded, overdue FROM followup.health;
+INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
+VALUES ('schedule', 'succeeded', (now() AT TIME ZONE current_setting('followup.timezone'))::date - 1,
+        now() - interval '1 day', now() - interval '1 day'),
+       ('manual', 'skipped', (now() AT TIME ZONE current_setting('followup.timezone'))::date,
+        now() - interval '1 hour', now() - interval '1 hour');
+-- yesterday's success does not cover today; a skipped run is not a status
+SELECT last_run_status, last_success_at < now() - interval '23 hours' AS last_success_yesterday, overdue FROM followup.health;
+INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
+VALUES ('schedule', 'succeeded', (now() AT TIME ZONE current_setting('followup.timezone'))::date,
+        now() - interval '2 hours', now() - interval '2 hours' + interval '5 seconds');
+SELECT last_run_status, overdue FROM followup.health;
+-- a run in progress, alerts, the outbox backlog
+INSERT INTO followup.runs (trigger, status, as_of, started_at, backend_pid)
+VALUES ('manual', 'running', current_date, now() - interval '90 seconds', pg_backend_pid());
+SELECT followup._raise_alert('long_run', (SELECT max(run_id) FROM followup.runs), 'test alert');
+INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
+                             days_since_contact, status, enqueued_at)
+VALUES ('1', '2026-11-01', 'reminder', 1, 'mentor', 'm', 30, 'pending', now() - interval '2 hours'),
+       ('2', '2026-11-01', 'reminder', 1, 'mentor', 'm', 30, 'claimed', now() - interval '1 hour'),
+       ('3', '2026-11-01', 'reminder', 1, 'mentor', 'm', 30, 'dead', now() - interval '3 hours');
+INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
+                             days_since_contact, status, delivered_at)
+VALUES ('4', '2026-11-01', 'reminder', 1, 'mentor', 'm', 30, 'delivered', now());
+SELECT last_run_status, running_run_id = (SELECT max(run_id) FROM followup.runs) AS shows_running_run,
+       running_for >= interval '90 seconds' AS running_for_90s, open_alerts, outbox_pending,
+       date_trunc('hour', oldest_pending_age + interval '1 minute') AS oldest_pending_age, outbox_dead
+  FROM followup.health;
