@@ -29,7 +29,9 @@ REVOKE EXECUTE ON FUNCTION
     followup.fail(uuid, bigint, text, interval),
     followup.requeue_dead(bigint[]),
     followup._prune(int, int),
-    followup._resolve_alerts()
+    followup._resolve_alerts(),
+    followup._set_last_contact(text, date, text),
+    followup.set_last_contact(text, date, text)
 FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA followup TO PUBLIC;

@@ -8,6 +8,7 @@
 use pgrx::prelude::*;
 
 mod active_when;
+mod admin;
 mod errors;
 mod gucs;
 mod registration;
@@ -24,6 +25,7 @@ extension_sql_file!("../sql/registration.sql", name = "registration", requires =
 extension_sql_file!("../sql/run.sql", name = "run", requires = ["schema"]);
 extension_sql_file!("../sql/outbox.sql", name = "outbox", requires = ["schema"]);
 extension_sql_file!("../sql/scheduler.sql", name = "scheduler", requires = ["schema"]);
+extension_sql_file!("../sql/admin.sql", name = "admin", requires = ["schema"]);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 #[pg_guard]

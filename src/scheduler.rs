@@ -340,7 +340,12 @@ impl Scheduler {
         if now >= self.next_run {
             let as_of = self.local_date(self.next_run);
             self.next_run = next_run_after(self.next_run.max(now), &schedule);
-            if gucs::ENABLED.get() {
+            if !gucs::ENABLED.get() {
+                log!("pg_followup scheduler: followup.enabled is off; no run for {as_of}");
+            } else if succeeded_for(&as_of) {
+                // e.g. the schedule moved to a later time after today's run or catch-up
+                log!("pg_followup scheduler: the run for {as_of} already succeeded; not running it again");
+            } else {
                 let run_id = run::next_run_id_in_worker();
                 self.run(run_id, &as_of, Trigger::Schedule);
                 prune();
@@ -417,11 +422,14 @@ impl Scheduler {
     }
 }
 
+/// Has a scheduled (or catch-up) run for that date succeeded? The scheduler
+/// runs once a day; manual runs do not count.
 fn succeeded_for(as_of: &str) -> bool {
     let as_of = as_of.to_string();
     BackgroundWorker::transaction(move || {
         Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM followup.runs WHERE status = 'succeeded' AND as_of = $1::date)",
+            "SELECT EXISTS (SELECT 1 FROM followup.runs
+                             WHERE status = 'succeeded' AND as_of = $1::date AND trigger IN ('schedule', 'catch_up'))",
             &[as_of.as_str().into()],
         )
         .ok()
