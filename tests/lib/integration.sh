@@ -5,6 +5,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$REPO/tests/lib/cluster.sh"
 FAILED=0
+export PGUSER=${PGUSER:-postgres}
 
 # new_db NAME: a fresh database with the extension and the sample app.
 new_db() {

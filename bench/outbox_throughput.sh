@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Claim + ack throughput of the outbox protocol (SPEC §8, issue 5). Not a test:
+# it measures and prints.
+#
+# Starts a private PostgreSQL 15 cluster (tests/lib/cluster.sh; the extension
+# must already be installed in the system PostgreSQL), fills followup.outbox
+# with pending messages, and runs pgbench, one claim of 100 and its ack per
+# pgbench transaction, for 1 consumer and for 4 consumers, with two forms of
+# the ack:
+#
+#   lease  ack the whole lease:
+#              SELECT lease_id FROM followup.claim('c' || :client_id, 100) LIMIT 1 \gset
+#              SELECT followup.ack(':lease_id');
+#   ids    ack the messages by id, as a consumer that acks what it delivered
+#          does (the notifier acks each message by id):
+#              SELECT lease_id, array_agg(message_id) OVER () AS ids FROM followup.claim(...) LIMIT 1 \gset
+#              SELECT followup.ack(':lease_id', ':ids');
+#
+# (pgbench has no :'var' quoting, but substitutes :var inside a literal.)
+# For each run it prints messages/s (pgbench's TPS x 100, and the rows
+# actually delivered per second as a check), the rate every 5 s, the table's
+# updates vs HOT updates, and the table and index sizes before and after. The
+# outbox is emptied and refilled before each run, so the runs start alike.
+#
+#   bench/outbox_throughput.sh
+#   DURATION=30 CLIENTS="1 2 4" ACKS=ids bench/outbox_throughput.sh
+#   MESSAGES=400000              pending messages per ack=lease run (default 400,000)
+#   MESSAGES_IDS=1500000         ... per ack=ids run, which is much faster (default 1,200,000)
+#   FILLFACTOR=50                try another fillfactor on followup.outbox (an
+#                                experiment: the extension's own is in sql/schema.sql)
+#   KEEP_CLUSTERS=1              keep the cluster's directory (server.log) afterwards
+#
+# A run that drains the outbox stops early (pgbench aborts a client whose claim
+# returns no row); its rate is then over the time until the outbox ran dry, and
+# the script says so.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+MESSAGES=${MESSAGES:-400000}
+MESSAGES_IDS=${MESSAGES_IDS:-1200000}
+DURATION=${DURATION:-20}
+CLIENTS=${CLIENTS:-"1 4"}
+ACKS=${ACKS:-"lease ids"}
+FILLFACTOR=${FILLFACTOR:-}
+BATCH=100
+
+source "$REPO/tests/lib/cluster.sh"
+trap cluster_cleanup_all EXIT
+# Defaults, but shared buffers that hold the whole outbox (about 200 bytes a
+# message, more as it churns): the figure is the protocol's, not the disk's.
+cluster_init bench "shared_buffers = 1GB" "max_connections = 20"
+cluster_start bench
+export PGHOST=$(cluster_host bench) PGPORT=$(cluster_port bench) PGUSER=postgres PGDATABASE=postgres
+
+sql() { psql -X -At -q -v ON_ERROR_STOP=1 -c "$1"; }
+sql "CREATE EXTENSION pg_followup"
+if [ -n "$FILLFACTOR" ]; then
+    sql "ALTER TABLE followup.outbox SET (fillfactor = $FILLFACTOR)"
+fi
+
+cat >"$CLUSTER_ROOT/ack_lease.sql" <<EOF
+SELECT lease_id FROM followup.claim('c' || :client_id, $BATCH) LIMIT 1 \gset
+SELECT followup.ack(':lease_id');
+EOF
+cat >"$CLUSTER_ROOT/ack_ids.sql" <<EOF
+SELECT lease_id, array_agg(message_id) OVER () AS ids FROM followup.claim('c' || :client_id, $BATCH) LIMIT 1 \gset
+SELECT followup.ack(':lease_id', ':ids');
+EOF
+
+# refill N: an outbox of N pending messages, vacuumed, statistics reset.
+refill() {
+    sql "TRUNCATE followup.outbox"
+    sql "INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
+                                      days_since_contact, payload)
+         SELECT g::text, date '2026-11-01', 'reminder', 1 + g % 7, 'mentor', (1000 + g % 5000)::text, 30 + g % 60,
+                jsonb_build_object('organization', 'org-' || lpad((1 + g % 20)::text, 2, '0'), 'contact_id', 10000000 + g)
+           FROM generate_series(1, $1) AS g"
+    sql "VACUUM (ANALYZE) followup.outbox"
+    sql "CHECKPOINT"
+    sql "SELECT pg_stat_reset_single_table_counters('followup.outbox'::regclass)"
+}
+
+sizes() {
+    sql "SELECT format('table %s, indexes: %s',
+                       pg_size_pretty(pg_table_size('followup.outbox')),
+                       string_agg(format('%s %s', indexrelid::regclass, pg_size_pretty(pg_relation_size(indexrelid))),
+                                  ', ' ORDER BY indexrelid::regclass::text))
+           FROM pg_index WHERE indrelid = 'followup.outbox'::regclass"
+}
+
+per_second() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
+
+echo "pg_followup outbox claim+ack benchmark: batches of $BATCH, ${DURATION}s per run"
+echo "machine: $(nproc) cores; PostgreSQL $(sql "SHOW server_version"); followup.outbox with" \
+    "$(sql "SELECT coalesce(array_to_string(reloptions, ', '), 'default options') FROM pg_class
+             WHERE oid = 'followup.outbox'::regclass")"
+summary=()
+for ack in $ACKS; do
+    case $ack in
+        lease) messages=$MESSAGES form="ack(lease_id)" ;;
+        ids) messages=$MESSAGES_IDS form="ack(lease_id, message_ids)" ;;
+        *) echo "ACKS: 'lease' and/or 'ids', not '$ack'"; exit 2 ;;
+    esac
+    for clients in $CLIENTS; do
+        label="$clients consumer(s), $form"
+        echo
+        echo "=== $label, $messages pending messages ==="
+        refill "$messages"
+        echo "before: $(sizes)"
+        status=0
+        out=$(pgbench -n -f "$CLUSTER_ROOT/ack_$ack.sql" -c "$clients" -j "$clients" -T "$DURATION" -P 5 2>&1) \
+            || status=$?
+        # the rate every 5 s: a falling rate shows the outbox getting slower as it churns
+        echo "$out" | grep '^progress:' | sed 's/^/  /' || true
+        dry=""
+        if [ "$status" -ne 0 ]; then
+            if grep -q 'expected one row, got 0' <<<"$out"; then
+                dry=1
+            else
+                echo "$out"
+                echo "pgbench failed"
+                exit 1
+            fi
+        fi
+        tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out" | head -n 1)
+        processed=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+        sleep 1 # the backends' statistics reach pg_stat_* when they exit
+        delivered=$(sql "SELECT count(*) FROM followup.outbox WHERE status = 'delivered'")
+        left=$(sql "SELECT count(*) FROM followup.outbox WHERE status = 'pending'")
+        claimed=$(sql "SELECT count(*) FROM followup.outbox WHERE status = 'claimed'")
+        stats=$(sql "SELECT format('%s updates, %s HOT (%s%%), %s dead tuples, autovacuum ran %s times',
+                                   n_tup_upd, n_tup_hot_upd, round(100.0 * n_tup_hot_upd / nullif(n_tup_upd, 0), 1),
+                                   n_dead_tup, autovacuum_count)
+                       FROM pg_stat_user_tables WHERE relid = 'followup.outbox'::regclass")
+        rate=$(per_second "$(awk -v t="$tps" -v b="$BATCH" 'BEGIN { print t * b }')" 1)
+        echo "after:  $(sizes)"
+        echo "outbox: $stats"
+        echo "pgbench: $processed transactions, tps = $tps"
+        if [ -n "$dry" ]; then
+            echo "messages/s: $rate (TPS x $BATCH, until the outbox ran dry: all $delivered delivered," \
+                "$left pending, $claimed claimed; raise the number of messages for a full ${DURATION}s run)"
+            summary+=("$label: $rate messages/s (outbox ran dry before ${DURATION}s)")
+        else
+            echo "messages/s: $rate (TPS x $BATCH); check: $delivered delivered in ${DURATION}s =" \
+                "$(per_second "$delivered" "$DURATION")/s; $left still pending, $claimed left claimed"
+            summary+=("$label: $rate messages/s")
+        fi
+    done
+done
+echo
+echo "=== summary: messages/s, a claim of $BATCH and its ack per transaction ==="
+printf '%s\n' "${summary[@]}"

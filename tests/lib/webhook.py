@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""A webhook for the notifier's integration test (tests/integration/notifier.sh).
+
+A real HTTP/1.1 server on 127.0.0.1 (an OS-chosen port, written to --port-file)
+that records every request and answers as a rules file says. Written in Python's
+standard library on purpose: an HTTP implementation independent of the
+notifier's own hand-written client.
+
+Rules (--rules, re-read on every request, so a test can change them while the
+server runs), one per line, '#' starts a comment:
+
+    <message_id|*> status <code> [<times>]   answer <code> (body "injected failure")
+    <message_id|*> hang [<times>]            read the request, never answer
+    <message_id|*> delay <seconds> [<times>] wait, then answer 200
+
+<message_id> is the X-Followup-Message-Id header. With <times>, a rule applies
+to that many requests of the message (its 1st to <times>th); without, to all.
+Rules naming the message come before '*' rules; the first that applies wins;
+no rule: 200 at once.
+
+Log (--log): one tab-separated line per request, written when the request has
+been read and before it is answered:
+
+    <n> <message_id> <idempotency_key> <answer> <nth> <check>
+
+n counts all requests; answer is the status code decided, or 'hang'; nth
+counts this message's requests; check is 'ok' when the request is well-formed
+(POST, Content-Type application/json, a JSON object body whose message_id is
+the header's and whose assignment_id/cycle_start/kind/sequence make the
+Idempotency-Key), else what is wrong.
+"""
+import argparse
+import json
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+lock = threading.Lock()
+requests_seen = 0
+per_message = {}
+
+
+def load_rules(path):
+    rules = []
+    try:
+        with open(path) as f:
+            for line in f:
+                words = line.split("#", 1)[0].split()
+                if words:
+                    rules.append(words)
+    except FileNotFoundError:
+        pass
+    return rules
+
+
+def decide(rules, message_id, nth):
+    """(answer, delay): answer is an int status code or 'hang'."""
+    ordered = [r for r in rules if r[0] == message_id] + [r for r in rules if r[0] == "*"]
+    for who, action, *args in ordered:
+        if action == "status":
+            code, times = int(args[0]), args[1:]
+            answer, delay = code, 0.0
+        elif action == "hang":
+            times = args
+            answer, delay = "hang", 0.0
+        elif action == "delay":
+            seconds, times = float(args[0]), args[1:]
+            answer, delay = 200, seconds
+        else:
+            raise ValueError(f"unknown rule action {action!r}")
+        if times and nth > int(times[0]):
+            continue
+        return answer, delay
+    return 200, 0.0
+
+
+def check(handler, body, message_id, key):
+    if handler.command != "POST":
+        return f"method {handler.command}"
+    if handler.headers.get("Content-Type") != "application/json":
+        return f"content-type {handler.headers.get('Content-Type')}"
+    try:
+        row = json.loads(body)
+    except ValueError:
+        return "body is not JSON"
+    if not isinstance(row, dict):
+        return "body is not a JSON object"
+    if str(row.get("message_id")) != message_id:
+        return f"body message_id {row.get('message_id')} != header {message_id}"
+    expected = f"{row.get('assignment_id')}/{row.get('cycle_start')}/{row.get('kind')}/{row.get('sequence')}"
+    if key != expected:
+        return f"key {key} != {expected}"
+    return "ok"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        global requests_seen
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8", "replace")
+        message_id = self.headers.get("X-Followup-Message-Id", "-")
+        key = self.headers.get("Idempotency-Key", "-")
+        verdict = check(self, body, message_id, key)
+        with lock:
+            requests_seen += 1
+            nth = per_message[message_id] = per_message.get(message_id, 0) + 1
+            answer, delay = decide(load_rules(self.server.rules), message_id, nth)
+            if verdict != "ok":
+                answer = 400
+            with open(self.server.log, "a") as log:
+                log.write(f"{requests_seen}\t{message_id}\t{key}\t{answer}\t{nth}\t{verdict}\n")
+        if answer == "hang":
+            # Hold the connection without answering; the client's timeout ends it.
+            time.sleep(600)
+            return
+        time.sleep(delay)
+        text = b"ok" if answer == 200 else (b"injected failure" if verdict == "ok" else verdict.encode())
+        self.send_response(answer)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(text)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(text)
+        self.close_connection = True
+
+    do_GET = do_PUT = do_POST
+
+    def log_message(self, format, *args):
+        pass  # the log file above is the record
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port-file", required=True)
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--rules", required=True)
+    args = parser.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.rules, server.log = args.rules, args.log
+    open(args.log, "a").close()
+    with open(args.port_file + ".tmp", "w") as f:
+        f.write(str(server.server_address[1]))
+    os.replace(args.port_file + ".tmp", args.port_file)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
