@@ -7,6 +7,11 @@
 --   fail     records a failed delivery: back to pending after an exponential
 --            backoff, or dead after followup.max_attempts.
 --   requeue_dead  gives dead messages a fresh start.
+--   release  (not in the spec) hands claimed messages back without counting
+--            an attempt, e.g. when a consumer shuts down mid-batch.
+--
+-- Times are clock_timestamp(): a lease is as long as asked even when the
+-- caller's transaction started long ago.
 --
 -- ack and fail act only under the lease that currently holds the message: once
 -- another consumer has re-claimed it (new lease_id), the old lease matches
@@ -39,6 +44,10 @@ BEGIN
         RAISE EXCEPTION 'lease must be positive and at most 1 day, not %', lease
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- forget leases that ended an hour ago (a few per call)
+    DELETE FROM followup.outbox_leases
+     WHERE lease_id IN (SELECT l.lease_id FROM followup.outbox_leases AS l
+                         WHERE l.expires_at < clock_timestamp() - interval '1 hour' LIMIT 100);
     RETURN QUERY
     WITH picked AS (
         SELECT o.message_id,
@@ -48,7 +57,7 @@ BEGIN
           FROM followup.outbox AS o
          WHERE o.delivered_at IS NULL
            AND o.status IN ('pending', 'claimed')
-           AND o.visible_at <= now()
+           AND o.visible_at <= clock_timestamp()
          ORDER BY o.message_id
          LIMIT max_messages
            FOR UPDATE SKIP LOCKED),
@@ -61,31 +70,57 @@ BEGIN
                                  ELSE o.last_error END,
                lease_id = CASE WHEN picked.exhausted THEN NULL ELSE new_lease END,
                claimed_by = CASE WHEN picked.exhausted THEN NULL ELSE consumer END,
-               visible_at = now() + lease
+               visible_at = clock_timestamp() + lease
           FROM picked
          WHERE o.message_id = picked.message_id
-        RETURNING o.*)
+        RETURNING o.*),
+    recorded AS (
+        INSERT INTO followup.outbox_leases (lease_id, consumer, message_ids, expires_at)
+        SELECT new_lease, consumer, array_agg(h.message_id), clock_timestamp() + lease
+          FROM handed_out AS h WHERE h.status = 'claimed'
+        HAVING count(*) > 0)
     SELECT * FROM handed_out WHERE handed_out.status = 'claimed' ORDER BY handed_out.message_id;
 END
 $$;
 COMMENT ON FUNCTION followup.claim(text, int, interval) IS
     'Claims up to max_messages visible messages for consumer under a new lease (FOR UPDATE SKIP LOCKED).';
 
+-- The messages an ack or release means: the ids given, or all of the lease's
+-- (from its outbox_leases row; once that is gone, found among the undelivered).
+CREATE FUNCTION followup._lease_messages(lease uuid, message_ids bigint[]) RETURNS bigint[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ids bigint[] := message_ids;
+BEGIN
+    IF lease IS NULL THEN
+        RAISE EXCEPTION 'lease_id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF ids IS NULL THEN
+        SELECT l.message_ids INTO ids FROM followup.outbox_leases AS l WHERE l.lease_id = lease;
+    END IF;
+    IF ids IS NULL THEN
+        SELECT array_agg(o.message_id) INTO ids
+          FROM followup.outbox AS o
+         WHERE o.delivered_at IS NULL AND o.lease_id = lease AND o.status = 'claimed';
+    END IF;
+    RETURN coalesce(ids, '{}');
+END
+$$;
+
 CREATE FUNCTION followup.ack(lease_id uuid, message_ids bigint[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    targets bigint[] := followup._lease_messages(ack.lease_id, ack.message_ids);
     acked bigint;
 BEGIN
-    IF lease_id IS NULL THEN
-        RAISE EXCEPTION 'lease_id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
     UPDATE followup.outbox AS o
-       SET status = 'delivered', delivered_at = now(), last_error = NULL
-     WHERE o.lease_id = ack.lease_id
-       AND o.status = 'claimed'
-       AND (ack.message_ids IS NULL OR o.message_id = ANY (ack.message_ids));
+       SET status = 'delivered', delivered_at = clock_timestamp()
+     WHERE o.message_id = ANY (targets)
+       AND o.lease_id = ack.lease_id
+       AND o.status = 'claimed';
     GET DIAGNOSTICS acked = ROW_COUNT;
     RETURN acked;
 END
@@ -110,8 +145,9 @@ BEGIN
     UPDATE followup.outbox AS o
        SET status = CASE WHEN o.attempts >= attempts_allowed THEN 'dead'::followup.message_status
                          ELSE 'pending' END,
-           visible_at = now() + coalesce(fail.retry_in,
-                                         least(interval '1 hour', interval '30 seconds' * power(2, o.attempts - 1))),
+           -- 2^7 * 30 s is past the 1 hour cap: the exponent stops there
+           visible_at = clock_timestamp() + coalesce(fail.retry_in,
+                            least(interval '1 hour', interval '30 seconds' * power(2, least(o.attempts - 1, 7)))),
            last_error = coalesce(fail.error, 'unspecified error'),
            lease_id = NULL,
            claimed_by = NULL
@@ -136,12 +172,39 @@ DECLARE
     requeued bigint;
 BEGIN
     UPDATE followup.outbox AS o
-       SET status = 'pending', attempts = 0, visible_at = now(), lease_id = NULL, claimed_by = NULL
+       SET status = 'pending', attempts = 0, visible_at = clock_timestamp(), lease_id = NULL, claimed_by = NULL
      WHERE o.status = 'dead'
        AND (requeue_dead.message_ids IS NULL OR o.message_id = ANY (requeue_dead.message_ids));
     GET DIAGNOSTICS requeued = ROW_COUNT;
+    IF requeued > 0 THEN
+        PERFORM pg_notify('followup_outbox', json_build_object('requeued', requeued)::text);
+    END IF;
     RETURN requeued;
 END
 $$;
 COMMENT ON FUNCTION followup.requeue_dead(bigint[]) IS
     'Makes dead messages (all, or those listed) pending again with attempts reset; returns how many.';
+
+CREATE FUNCTION followup.release(lease_id uuid, message_ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    targets bigint[] := followup._lease_messages(release.lease_id, release.message_ids);
+    released bigint;
+BEGIN
+    UPDATE followup.outbox AS o
+       SET status = 'pending', attempts = greatest(o.attempts - 1, 0), visible_at = clock_timestamp(),
+           lease_id = NULL, claimed_by = NULL
+     WHERE o.message_id = ANY (targets)
+       AND o.lease_id = release.lease_id
+       AND o.status = 'claimed';
+    GET DIAGNOSTICS released = ROW_COUNT;
+    IF released > 0 THEN
+        PERFORM pg_notify('followup_outbox', json_build_object('released', released)::text);
+    END IF;
+    RETURN released;
+END
+$$;
+COMMENT ON FUNCTION followup.release(uuid, bigint[]) IS
+    'Hands the lease''s messages (all, or those listed) back undelivered, without counting the attempt; returns how many.';

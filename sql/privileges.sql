@@ -28,6 +28,8 @@ REVOKE EXECUTE ON FUNCTION
     followup.ack(uuid, bigint[]),
     followup.fail(uuid, bigint, text, interval),
     followup.requeue_dead(bigint[]),
+    followup.release(uuid, bigint[]),
+    followup._lease_messages(uuid, bigint[]),
     followup._prune(int, int),
     followup._resolve_alerts(),
     followup._set_last_contact(text, date, text),

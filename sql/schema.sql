@@ -117,6 +117,18 @@ CREATE INDEX outbox_undelivered ON followup.outbox (message_id) WHERE delivered_
 COMMENT ON TABLE followup.outbox IS
     'Reminders to deliver. (assignment_id, cycle_start, kind, sequence) is the idempotency key.';
 
+-- One row per claim batch: lets ack(lease_id) and release(lease_id) without a
+-- list of ids find the lease's messages by primary key, with no index on
+-- outbox.lease_id (which would make every claim a non-HOT update). Transient:
+-- rows are removed an hour after the lease expires, and not dumped.
+CREATE TABLE followup.outbox_leases (
+    lease_id    uuid PRIMARY KEY,
+    consumer    text NOT NULL,
+    message_ids bigint[] NOT NULL,
+    expires_at  timestamptz NOT NULL
+);
+CREATE INDEX outbox_leases_expiry_idx ON followup.outbox_leases (expires_at);
+
 -------------------------------------------------------------------------------
 -- Alerts (SPEC §7)
 -------------------------------------------------------------------------------

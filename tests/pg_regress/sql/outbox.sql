@@ -12,7 +12,7 @@ SELECT 1, g::text, date '2026-11-01', 'reminder', 1, 'mentor', 'm' || g, 30 FROM
 
 -- claim hands out the oldest visible messages under one lease
 SELECT message_id, status, attempts, claimed_by, lease_id IS NOT NULL AS leased,
-       visible_at BETWEEN now() + interval '4 minutes 59 seconds' AND now() + interval '5 minutes' AS lease_ends_in_5_minutes
+       visible_at - clock_timestamp() BETWEEN interval '4 minutes 58 seconds' AND interval '5 minutes' AS lease_ends_in_5_minutes
   FROM followup.claim('consumer-a', 2);
 SELECT count(DISTINCT lease_id) AS leases FROM followup.outbox WHERE status = 'claimed';
 SELECT lease_id AS lease_a FROM followup.outbox WHERE claimed_by = 'consumer-a' LIMIT 1 \gset
@@ -81,6 +81,28 @@ SELECT followup.requeue_dead() AS requeued;
 SELECT followup.requeue_dead() AS requeued_again;
 SELECT message_id, status, attempts, last_error FROM followup.outbox WHERE message_id IN (3, 5) ORDER BY 1;
 
+-- release hands messages back without counting the attempt
+SELECT min(lease_id::text) AS l FROM followup.claim('consumer-g', 2) \gset
+SELECT message_id, attempts FROM followup.outbox WHERE lease_id = :'l' ORDER BY 1;
+SELECT followup.release(:'l') AS released;
+SELECT message_id, status, attempts, lease_id IS NULL AS lease_cleared, visible_at <= clock_timestamp() AS visible_now
+  FROM followup.outbox WHERE message_id IN (3, 5) ORDER BY 1;
+SELECT followup.release(:'l') AS released_again;
+
+-- acking a whole lease works from its lease record, and without it
+SELECT min(lease_id::text) AS l FROM followup.claim('consumer-h', 1) \gset
+DELETE FROM followup.outbox_leases WHERE lease_id = :'l';
+SELECT followup.ack(:'l') AS acked_without_lease_record;
+
+-- the backoff stays at the one-hour cap however many attempts there were
+SET followup.max_attempts = 1000;
+UPDATE followup.outbox SET attempts = 499, visible_at = now() - interval '1 second' WHERE message_id = 5;
+SELECT min(lease_id::text) AS l FROM followup.claim('consumer-i', 1) \gset
+SELECT followup.fail(:'l', 5, 'still failing') AS outcome;
+SELECT attempts, round(extract(epoch FROM visible_at - clock_timestamp()) / 60) AS retry_in_minutes
+  FROM followup.outbox WHERE message_id = 5;
+RESET followup.max_attempts;
+
 -- bad input is refused with a SQLSTATE and changes nothing
 CREATE FUNCTION pg_temp.try(statement text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -97,6 +119,7 @@ SELECT pg_temp.try($$SELECT * FROM followup.claim('x', 10001)$$);
 SELECT pg_temp.try($$SELECT * FROM followup.claim('x', 10, '-1 minute')$$);
 SELECT pg_temp.try($$SELECT * FROM followup.claim('x', 10, '0')$$);
 SELECT pg_temp.try($$SELECT followup.ack(NULL)$$);
+SELECT pg_temp.try($$SELECT followup.release(NULL)$$);
 SELECT pg_temp.try($$SELECT followup.fail(NULL, 1, 'x')$$);
 SELECT pg_temp.try($$SELECT followup.fail(gen_random_uuid(), 1, 'x', retry_in => '-5 minutes')$$);
 SELECT pg_temp.try($$SET followup.max_attempts = 0$$);
@@ -104,12 +127,15 @@ SELECT count(*) FILTER (WHERE status = 'pending') AS pending_after FROM followup
 
 -- claim, fail and requeue are HOT updates (no indexed column changes, room
 -- left by fillfactor); only ack moves a message out of the claim index
+UPDATE followup.outbox SET visible_at = now() + interval '1 day' WHERE status = 'pending';
+INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id, days_since_contact)
+VALUES ('6', '2026-11-01', 'reminder', 1, 'mentor', 'm6', 30), ('7', '2026-11-01', 'reminder', 1, 'mentor', 'm7', 30);
 BEGIN;
 SELECT n_tup_upd AS upd0, n_tup_hot_upd AS hot0 FROM pg_stat_xact_user_tables
  WHERE relid = 'followup.outbox'::regclass \gset
 SELECT min(lease_id::text) AS l FROM followup.claim('consumer-f', 2) \gset
-SELECT followup.fail(:'l', 3, 'retry me', retry_in => '0') AS outcome;
-SELECT followup.fail(:'l', 5, 'retry me', retry_in => '0') AS outcome;
+SELECT followup.fail(:'l', 6, 'retry me', retry_in => '0') AS outcome;
+SELECT followup.fail(:'l', 7, 'retry me', retry_in => '0') AS outcome;
 SELECT n_tup_upd - :upd0 AS updates, n_tup_hot_upd - :hot0 AS hot_updates FROM pg_stat_xact_user_tables
  WHERE relid = 'followup.outbox'::regclass;
 SELECT min(lease_id::text) AS l FROM followup.claim('consumer-f', 2) \gset

@@ -68,7 +68,7 @@ SELECT p.oid::regprocedure AS function,
   JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
   JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_followup'
  WHERE p.provolatile = 'v' AND p.prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;
 -- ... and cannot read or write the extension's tables or the app's
 SELECT try($$SELECT * FROM followup.outbox$$);
 SELECT try($$UPDATE followup.policies SET enabled = false$$);

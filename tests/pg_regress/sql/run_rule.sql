@@ -69,7 +69,7 @@ SELECT status, reminders_enqueued, duplicates_suppressed FROM followup.run_now('
 SELECT count(*) FROM followup.preview('2026-12-01');
 
 -- the next day: only sequences that moved on are new (missed days are not back-filled)
-SELECT assignment_id, kind, sequence, days_since_contact FROM followup.preview('2026-12-02') ORDER BY 1::int, 2;
+SELECT assignment_id, kind, sequence, days_since_contact FROM followup.preview('2026-12-02') ORDER BY assignment_id::int, kind;
 SELECT status, reminders_enqueued FROM followup.run_now('2026-12-02');
 
 -- a new contact starts a new cycle: nothing until the policy says so, then
