@@ -58,6 +58,11 @@ DECLARE
     new_run_id bigint;
     finished followup.runs;
 BEGIN
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'followup.run_now cannot run on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Run it on the primary; followup.preview works here.';
+    END IF;
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'followup.run_now needs READ COMMITTED isolation'
             USING ERRCODE = 'feature_not_supported',

@@ -138,7 +138,7 @@ SELECT (SELECT status FROM last_run) AS last_run_status,
         AND EXISTS (SELECT 1 FROM followup.assignment_tables)
         AND NOT EXISTS (SELECT 1 FROM followup.runs r
                          WHERE r.status = 'succeeded'
-                           AND r.as_of >= (due.instant AT TIME ZONE due.tz)::date)) AS overdue,
+                           AND r.as_of = (due.instant AT TIME ZONE due.tz)::date)) AS overdue,
        (SELECT count(*) FROM followup.alerts WHERE resolved_at IS NULL) AS open_alerts,
        queue.pending AS outbox_pending,
        queue.oldest_pending_age,

@@ -14,6 +14,7 @@
 //! own process.
 
 use crate::errors::{raise, raise_with_hint};
+use crate::query::select_one;
 use crate::registry::{self, AssignmentTable, DateKind, TIMEZONE_SQL, convert};
 use pgrx::PgSqlErrorCode::*;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, DynamicBackgroundWorker};
@@ -211,22 +212,18 @@ fn _tally_due(assignment_id: Option<&str>) -> Option<&str> {
 /// `followup.preview`'s as-of date: `as_of`, or today in followup.timezone.
 #[pg_extern(sql = false)]
 fn _as_of(as_of: Option<Date>) -> Option<Date> {
-    Spi::get_one_with_args::<Date>(
+    select_one::<Date>(
         &format!("SELECT coalesce($1, (pg_catalog.now() AT TIME ZONE {TIMEZONE_SQL})::pg_catalog.date)"),
         &[as_of.into()],
     )
-    .ok()
-    .flatten()
 }
 
 /// Today in followup.timezone, or `as_of`, as an ISO date.
 pub fn as_of_or_today(as_of: Option<Date>) -> String {
-    Spi::get_one_with_args::<String>(
+    select_one::<String>(
         &format!("SELECT pg_catalog.to_char(coalesce($1, (pg_catalog.now() AT TIME ZONE {TIMEZONE_SQL})::pg_catalog.date), 'YYYY-MM-DD')"),
         &[as_of.into()],
     )
-    .ok()
-    .flatten()
     .unwrap_or_else(|| raise(ERRCODE_INTERNAL_ERROR, "could not determine the as-of date"))
 }
 
@@ -456,9 +453,7 @@ fn _run_now(as_of: Option<Date>) -> i64 {
 /// worker slot is free.
 pub fn launch_worker(run_id: i64, as_of: &str, trigger: Trigger, timezone: &str) -> Option<DynamicBackgroundWorker> {
     let owner: pg_sys::Oid = in_transaction(|| {
-        Spi::get_one("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_followup'")
-            .ok()
-            .flatten()
+        select_one("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_followup'", &[])
             .unwrap_or_else(|| raise(ERRCODE_INTERNAL_ERROR, "pg_followup is not installed in this database"))
     });
     let database = unsafe { pg_sys::MyDatabaseId };
@@ -509,12 +504,7 @@ pub fn next_run_id_in_worker() -> i64 {
 /// The logged status of a run, from a background worker.
 pub fn status_of(run_id: i64) -> Option<String> {
     BackgroundWorker::transaction(move || {
-        Spi::get_one_with_args::<String>(
-            "SELECT status::text FROM followup.runs WHERE run_id = $1",
-            &[run_id.into()],
-        )
-        .ok()
-        .flatten()
+        select_one::<String>("SELECT status::text FROM followup.runs WHERE run_id = $1", &[run_id.into()])
     })
 }
 

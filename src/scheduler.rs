@@ -21,6 +21,7 @@
 //!   missed_schedule and runs once (catch_up). An advisory lock keeps it single.
 
 use crate::gucs;
+use crate::query::select_one;
 use crate::run::{self, Trigger};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
@@ -32,7 +33,7 @@ const CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the scheduler looks at a run it is waiting for.
 const RUNNING_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// While waiting for the database or the extension to appear.
-const WAIT_INTERVAL: Duration = Duration::from_secs(30);
+const WAIT_INTERVAL: Duration = Duration::from_secs(10);
 /// After a scheduled run was skipped (another run held the lock).
 const RETRY_AFTER_SKIP: Duration = Duration::from_secs(60);
 /// Rows deleted per retention transaction.
@@ -127,10 +128,7 @@ pub extern "C-unwind" fn followup_scheduler_main(_arg: pg_sys::Datum) {
 
 fn take_scheduler_lock() -> bool {
     BackgroundWorker::transaction(|| {
-        Spi::get_one_with_args::<bool>("SELECT pg_catalog.pg_try_advisory_lock($1)", &[SCHEDULER_LOCK_KEY.into()])
-            .ok()
-            .flatten()
-            .unwrap_or(false)
+        select_one::<bool>("SELECT pg_catalog.pg_try_advisory_lock($1)", &[SCHEDULER_LOCK_KEY.into()]).unwrap_or(false)
     })
 }
 
@@ -189,9 +187,7 @@ fn database_exists(database: &str) -> bool {
 
 fn extension_installed() -> bool {
     BackgroundWorker::transaction(|| {
-        Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_followup')")
-            .ok()
-            .flatten()
+        select_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_followup')", &[])
             .unwrap_or(false)
     })
 }
@@ -236,22 +232,17 @@ struct Scheduler {
 /// Seconds since the epoch, from the database clock.
 fn now() -> f64 {
     BackgroundWorker::transaction(|| {
-        Spi::get_one::<f64>("SELECT extract(epoch FROM pg_catalog.clock_timestamp())::float8")
-            .ok()
-            .flatten()
-            .unwrap_or(0.0)
+        select_one::<f64>("SELECT extract(epoch FROM pg_catalog.clock_timestamp())::float8", &[]).unwrap_or(0.0)
     })
 }
 
 fn next_run_after(after_epoch: f64, schedule: &Schedule) -> f64 {
     let (run_at, tz) = (schedule.run_at.clone(), schedule.timezone.clone());
     BackgroundWorker::transaction(move || {
-        Spi::get_one_with_args::<f64>(
+        select_one::<f64>(
             "SELECT extract(epoch FROM followup._next_run_after(pg_catalog.to_timestamp($1), $2, $3))::float8",
             &[after_epoch.into(), run_at.as_str().into(), tz.as_str().into()],
         )
-        .ok()
-        .flatten()
         .unwrap_or(after_epoch + 86_400.0)
     })
 }
@@ -293,7 +284,7 @@ impl Scheduler {
                           WHERE EXISTS (SELECT 1 FROM followup.assignment_tables WHERE registered_at < last.instant)
                             AND NOT EXISTS (SELECT 1 FROM followup.runs
                                              WHERE status = 'succeeded'
-                                               AND as_of >= (last.instant AT TIME ZONE $2)::date)",
+                                               AND as_of = (last.instant AT TIME ZONE $2)::date)",
                         None,
                         &[run_at.as_str().into(), tz.as_str().into()],
                     )
@@ -378,12 +369,10 @@ impl Scheduler {
     fn local_date(&self, epoch: f64) -> String {
         let tz = self.timezone.clone();
         BackgroundWorker::transaction(move || {
-            Spi::get_one_with_args::<String>(
+            select_one::<String>(
                 "SELECT ((pg_catalog.to_timestamp($1) AT TIME ZONE $2)::date)::text",
                 &[epoch.into(), tz.as_str().into()],
             )
-            .ok()
-            .flatten()
             .unwrap_or_default()
         })
     }
@@ -427,13 +416,11 @@ impl Scheduler {
 fn succeeded_for(as_of: &str) -> bool {
     let as_of = as_of.to_string();
     BackgroundWorker::transaction(move || {
-        Spi::get_one_with_args::<bool>(
+        select_one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM followup.runs
                              WHERE status = 'succeeded' AND as_of = $1::date AND trigger IN ('schedule', 'catch_up'))",
             &[as_of.as_str().into()],
         )
-        .ok()
-        .flatten()
         .unwrap_or(false)
     })
 }
@@ -453,10 +440,20 @@ fn mark_abandoned_if_free() {
 }
 
 /// long_run alerts for runs running longer than followup.alert_after (once
-/// per run), abandoned runs, and alerts whose cause is over.
+/// per run), abandoned runs, and alerts whose cause is over. Reads first: with
+/// no run running and no open alert (the usual idle state) it writes nothing.
 fn check_running_runs() {
     let alert_after = gucs::ALERT_AFTER_MINUTES.get();
     BackgroundWorker::transaction(move || {
+        let anything_to_do = select_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM followup.runs WHERE status = 'running')
+                 OR EXISTS (SELECT 1 FROM followup.alerts WHERE resolved_at IS NULL)",
+            &[],
+        )
+        .unwrap_or(false);
+        if !anything_to_do {
+            return;
+        }
         mark_abandoned_if_free();
         Spi::run_with_args(
             "SELECT followup._raise_alert('long_run', run_id,

@@ -89,9 +89,10 @@ fn ensure_callback() {
 /// they process the invalidation of the registration table.
 pub fn invalidate_registrations() {
     forget_all_plans();
-    let relid = Spi::get_one::<pg_sys::Oid>("SELECT 'followup.activity_tables'::pg_catalog.regclass::pg_catalog.oid")
-        .ok()
-        .flatten();
+    let relid = crate::query::select_one::<pg_sys::Oid>(
+        "SELECT 'followup.activity_tables'::pg_catalog.regclass::pg_catalog.oid",
+        &[],
+    );
     if let Some(relid) = relid {
         unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
     }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# pg_dump / pg_restore of a database using pg_followup (SPEC §1): registrations,
-# policies (including a changed default row), corrections and the sequences
-# behind them survive, and tracking works in the restored database, also on
-# partitions. Both the custom format (pg_restore) and plain SQL (psql).
+# pg_dump / pg_restore of a database using pg_followup (SPEC §1, issue 8):
+# registrations, policies (including a changed default row), the run log, the
+# outbox with its delivery states, alerts, corrections and the sequences behind
+# them survive; tracking works in the restored database, also on partitions;
+# a rerun for the same day enqueues nothing new. Both the custom format
+# (pg_restore) and plain SQL (psql).
 source "$(dirname "$0")/../lib/integration.sh"
 new_db it_dump
 q "SELECT app.seed(50)" >/dev/null
@@ -12,7 +14,13 @@ register_app
 q "SELECT followup.track_activities('app.visits', 'visited_on', '{mentor_id,contact_id}')" >/dev/null
 q "UPDATE followup.policies SET remind_after_days = 10 WHERE organization = '*'"
 q "INSERT INTO followup.policies VALUES ('org-03', 7, 3, 21, 4, true)"
-q "INSERT INTO followup.contact_corrections (assignment_id, old_value, new_value, reason) VALUES ('7', NULL, current_date - 5, 'paper log')"
+q "SELECT followup.set_last_contact('7', current_date - 5, 'paper log')" >/dev/null
+q "SELECT status FROM followup.run_now()" >/dev/null
+lease=$(q "SELECT DISTINCT lease_id FROM followup.claim('dump-test', 5)")
+q "SELECT followup.ack('$lease')" >/dev/null
+lease=$(q "SELECT lease_id FROM followup.claim('dump-test', 1)")
+q "SELECT followup.fail('$lease', (SELECT message_id FROM followup.outbox WHERE lease_id = '$lease'), 'HTTP 500')" >/dev/null
+q "SELECT followup._raise_alert('run_failed', NULL, 'an alert to keep')" >/dev/null
 
 snapshot() {
     psql -X -At -q -v ON_ERROR_STOP=1 -d "$1" <<'SQL'
@@ -21,7 +29,13 @@ SELECT 'assignments', relation, id_column, mentor_column, last_contact_column, c
 SELECT 'activities', relation, occurred_column, match_columns, assignment_columns FROM followup.activity_tables ORDER BY relation::text;
 SELECT 'policy', organization, remind_after_days, repeat_every_days, escalate_after_days, max_reminders, enabled
   FROM followup.policies ORDER BY organization;
-SELECT 'correction', correction_id, assignment_id, new_value, reason FROM followup.contact_corrections ORDER BY 2;
+SELECT 'correction', correction_id, assignment_id, old_value, new_value, reason, corrected_by
+  FROM followup.contact_corrections ORDER BY 2;
+SELECT 'run', run_id, trigger, status, as_of, assignments_scanned, reminders_enqueued, duplicates_suppressed
+  FROM followup.runs ORDER BY run_id;
+SELECT 'outbox', count(*), status, sum(attempts), count(last_error), count(delivered_at), min(message_id), max(message_id)
+  FROM followup.outbox GROUP BY status ORDER BY status;
+SELECT 'alert', alert_id, kind, run_id, message FROM followup.alerts ORDER BY alert_id;
 SELECT 'trigger', tgrelid::regclass, tgname, tgenabled FROM pg_trigger
  WHERE tgname LIKE 'followup_activity_%' ORDER BY tgrelid::regclass::text, tgname;
 SELECT 'last_contact', sum(hashtext(id || ':' || coalesce(last_contact_date::text, '-'))) FROM app.assignments;
@@ -32,7 +46,7 @@ before=$(snapshot it_dump)
 check_restored() {
     local target=$1 how=$2
     DB=$target
-    expect "$how: registrations, policies, corrections, triggers and dates are as dumped" "$(snapshot "$target")" "$before"
+    expect "$how: registrations, policies, run log, outbox, alerts, corrections, triggers and dates are as dumped" "$(snapshot "$target")" "$before"
     q "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
        SELECT mentor_id, contact_id, now(), 'direct' FROM app.assignments WHERE id = 11"
     expect "$how: tracking works after restore" "$(last_contact 11)" "$(q "SELECT current_date")"
@@ -41,9 +55,12 @@ check_restored() {
     q "CREATE TABLE app.visits_2027 PARTITION OF app.visits FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')"
     q "INSERT INTO app.visits_2027 SELECT mentor_id, contact_id, date '2027-01-02' FROM app.assignments WHERE id = 13"
     expect "$how: a partition created after restore is tracked" "$(last_contact 13)" "2027-01-02"
+    expect "$how: a rerun the same day enqueues nothing new" \
+        "$(q "SELECT status || ':' || reminders_enqueued || ':' || (duplicates_suppressed > 0) FROM followup.run_now()")" \
+        "succeeded:0:true"
     expect "$how: sequences continue after the restored rows" \
-        "$(q "INSERT INTO followup.contact_corrections (assignment_id, new_value, reason)
-              VALUES ('8', current_date, 'after restore') RETURNING correction_id")" "2"
+        "$(q "SELECT correction_id FROM followup.set_last_contact('8', current_date, 'after restore')")" "2"
+    expect "$how: new runs get new ids" "$(q "SELECT max(run_id) FROM followup.runs")" "2"
     expect "$how: the default policy row is not duplicated" \
         "$(q "SELECT count(*) || ':' || min(remind_after_days) FROM followup.policies WHERE organization = '*'")" "1:10"
 }

@@ -116,7 +116,7 @@ expect "the day's scheduled run is not started again" "$(q "SELECT count(*) FROM
 # registered long before the scheduled time that will be missed
 q "UPDATE followup.assignment_tables SET registered_at = now() - interval '2 days'"
 # local time about noon, so the missed time is today and not near midnight
-offset=$(q "SELECT to_char(-(12 - extract(hour FROM now() AT TIME ZONE 'UTC')::int), 'SG99')")
+offset=$(q "SELECT to_char(-(12 - extract(hour FROM now() AT TIME ZONE 'UTC')::int), 'FMSG99')")
 missed_at=$(q "SELECT to_char(now() AT TIME ZONE 'Etc/GMT$offset' - interval '2 minutes', 'HH24:MI')")
 psql -X -q -d postgres -c "ALTER SYSTEM SET followup.timezone = 'Etc/GMT$offset'" \
      -c "ALTER SYSTEM SET followup.run_at = '$missed_at'" >/dev/null

@@ -40,7 +40,7 @@ SELECT followup._last_run_at_or_before('2026-06-01 01:00+00', '03:00', 'Europe/O
 SELECT * FROM followup.health;
 -- Make the session's local time about noon, so "today's 03:00" is hours ago.
 SELECT set_config('followup.timezone',
-                  format('Etc/GMT%s', to_char(-(12 - extract(hour FROM now() AT TIME ZONE 'UTC')::int), 'SG99')),
+                  format('Etc/GMT%s', to_char(-(12 - extract(hour FROM now() AT TIME ZONE 'UTC')::int), 'FMSG99')),
                   false) IS NOT NULL AS timezone_set;
 SELECT extract(hour FROM now() AT TIME ZONE current_setting('followup.timezone')) BETWEEN 11 AND 13 AS local_noon;
 CREATE TABLE assignments (id int PRIMARY KEY, mentor_id int, last_contact_date date);

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Killed runs (issue 8): a run's worker terminated (pg_terminate_backend) or
+# killed with SIGKILL in the middle of its scan, and a server stopped with
+# `pg_ctl stop -m immediate` mid-run. Each time: the row ends `abandoned`
+# (never stays `running`) with a run_abandoned alert, the lock is free, the
+# next run (or the catch-up) enqueues exactly what was missing, and no message
+# is enqueued twice.
+source "$(dirname "$0")/../lib/integration.sh"
+trap 'cluster_stop faults immediate' EXIT
+
+DB=followup_faults
+cluster_init faults "followup.database = '$DB'"
+cluster_start faults
+export PGHOST=$(cluster_host faults) PGPORT=$(cluster_port faults)
+createdb "$DB"
+psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE EXTENSION pg_followup" -f "$REPO/demo/app.sql" >/dev/null
+q "SELECT app.seed(3000)" >/dev/null
+register_app
+
+# Half the assignments paused: the first run enqueues their half only.
+q "UPDATE app.assignments SET status = 'paused' WHERE status = 'active' AND id % 2 = 0"
+first=$(q "SELECT reminders_enqueued FROM followup.run_now()")
+q "UPDATE app.assignments SET status = 'active' WHERE status = 'paused'"
+missing=$(q "SELECT count(*) FROM followup.preview()")
+expect "a first run enqueued some, and some are still missing" \
+    "$([ "$first" -gt 0 ] && [ "$missing" -gt 0 ] && echo yes)" "yes"
+
+no_duplicates() {
+    expect "$1: no message enqueued twice" \
+        "$(q "SELECT count(*) - count(DISTINCT (assignment_id, cycle_start, kind, sequence)) FROM followup.outbox")" "0"
+}
+lock_free() {
+    expect "$1: the run lock is free" \
+        "$(q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 1870099824")" "0"
+}
+# start_blocked_run: a run_now in the background, held up by a lock on the
+# assignments table, and wait until its `running` row is committed.
+start_blocked_run() {
+    psql -X -q -d "$DB" -c "BEGIN; LOCK TABLE app.assignments; SELECT pg_sleep(300); COMMIT;" >/dev/null 2>&1 &
+    LOCKER=$!
+    sleep 0.5
+    psql -X -q -d "$DB" -c "SELECT followup.run_now()" >/dev/null 2>&1 &
+    RUNNER=$!
+    for _ in $(seq 1 60); do
+        [ "$(q "SELECT count(*) FROM followup.runs WHERE status = 'running'")" = "1" ] && return 0
+        sleep 0.5
+    done
+    echo "the run did not start"
+}
+stop_locker() {
+    psql -X -q -d "$DB" -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                            WHERE query LIKE 'BEGIN; LOCK TABLE app.assignments%'" >/dev/null 2>&1 || true
+    wait "$LOCKER" "$RUNNER" 2>/dev/null || true
+}
+worker_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_followup run'"; }
+
+# --- 1. pg_terminate_backend of the run's worker ------------------------------
+start_blocked_run
+run_id=$(q "SELECT run_id FROM followup.runs WHERE status = 'running'")
+q "SELECT pg_terminate_backend($(worker_pid))" >/dev/null
+stop_locker
+after=$(q "SELECT status FROM followup.run_now()")
+expect "terminated: the next run succeeds" "$after" "succeeded"
+expect "terminated: the killed run is abandoned" "$(q "SELECT status FROM followup.runs WHERE run_id = $run_id")" "abandoned"
+expect "terminated: with a run_abandoned alert" \
+    "$(q "SELECT count(*) FROM followup.alerts WHERE kind = 'run_abandoned' AND run_id = $run_id")" "1"
+expect "terminated: the next run enqueued exactly what was missing" \
+    "$(q "SELECT reminders_enqueued || '/' || duplicates_suppressed FROM followup.runs ORDER BY run_id DESC LIMIT 1")" \
+    "$missing/$first"
+lock_free "terminated"
+no_duplicates "terminated"
+
+# the next scenarios need messages missing again: a new day
+day=$(q "SELECT current_date + 7")
+missing=$(q "SELECT count(*) FROM followup.preview('$day')")
+already=$(q "SELECT count(*) FROM followup.outbox")
+
+# --- 2. SIGKILL of the run's worker: the postmaster restarts every backend ----
+psql -X -q -d "$DB" -c "BEGIN; LOCK TABLE app.assignments; SELECT pg_sleep(300); COMMIT;" >/dev/null 2>&1 &
+LOCKER=$!
+sleep 0.5
+psql -X -q -d "$DB" -c "SELECT followup.run_now('$day')" >/dev/null 2>&1 &
+RUNNER=$!
+for _ in $(seq 1 60); do
+    [ "$(q "SELECT count(*) FROM followup.runs WHERE status = 'running'")" = "1" ] && break
+    sleep 0.5
+done
+run_id=$(q "SELECT run_id FROM followup.runs WHERE status = 'running'")
+kill -9 "$(worker_pid)"
+wait "$LOCKER" "$RUNNER" 2>/dev/null || true
+for _ in $(seq 1 60); do
+    [ "$(q "SELECT status FROM followup.runs WHERE run_id = $run_id" 2>/dev/null)" = "abandoned" ] && break
+    sleep 1
+done
+expect "SIGKILL: the scheduler marks the run abandoned after the crash restart" \
+    "$(q "SELECT status FROM followup.runs WHERE run_id = $run_id")" "abandoned"
+expect "SIGKILL: with a run_abandoned alert" \
+    "$(q "SELECT count(*) FROM followup.alerts WHERE kind = 'run_abandoned' AND run_id = $run_id")" "1"
+lock_free "SIGKILL"
+expect "SIGKILL: the next run enqueues exactly what was missing" \
+    "$(q "SELECT status || ':' || reminders_enqueued FROM followup.run_now('$day')")" "succeeded:$missing"
+expect "SIGKILL: the outbox grew by exactly that" "$(q "SELECT count(*) FROM followup.outbox")" "$((already + missing))"
+no_duplicates "SIGKILL"
+
+# --- 3. immediate shutdown mid-run: abandoned, missed_schedule, catch-up -------
+# A time zone whose local date is not today's UTC date (so the runs above do
+# not cover it), local time safely away from midnight; run_at two minutes ago;
+# the tables registered before that. Today's manual run is cut short by an
+# immediate shutdown; after the restart the scheduler marks it abandoned and
+# catches up.
+q "UPDATE followup.assignment_tables SET registered_at = now() - interval '2 days'"
+tz=$(q "SELECT CASE WHEN extract(hour FROM now() AT TIME ZONE 'UTC') < 12 THEN 'Etc/GMT+12' ELSE 'Etc/GMT-14' END")
+run_at=$(q "SELECT to_char(now() AT TIME ZONE '$tz' - interval '2 minutes', 'HH24:MI')")
+today=$(q "SELECT (now() AT TIME ZONE '$tz')::date")
+psql -X -q -d postgres -c "ALTER SYSTEM SET followup.timezone = '$tz'" -c "ALTER SYSTEM SET followup.run_at = '$run_at'" \
+    -c "SELECT pg_reload_conf()" >/dev/null
+# reloading moves the schedule to tomorrow: no catch-up while the server runs
+sleep 2
+missing=$(q "SELECT count(*) FROM followup.preview('$today')")
+already=$(q "SELECT count(*) FROM followup.outbox")
+expect "immediate: the local day is not today's UTC date, and has messages due" \
+    "$([ "$today" != "$(q "SELECT current_date")" ] && [ "$missing" -gt 0 ] && echo yes)" "yes"
+expect "immediate: no catch-up happened while the server ran" \
+    "$(q "SELECT count(*) FROM followup.runs WHERE trigger = 'catch_up'")" "0"
+psql -X -q -d "$DB" -c "BEGIN; LOCK TABLE app.assignments; SELECT pg_sleep(300); COMMIT;" >/dev/null 2>&1 &
+LOCKER=$!
+sleep 0.5
+psql -X -q -d "$DB" -c "SET followup.timezone = '$tz'; SELECT followup.run_now()" >/dev/null 2>&1 &
+RUNNER=$!
+for _ in $(seq 1 60); do
+    [ "$(q "SELECT count(*) FROM followup.runs WHERE status = 'running'")" = "1" ] && break
+    sleep 0.5
+done
+run_id=$(q "SELECT run_id FROM followup.runs WHERE status = 'running'")
+stopped_at=$(q "SELECT now()")
+cluster_stop faults immediate
+wait "$LOCKER" "$RUNNER" 2>/dev/null || true
+cluster_start faults
+for _ in $(seq 1 60); do
+    [ "$(q "SELECT status FROM followup.runs WHERE trigger = 'catch_up'" 2>/dev/null)" = "succeeded" ] && break
+    sleep 1
+done
+expect "immediate: the interrupted run is abandoned" "$(q "SELECT status FROM followup.runs WHERE run_id = $run_id")" "abandoned"
+expect "immediate: run_abandoned and missed_schedule alerts" \
+    "$(q "SELECT string_agg(kind::text, ',' ORDER BY kind) FROM followup.alerts WHERE raised_at > '$stopped_at'")" \
+    "run_abandoned,missed_schedule"
+expect "immediate: the catch-up run enqueued exactly what was missing" \
+    "$(q "SELECT as_of || ':' || status || ':' || reminders_enqueued FROM followup.runs WHERE trigger = 'catch_up'")" \
+    "$today:succeeded:$missing"
+expect "immediate: the outbox grew by exactly that" "$(q "SELECT count(*) FROM followup.outbox")" "$((already + missing))"
+lock_free "immediate"
+no_duplicates "immediate"
+expect "no run is left running" "$(q "SELECT count(*) FROM followup.runs WHERE status = 'running'")" "0"
+finish

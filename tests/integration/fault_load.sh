@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Load (issue 8): 10 concurrent run_now calls for the same day while 4
+# sessions stream activity inserts. Exactly one run does the work, the other
+# nine are skipped (naming the holder), no message is enqueued twice, and at
+# the end every last_contact_date matches its activities.
+#
+# The winning run is held up for two seconds by a lock on the assignments
+# table, so that all ten calls overlap it whatever the machine's speed.
+source "$(dirname "$0")/../lib/integration.sh"
+new_db it_load
+q "SELECT app.seed(20000)" >/dev/null
+register_app
+
+# 4 sessions inserting activities (single rows, random assignments, dates in
+# the last 30 days) for 12 seconds
+cat >"$CLUSTER_ROOT/load_insert.sql" <<'SQL'
+\set id random(1, 20000)
+\set days random(0, 30)
+INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
+SELECT mentor_id, contact_id, now() - make_interval(days => :days), 'direct' FROM app.assignments WHERE id = :id;
+SQL
+"$PG_BIN/pgbench" -n -c 4 -j 4 -T 12 -f "$CLUSTER_ROOT/load_insert.sql" "$DB" >"$CLUSTER_ROOT/load_pgbench.log" 2>&1 &
+inserts=$!
+sleep 2
+
+psql -X -q -d "$DB" -c "BEGIN; LOCK TABLE app.assignments; SELECT pg_sleep(2); COMMIT;" >/dev/null &
+locker=$!
+sleep 0.3
+pids=()
+for i in $(seq 1 10); do
+    q "SELECT status FROM followup.run_now(current_date)" >"$CLUSTER_ROOT/load_run_$i.out" 2>&1 &
+    pids+=($!)
+done
+wait "${pids[@]}" "$locker"
+wait "$inserts"
+
+expect "the activity streams ran" "$(grep -c 'number of failed transactions: 0' "$CLUSTER_ROOT/load_pgbench.log")" "1"
+expect "ten runs for the day: one succeeded, nine skipped" \
+    "$(q "SELECT string_agg(status || '=' || n, ',' ORDER BY status) FROM (SELECT status, count(*) AS n FROM followup.runs WHERE as_of = current_date GROUP BY status) s")" \
+    "succeeded=1,skipped=9"
+expect "each run_now call returned its run's status" \
+    "$(cat "$CLUSTER_ROOT"/load_run_*.out | sort | uniq -c | awk '{print $2 "=" $1}' | paste -sd, -)" "skipped=9,succeeded=1"
+expect "every skipped run names the winner's pid" \
+    "$(q "SELECT count(*) FROM followup.runs s, followup.runs w
+           WHERE s.status = 'skipped' AND w.status = 'succeeded'
+             AND s.error = format('another run holds the lock (pid %s)', w.backend_pid)")" "9"
+expect "the winner enqueued messages" "$(q "SELECT reminders_enqueued > 0 FROM followup.runs WHERE status = 'succeeded'")" "t"
+expect "no message enqueued twice" \
+    "$(q "SELECT count(*) - count(DISTINCT (assignment_id, cycle_start, kind, sequence)) FROM followup.outbox")" "0"
+expect "every last_contact_date matches its activities" \
+    "$(q "SELECT count(*) FROM app.assignments a
+           WHERE a.last_contact_date IS DISTINCT FROM
+                 (SELECT max(occurred_at)::date FROM app.activities x
+                   WHERE x.mentor_id = a.mentor_id AND x.contact_id = a.contact_id)")" "0"
+missing=$(q "SELECT count(*) FROM followup.preview(current_date)")
+expect "a rerun after the load enqueues exactly what contacts logged during the run made due" \
+    "$(q "SELECT reminders_enqueued FROM followup.run_now(current_date)")" "$missing"
+expect "and then nothing is due any more" "$(q "SELECT count(*) FROM followup.preview(current_date)")" "0"
+finish
