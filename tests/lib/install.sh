@@ -17,6 +17,16 @@ cargo pgrx package "${profile[@]}" --pg-config /usr/bin/pg_config --out-dir "$ou
 rm -f "$out.log"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# Install scripts of earlier releases (sql/pg_followup--X.Y.Z.sql), kept so
+# that old versions can be created and upgraded from; pgrx only ships the
+# current version's script and the upgrade scripts.
+sharedir=$(pg_config --sharedir)
+for frozen in sql/pg_followup--*.sql; do
+    case "$(basename "$frozen")" in
+        pg_followup--*--*.sql) ;;   # an upgrade script: packaged by pgrx
+        *) install -D -m 0644 "$frozen" "$out$sharedir/extension/$(basename "$frozen")" ;;
+    esac
+done
 (cd "$out" && find . -type f) | while read -r file; do
     dest="/${file#./}"
     $SUDO install -D -m 0644 "$out/$file" "$dest.new.$$"

@@ -1,0 +1,4 @@
+-- pg_followup 0.1.0 -> 0.2.0
+--
+-- Run by ALTER EXTENSION pg_followup UPDATE. Every change keeps the data:
+-- tables are altered in place, never dropped.
