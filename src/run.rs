@@ -67,50 +67,54 @@ fn local_date(expr: &str, kind: DateKind) -> String {
 /// names: assignment_id, cycle_start, kind, sequence, recipient_role,
 /// recipient_id, days_since_contact, payload. With `tally`, the scan also
 /// counts the active assignments it reads (followup._tally_scanned).
+///
+/// Shaped for a million assignments: the scan keeps the raw columns; rows too
+/// young for any message (or of a disabled policy) are dropped before the two
+/// message kinds are considered; texts and the JSON payload are built only
+/// for the messages actually due.
 pub fn due_sql(assignments: &AssignmentTable, tally: bool) -> String {
-    let text = |column: &Option<String>| match column {
-        Some(c) => format!("({c})::pg_catalog.text"),
-        None => "NULL::pg_catalog.text".to_string(),
-    };
+    let or_null = |column: &Option<String>| column.clone().unwrap_or_else(|| "NULL".to_string());
     let last_contact = local_date(&assignments.last_contact_column, assignments.last_contact_kind);
     let cycle_start = match &assignments.created_column {
         Some((created, kind)) => format!("coalesce({last_contact}, {})", local_date(created, *kind)),
         None => last_contact,
     };
+    let payload_scan: String = assignments
+        .payload_columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, quoted))| format!(", {quoted} AS p{}", i + 1))
+        .collect();
     let payload = if assignments.payload_columns.is_empty() {
         "'{}'::pg_catalog.jsonb".to_string()
     } else {
         let pairs: Vec<String> = assignments
             .payload_columns
             .iter()
-            .map(|(raw, quoted)| format!("{}, {quoted}", registry::quote_literal(raw)))
+            .enumerate()
+            .map(|(i, (raw, _))| format!("{}, s.p{}", registry::quote_literal(raw), i + 1))
             .collect();
         format!("pg_catalog.jsonb_build_object({})", pairs.join(", "))
     };
-    let assignment_id = format!("({})::pg_catalog.text", assignments.id_column);
-    let assignment_id = if tally { format!("followup._tally_scanned({assignment_id})") } else { assignment_id };
+    let counted = if tally { ", followup._tally_scanned(NULL::pg_catalog.text) AS counted" } else { "" };
     let active_when = assignments.active_when.as_deref().unwrap_or("true");
     // The innermost query reads only the assignments table, unaliased, so
-    // active_when sees exactly its columns (qualified by the table name or not).
-    // OFFSET 0 keeps the planner from pushing outer filters into it, so the
-    // tally counts every active assignment. One without a cycle start has a
-    // NULL age, which no condition below accepts.
+    // active_when sees exactly its columns (qualified by the table name or
+    // not). OFFSET 0 keeps the planner from pushing outer filters into it, so
+    // the tally counts every active assignment. One without a cycle start has
+    // a NULL age, which no condition accepts.
     format!(
-        "SELECT s.assignment_id, s.cycle_start, m.kind, m.sequence, m.recipient_role, m.recipient_id,
-                s.age AS days_since_contact, s.payload
-           FROM (SELECT a.assignment_id, a.cycle_start, a.mentor, a.coordinator, a.payload,
-                        $1::pg_catalog.date - a.cycle_start AS age,
+        "SELECT (s.id)::pg_catalog.text AS assignment_id, s.cycle_start, m.kind, m.sequence, m.recipient_role,
+                m.recipient AS recipient_id, s.age AS days_since_contact, {payload} AS payload
+           FROM (SELECT a.*, $1::pg_catalog.date - a.cycle_start AS age,
                         coalesce(own.enabled, dflt.enabled) AS enabled,
                         CASE WHEN own.organization IS NULL THEN dflt.remind_after_days ELSE own.remind_after_days END AS remind_after,
                         CASE WHEN own.organization IS NULL THEN dflt.repeat_every_days ELSE own.repeat_every_days END AS repeat_every,
                         CASE WHEN own.organization IS NULL THEN dflt.escalate_after_days ELSE own.escalate_after_days END AS escalate_after,
                         CASE WHEN own.organization IS NULL THEN dflt.max_reminders ELSE own.max_reminders END AS max_reminders
-                   FROM (SELECT {assignment_id} AS assignment_id,
-                                {cycle_start} AS cycle_start,
-                                {mentor} AS mentor,
-                                {coordinator} AS coordinator,
-                                {organization} AS organization,
-                                {payload} AS payload
+                   FROM (SELECT {id} AS id, {mentor} AS mentor, {coordinator} AS coordinator,
+                                ({organization})::pg_catalog.text AS organization, {cycle_start} AS cycle_start
+                                {payload_scan}{counted}
                            FROM {table}
                           WHERE ({active_when})
                          OFFSET 0) AS a
@@ -118,21 +122,24 @@ pub fn due_sql(assignments: &AssignmentTable, tally: bool) -> String {
                    LEFT JOIN followup.policies AS own
                           ON own.organization = a.organization AND own.organization <> '*') AS s
           CROSS JOIN LATERAL (VALUES
-                ('reminder'::followup.message_kind, 'mentor'::followup.recipient_role, s.mentor,
+                ('reminder'::followup.message_kind, 'mentor'::followup.recipient_role, (s.mentor)::pg_catalog.text,
                  CASE WHEN s.repeat_every IS NULL THEN 1
                       ELSE 1 + (s.age - s.remind_after) / s.repeat_every END),
-                ('escalation'::followup.message_kind, 'coordinator'::followup.recipient_role, s.coordinator, 1)
-             ) AS m(kind, recipient_role, recipient_id, sequence)
+                ('escalation'::followup.message_kind, 'coordinator'::followup.recipient_role,
+                 (s.coordinator)::pg_catalog.text, 1)
+             ) AS m(kind, recipient_role, recipient, sequence)
           WHERE s.enabled
-            AND m.recipient_id IS NOT NULL
+            AND s.age >= least(s.remind_after, s.escalate_after)
+            AND m.recipient IS NOT NULL
             AND CASE m.kind
                   WHEN 'reminder' THEN s.age >= s.remind_after
                                    AND (s.max_reminders IS NULL OR m.sequence <= s.max_reminders)
                   ELSE s.escalate_after IS NOT NULL AND s.age >= s.escalate_after
                 END",
-        mentor = text(&Some(assignments.mentor_column.clone())),
-        coordinator = text(&assignments.coordinator_column),
-        organization = text(&assignments.organization_column),
+        id = assignments.id_column,
+        mentor = assignments.mentor_column,
+        coordinator = or_null(&assignments.coordinator_column),
+        organization = or_null(&assignments.organization_column),
         table = assignments.table,
     )
 }

@@ -1,0 +1,121 @@
+-- What a DBA would write without pg_followup, for bench/run.sh to compare with
+-- on the same data: an outbox with a text idempotency key filled by one
+-- INSERT … SELECT … ON CONFLICT DO NOTHING, and last_contact_date kept by a
+-- FOR EACH ROW trigger. Plus the tables the bulk-insert comparison uses.
+CREATE SCHEMA bench;
+
+-- Same columns and indexes as followup.outbox (primary key, unique
+-- idempotency key, claim index), the key as one text column.
+CREATE TABLE bench.outbox_baseline (
+    message_id         bigserial PRIMARY KEY,
+    run_id             bigint,
+    idem_key           text NOT NULL UNIQUE,
+    assignment_id      text NOT NULL,
+    cycle_start        date NOT NULL,
+    kind               text NOT NULL,
+    sequence           int NOT NULL,
+    recipient_role     text NOT NULL,
+    recipient_id       text,
+    days_since_contact int NOT NULL,
+    payload            jsonb NOT NULL DEFAULT '{}',
+    enqueued_at        timestamptz NOT NULL DEFAULT now(),
+    status             text NOT NULL DEFAULT 'pending',
+    attempts           int NOT NULL DEFAULT 0,
+    visible_at         timestamptz NOT NULL DEFAULT now(),
+    lease_id           uuid,
+    claimed_by         text,
+    delivered_at       timestamptz,
+    last_error         text
+);
+CREATE INDEX ON bench.outbox_baseline (message_id) WHERE delivered_at IS NULL;
+
+-- The same reminder rule (SPEC §4) as one set-based statement.
+CREATE FUNCTION bench.baseline_run(as_of date) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    enqueued bigint;
+BEGIN
+    INSERT INTO bench.outbox_baseline (idem_key, run_id, assignment_id, cycle_start, kind, sequence,
+                                       recipient_role, recipient_id, days_since_contact, payload)
+    SELECT x.id || ':' || x.cycle_start || ':' || m.kind || ':' || m.seq, 0, x.id::text, x.cycle_start, m.kind, m.seq,
+           m.role, m.recipient, x.age, jsonb_build_object('organization', x.organization, 'contact_id', x.contact_id)
+      FROM (SELECT a.id, a.organization, a.contact_id, a.mentor_id, a.coordinator_id,
+                   coalesce(a.last_contact_date, a.created_at) AS cycle_start,
+                   as_of - coalesce(a.last_contact_date, a.created_at) AS age,
+                   CASE WHEN own.organization IS NULL THEN dflt ELSE own END AS pol
+              FROM app.assignments a
+              CROSS JOIN followup.policies dflt
+              LEFT JOIN followup.policies own ON own.organization = a.organization AND own.organization <> '*'
+             WHERE dflt.organization = '*' AND a.status = 'active') x
+     CROSS JOIN LATERAL (VALUES
+            ('reminder', 'mentor', x.mentor_id::text,
+             CASE WHEN (x.pol).repeat_every_days IS NULL THEN 1
+                  ELSE 1 + (x.age - (x.pol).remind_after_days) / (x.pol).repeat_every_days END),
+            ('escalation', 'coordinator', x.coordinator_id::text, 1)) AS m(kind, role, recipient, seq)
+     WHERE (x.pol).enabled AND m.recipient IS NOT NULL
+       AND CASE m.kind
+             WHEN 'reminder' THEN x.age >= (x.pol).remind_after_days
+                              AND ((x.pol).max_reminders IS NULL OR m.seq <= (x.pol).max_reminders)
+             ELSE (x.pol).escalate_after_days IS NOT NULL AND x.age >= (x.pol).escalate_after_days
+           END
+    ON CONFLICT (idem_key) DO NOTHING;
+    GET DIAGNOSTICS enqueued = ROW_COUNT;
+    RETURN enqueued;
+END $$;
+
+-- The bulk-insert comparison: the rows to insert, an untracked copy of the
+-- activity table, and one with a typical row trigger keeping a copy of the
+-- assignments up to date.
+CREATE FUNCTION bench.prepare() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    -- one new activity per assignment, within the last 30 days
+    CREATE TABLE bench.new_activities AS
+    SELECT mentor_id, contact_id, (current_date - (id % 30)::int)::timestamptz + interval '12 hours' AS occurred_at,
+           'bulk'::text AS registration
+      FROM app.assignments ORDER BY id;
+    CREATE TABLE bench.activities_plain (LIKE app.activities INCLUDING ALL);
+    CREATE TABLE bench.assignments_copy (LIKE app.assignments INCLUDING ALL);
+    INSERT INTO bench.assignments_copy SELECT * FROM app.assignments;
+    CREATE TABLE bench.activities_rowtrigger (LIKE app.activities INCLUDING ALL);
+    CREATE TABLE bench.last_contact_before AS SELECT id, last_contact_date FROM app.assignments;
+    CREATE FUNCTION bench.touch_last_contact() RETURNS trigger LANGUAGE plpgsql AS $f$
+    BEGIN
+        UPDATE bench.assignments_copy
+           SET last_contact_date = NEW.occurred_at::date
+         WHERE mentor_id = NEW.mentor_id AND contact_id = NEW.contact_id
+           AND (last_contact_date IS NULL OR last_contact_date < NEW.occurred_at::date);
+        RETURN NULL;
+    END $f$;
+    CREATE TRIGGER touch_last_contact AFTER INSERT ON bench.activities_rowtrigger
+        FOR EACH ROW EXECUTE FUNCTION bench.touch_last_contact();
+END $$;
+
+-- Back to the state before a bulk-insert trial: no benchmark activities, the
+-- last contacts as they were.
+CREATE FUNCTION bench.reset_activities() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE bench.activities_plain, bench.activities_rowtrigger;
+    -- deleting the benchmark's own rows would recompute every assignment: skip it
+    ALTER TABLE app.activities DISABLE TRIGGER followup_activity_delete;
+    DELETE FROM app.activities WHERE registration = 'bulk' AND note IS NULL;
+    ALTER TABLE app.activities ENABLE TRIGGER followup_activity_delete;
+    UPDATE app.assignments a SET last_contact_date = b.last_contact_date
+      FROM bench.last_contact_before b
+     WHERE a.id = b.id AND a.last_contact_date IS DISTINCT FROM b.last_contact_date;
+    UPDATE bench.assignments_copy a SET last_contact_date = b.last_contact_date
+      FROM bench.last_contact_before b
+     WHERE a.id = b.id AND a.last_contact_date IS DISTINCT FROM b.last_contact_date;
+END $$;
+
+-- After the bulk inserts: pg_followup's last contacts are exactly the latest
+-- activities, and the row trigger agrees.
+CREATE FUNCTION bench.tracking_is_exact() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN NOT EXISTS (
+               SELECT 1 FROM app.assignments a
+                WHERE a.last_contact_date IS DISTINCT FROM
+                      (SELECT max(occurred_at AT TIME ZONE 'UTC')::date FROM app.activities x
+                        WHERE x.mentor_id = a.mentor_id AND x.contact_id = a.contact_id))
+       AND NOT EXISTS (
+               SELECT 1 FROM app.assignments a JOIN bench.assignments_copy c USING (id)
+                WHERE a.last_contact_date IS DISTINCT FROM c.last_contact_date);
+END $$;

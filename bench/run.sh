@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# pg_followup benchmark (not a test): every figure is a ratio against a
+# baseline measured in the same run, on the same data, in the same cluster.
+#
+#   bench/run.sh                      N = 10,000  100,000  1,000,000
+#   bench/run.sh 10000 100000         other sizes
+#   PGBENCH_SECONDS=30 (default)      length of each single-row insert run
+#
+# For each N it builds the sample app (demo/app.sql: 20 organizations, 10%
+# closed, 1 in 7 never contacted, contacts spread over 60 days, two policies)
+# with tracking on, then measures:
+#   1. the reminder run vs the best hand-written INSERT … SELECT … ON CONFLICT
+#      DO NOTHING into an equivalent outbox table with a text idempotency key;
+#      first run and same-day rerun (best of 3, each on an empty outbox);
+#   2. a bulk INSERT of N activities into the tracked table vs an identical
+#      untracked table vs one with a typical FOR EACH ROW PL/pgSQL trigger;
+#   3. single-row activity inserts with pgbench (2 clients), tracked vs untracked;
+#   4. the peak private memory of the process doing the run.
+# Runs on a private cluster with durable settings (fsync, synchronous_commit on).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+SIZES=("$@")
+[ ${#SIZES[@]} -gt 0 ] || SIZES=(10000 100000 1000000)
+PGBENCH_SECONDS=${PGBENCH_SECONDS:-30}
+
+tests/setup.sh >/dev/null
+echo "building and installing pg_followup (release)" >&2
+tests/lib/install.sh --release
+source tests/lib/cluster.sh
+trap cluster_cleanup_all EXIT
+cluster_init bench "fsync = on" "synchronous_commit = on" "shared_buffers = 2GB" "work_mem = 64MB" \
+    "maintenance_work_mem = 1GB" "max_wal_size = 16GB" "checkpoint_timeout = 1h" "autovacuum = off" \
+    "jit = off" "followup.database = 'postgres'"
+cluster_start bench
+export PGHOST=$(cluster_host bench) PGPORT=$(cluster_port bench) PGUSER=postgres
+
+q() { psql -X -At -q -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
+# ms SQL: wall time of one statement in milliseconds, as psql measures it
+ms() {
+    psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c '\timing on' -c "$1" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -n 1
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+min() { printf '%s\n' "$@" | sort -g | head -n 1; }
+fmt_ms() { awk -v v="$1" 'BEGIN { if (v >= 1000) printf "%.2f s", v / 1000; else printf "%.0f ms", v }'; }
+
+setup_database() {
+    DB="bench_$1"
+    dropdb --if-exists "$DB"
+    createdb "$DB"
+    psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE EXTENSION pg_followup" -f demo/app.sql -f bench/baseline.sql >/dev/null
+    q "INSERT INTO followup.policies VALUES ('org-01', 10, 5, 30, 6, true), ('org-02', 10, 5, 30, 6, true),
+                                            ('org-03', 10, 5, 30, 6, true), ('org-04', 10, 5, 30, 6, true),
+                                            ('org-05', 10, 5, 30, 6, true)"
+    q "SELECT followup.track_assignments('app.assignments', 'id', 'mentor_id', 'last_contact_date',
+           created_column => 'created_at', coordinator_column => 'coordinator_id',
+           organization_column => 'organization', active_when => \$\$status = 'active'\$\$,
+           payload_columns => '{organization,contact_id}')" >/dev/null
+    q "SELECT followup.track_activities('app.activities', 'occurred_at', '{mentor_id,contact_id}')" >/dev/null
+    q "SELECT app.seed($1)" >/dev/null
+    q "SELECT bench.prepare()" >/dev/null
+    psql -X -q -d "$DB" -c "VACUUM ANALYZE" >/dev/null
+    psql -X -q -d "$DB" -c "CHECKPOINT" >/dev/null
+}
+
+# 1. The run vs the hand-written baseline, best of 3 on an empty outbox
+bench_run() {
+    local ours=() base=() ours_rerun=() base_rerun=() i
+    for i in 1 2 3; do
+        q "TRUNCATE followup.outbox, bench.outbox_baseline, followup.runs" >/dev/null
+        psql -X -q -d "$DB" -c "VACUUM ANALYZE followup.outbox, bench.outbox_baseline" -c "CHECKPOINT" >/dev/null
+        base+=("$(ms "SELECT bench.baseline_run(current_date)")")
+        base_rerun+=("$(ms "SELECT bench.baseline_run(current_date)")")
+        psql -X -q -d "$DB" -c "CHECKPOINT" >/dev/null
+        ours+=("$(ms "SELECT status FROM followup.run_now(current_date)")")
+        ours_rerun+=("$(ms "SELECT status FROM followup.run_now(current_date)")")
+    done
+    RUN_OURS=$(min "${ours[@]}") RUN_BASE=$(min "${base[@]}")
+    RERUN_OURS=$(min "${ours_rerun[@]}") RERUN_BASE=$(min "${base_rerun[@]}")
+    MESSAGES=$(q "SELECT count(*) FROM followup.outbox")
+    local baseline_messages
+    baseline_messages=$(q "SELECT count(*) FROM bench.outbox_baseline")
+    if [ "$MESSAGES" != "$baseline_messages" ]; then
+        echo "the run enqueued $MESSAGES messages, the baseline $baseline_messages: not the same work" >&2
+        exit 1
+    fi
+    q "SELECT count(*) FROM followup.runs WHERE status <> 'succeeded'" | grep -qx 0 \
+        || { echo "a run did not succeed" >&2; exit 1; }
+}
+
+# 2. Bulk insert of N activities: tracked vs untracked vs row trigger (best of 2)
+bench_bulk() {
+    local n=$1 tracked=() plain=() rowtrig=() i
+    for i in 1 2; do
+        q "SELECT bench.reset_activities()" >/dev/null
+        psql -X -q -d "$DB" -c "VACUUM ANALYZE app.assignments, bench.assignments_copy" -c "CHECKPOINT" >/dev/null
+        plain+=("$(ms "INSERT INTO bench.activities_plain (mentor_id, contact_id, occurred_at, registration)
+                       SELECT mentor_id, contact_id, occurred_at, registration FROM bench.new_activities")")
+        rowtrig+=("$(ms "INSERT INTO bench.activities_rowtrigger (mentor_id, contact_id, occurred_at, registration)
+                         SELECT mentor_id, contact_id, occurred_at, registration FROM bench.new_activities")")
+        tracked+=("$(ms "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
+                         SELECT mentor_id, contact_id, occurred_at, registration FROM bench.new_activities")")
+    done
+    BULK_TRACKED=$(min "${tracked[@]}") BULK_PLAIN=$(min "${plain[@]}") BULK_ROW=$(min "${rowtrig[@]}")
+    [ "$(q "SELECT bench.tracking_is_exact()")" = "t" ] || { echo "tracking drifted" >&2; exit 1; }
+}
+
+# 3. Single-row inserts with pgbench, 2 clients
+bench_single() {
+    local n=$1
+    for table in app.activities bench.activities_plain; do
+        cat >"$CLUSTER_ROOT/single_$table.sql" <<SQL
+\\set id random(1, $n)
+INSERT INTO $table (mentor_id, contact_id, occurred_at, registration)
+SELECT mentor_id, contact_id, now(), 'direct' FROM app.assignments WHERE id = :id;
+SQL
+    done
+    psql -X -q -d "$DB" -c "CHECKPOINT" >/dev/null
+    TPS_PLAIN=$("$PG_BIN/pgbench" -n -c 2 -j 2 -T "$PGBENCH_SECONDS" -f "$CLUSTER_ROOT/single_bench.activities_plain.sql" "$DB" 2>/dev/null \
+        | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
+    psql -X -q -d "$DB" -c "CHECKPOINT" >/dev/null
+    TPS_TRACKED=$("$PG_BIN/pgbench" -n -c 2 -j 2 -T "$PGBENCH_SECONDS" -f "$CLUSTER_ROOT/single_app.activities.sql" "$DB" 2>/dev/null \
+        | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
+}
+
+# 4. Peak private memory (Private_Dirty + Private_Clean, sampled every 20 ms) of the run's worker
+bench_memory() {
+    q "TRUNCATE followup.outbox" >/dev/null
+    q "SELECT status FROM followup.run_now(current_date)" >/dev/null &
+    local runner=$! pid="" peak=0 kb
+    while kill -0 "$runner" 2>/dev/null; do
+        [ -n "$pid" ] || pid=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_followup run'")
+        if [ -n "$pid" ] && [ -r "/proc/$pid/smaps_rollup" ]; then
+            kb=$(awk '/^Private_(Clean|Dirty):/ { s += $2 } END { print s + 0 }' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
+            [ "$kb" -gt "$peak" ] && peak=$kb
+        fi
+        sleep 0.02
+    done
+    wait "$runner"
+    PEAK_KB=$peak
+}
+
+rows=()
+for n in "${SIZES[@]}"; do
+    echo "== N = $n: building the data set" >&2
+    setup_database "$n"
+    echo "== N = $n: reminder run vs baseline" >&2
+    bench_run
+    echo "== N = $n: bulk inserts" >&2
+    bench_bulk "$n"
+    echo "== N = $n: single-row inserts (pgbench, ${PGBENCH_SECONDS}s each)" >&2
+    bench_single "$n"
+    echo "== N = $n: memory" >&2
+    bench_memory
+    rows+=("$(printf '| %s | %s | %s | %s | **%s** | %s | %s | **%s** | %s | %s | %s | **%s** | %s | %s | %s | **%s** | %s MB |' \
+        "$n" "$MESSAGES" "$(fmt_ms "$RUN_OURS")" "$(fmt_ms "$RUN_BASE")" "$(ratio "$RUN_OURS" "$RUN_BASE")" \
+        "$(fmt_ms "$RERUN_OURS")" "$(fmt_ms "$RERUN_BASE")" "$(ratio "$RERUN_OURS" "$RERUN_BASE")" \
+        "$(fmt_ms "$BULK_TRACKED")" "$(fmt_ms "$BULK_PLAIN")" "$(fmt_ms "$BULK_ROW")" "$(ratio "$BULK_TRACKED" "$BULK_PLAIN")" \
+        "$(ratio "$BULK_ROW" "$BULK_PLAIN")" "${TPS_TRACKED%.*}" "${TPS_PLAIN%.*}" "$(ratio "$TPS_TRACKED" "$TPS_PLAIN")" \
+        "$(awk -v k="$PEAK_KB" 'BEGIN { printf "%.1f", k / 1024 }')")")
+    dropdb "$DB"
+done
+
+cat <<EOT
+
+pg_followup benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo),
+PostgreSQL $(psql -X -At -d postgres -c "SHOW server_version"), fsync and synchronous_commit on, shared_buffers 2GB.
+Times are the best of 3 (run) or 2 (bulk) as psql measures them; ratios are ours / baseline.
+
+| N | messages | run | baseline | run ratio | rerun | baseline rerun | rerun ratio | bulk tracked | bulk untracked | bulk row trigger | tracked ratio | row-trigger ratio | TPS tracked | TPS untracked | TPS ratio | run memory |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+EOT
+printf '%s\n' "${rows[@]}"
