@@ -68,11 +68,12 @@ fn local_date(expr: &str, kind: DateKind) -> String {
 /// recipient_id, days_since_contact, payload. With `tally`, the scan also
 /// counts the active assignments it reads (followup._tally_scanned).
 ///
-/// Shaped for a million assignments: the scan keeps the raw columns; rows too
-/// young for any message (or of a disabled policy) are dropped before the two
-/// message kinds are considered; texts and the JSON payload are built only
-/// for the messages actually due.
-pub fn due_sql(assignments: &AssignmentTable, tally: bool) -> String {
+/// Shaped for a million assignments: one plain scan per message kind (a
+/// second sequential scan is cheaper than expanding every row into both
+/// kinds), texts and the JSON payload built only for the messages actually
+/// due, and no escalation scan at all when no enabled policy escalates (or
+/// no coordinator column is registered).
+pub fn due_sql(assignments: &AssignmentTable, tally: bool, escalations: bool) -> String {
     let or_null = |column: &Option<String>| column.clone().unwrap_or_else(|| "NULL".to_string());
     let last_contact = local_date(&assignments.last_contact_column, assignments.last_contact_kind);
     let cycle_start = match &assignments.created_column {
@@ -96,56 +97,82 @@ pub fn due_sql(assignments: &AssignmentTable, tally: bool) -> String {
             .collect();
         format!("pg_catalog.jsonb_build_object({})", pairs.join(", "))
     };
-    let counted = if tally { ", followup._tally_scanned(NULL::pg_catalog.text) AS counted" } else { "" };
     let active_when = assignments.active_when.as_deref().unwrap_or("true");
-    // The innermost query reads only the assignments table, unaliased, so
+    // Assignments with their cycle start, age and effective policy. The
+    // innermost query reads only the assignments table, unaliased, so
     // active_when sees exactly its columns (qualified by the table name or
-    // not). OFFSET 0 keeps the planner from pushing outer filters into it, so
-    // the tally counts every active assignment. One without a cycle start has
-    // a NULL age, which no condition accepts.
+    // not). A row without a cycle start has a NULL age, which no condition
+    // accepts.
+    let scan = |counted: bool| {
+        // OFFSET 0 keeps the planner from pushing the outer filters into the
+        // scan, so the tally counts every active assignment.
+        let (tally, fence) = if counted {
+            (", followup._tally_scanned(NULL::pg_catalog.text) AS counted", "OFFSET 0")
+        } else {
+            ("", "")
+        };
+        format!(
+            "(SELECT a.*, $1::pg_catalog.date - a.cycle_start AS age,
+                     coalesce(own.enabled, dflt.enabled) AS enabled,
+                     CASE WHEN own.organization IS NULL THEN dflt.remind_after_days ELSE own.remind_after_days END AS remind_after,
+                     CASE WHEN own.organization IS NULL THEN dflt.repeat_every_days ELSE own.repeat_every_days END AS repeat_every,
+                     CASE WHEN own.organization IS NULL THEN dflt.escalate_after_days ELSE own.escalate_after_days END AS escalate_after,
+                     CASE WHEN own.organization IS NULL THEN dflt.max_reminders ELSE own.max_reminders END AS max_reminders
+                FROM (SELECT {id} AS id, {mentor} AS mentor, {coordinator} AS coordinator,
+                             ({organization})::pg_catalog.text AS organization, {cycle_start} AS cycle_start
+                             {payload_scan}{tally}
+                        FROM {table}
+                       WHERE ({active_when})
+                      {fence}) AS a
+                CROSS JOIN (SELECT * FROM followup.policies WHERE organization = '*') AS dflt
+                LEFT JOIN followup.policies AS own
+                       ON own.organization = a.organization AND own.organization <> '*') AS s",
+            id = assignments.id_column,
+            mentor = assignments.mentor_column,
+            coordinator = or_null(&assignments.coordinator_column),
+            organization = or_null(&assignments.organization_column),
+            table = assignments.table,
+        )
+    };
+    let sequence = "CASE WHEN s.repeat_every IS NULL THEN 1 ELSE 1 + (s.age - s.remind_after) / s.repeat_every END";
+    let reminders = format!(
+        "SELECT (s.id)::pg_catalog.text AS assignment_id, s.cycle_start, 'reminder'::followup.message_kind AS kind,
+                {sequence} AS sequence, 'mentor'::followup.recipient_role AS recipient_role,
+                (s.mentor)::pg_catalog.text AS recipient_id, s.age AS days_since_contact, {payload} AS payload
+           FROM {scan}
+          WHERE s.enabled AND s.mentor IS NOT NULL AND s.age >= s.remind_after
+            AND (s.max_reminders IS NULL OR {sequence} <= s.max_reminders)",
+        scan = scan(tally)
+    );
+    if !escalations || assignments.coordinator_column.is_none() {
+        return reminders;
+    }
     format!(
-        "SELECT (s.id)::pg_catalog.text AS assignment_id, s.cycle_start, m.kind, m.sequence, m.recipient_role,
-                m.recipient AS recipient_id, s.age AS days_since_contact, {payload} AS payload
-           FROM (SELECT a.*, $1::pg_catalog.date - a.cycle_start AS age,
-                        coalesce(own.enabled, dflt.enabled) AS enabled,
-                        CASE WHEN own.organization IS NULL THEN dflt.remind_after_days ELSE own.remind_after_days END AS remind_after,
-                        CASE WHEN own.organization IS NULL THEN dflt.repeat_every_days ELSE own.repeat_every_days END AS repeat_every,
-                        CASE WHEN own.organization IS NULL THEN dflt.escalate_after_days ELSE own.escalate_after_days END AS escalate_after,
-                        CASE WHEN own.organization IS NULL THEN dflt.max_reminders ELSE own.max_reminders END AS max_reminders
-                   FROM (SELECT {id} AS id, {mentor} AS mentor, {coordinator} AS coordinator,
-                                ({organization})::pg_catalog.text AS organization, {cycle_start} AS cycle_start
-                                {payload_scan}{counted}
-                           FROM {table}
-                          WHERE ({active_when})
-                         OFFSET 0) AS a
-                   CROSS JOIN (SELECT * FROM followup.policies WHERE organization = '*') AS dflt
-                   LEFT JOIN followup.policies AS own
-                          ON own.organization = a.organization AND own.organization <> '*') AS s
-          CROSS JOIN LATERAL (VALUES
-                ('reminder'::followup.message_kind, 'mentor'::followup.recipient_role, (s.mentor)::pg_catalog.text,
-                 CASE WHEN s.repeat_every IS NULL THEN 1
-                      ELSE 1 + (s.age - s.remind_after) / s.repeat_every END),
-                ('escalation'::followup.message_kind, 'coordinator'::followup.recipient_role,
-                 (s.coordinator)::pg_catalog.text, 1)
-             ) AS m(kind, recipient_role, recipient, sequence)
-          WHERE s.enabled
-            AND s.age >= least(s.remind_after, s.escalate_after)
-            AND m.recipient IS NOT NULL
-            AND CASE m.kind
-                  WHEN 'reminder' THEN s.age >= s.remind_after
-                                   AND (s.max_reminders IS NULL OR m.sequence <= s.max_reminders)
-                  ELSE s.escalate_after IS NOT NULL AND s.age >= s.escalate_after
-                END",
-        id = assignments.id_column,
-        mentor = assignments.mentor_column,
-        coordinator = or_null(&assignments.coordinator_column),
-        organization = or_null(&assignments.organization_column),
-        table = assignments.table,
+        "{reminders}
+         UNION ALL
+         SELECT (s.id)::pg_catalog.text, s.cycle_start, 'escalation'::followup.message_kind, 1,
+                'coordinator'::followup.recipient_role, (s.coordinator)::pg_catalog.text, s.age, {payload}
+           FROM {scan}
+          WHERE s.enabled AND s.coordinator IS NOT NULL AND s.age >= s.escalate_after",
+        scan = scan(false)
     )
 }
 
+/// Does any enabled policy escalate? (Decides whether a run scans for escalations.)
+fn any_policy_escalates(client: &SpiClient<'_>) -> bool {
+    client
+        .select(
+            "SELECT EXISTS (SELECT 1 FROM followup.policies WHERE enabled AND escalate_after_days IS NOT NULL)",
+            None,
+            &[],
+        )
+        .ok()
+        .and_then(|t| t.first().get_one::<bool>().ok().flatten())
+        .unwrap_or(true)
+}
+
 /// `followup.preview`: the due messages not yet in the outbox, as outbox rows.
-fn preview_sql(assignments: &AssignmentTable) -> String {
+fn preview_sql(assignments: &AssignmentTable, escalations: bool) -> String {
     format!(
         "SELECT NULL::pg_catalog.int8 AS message_id, NULL::pg_catalog.int8 AS run_id,
                 d.assignment_id, d.cycle_start, d.kind, d.sequence, d.recipient_role, d.recipient_id,
@@ -158,20 +185,48 @@ fn preview_sql(assignments: &AssignmentTable) -> String {
                              WHERE o.assignment_id = d.assignment_id AND o.cycle_start = d.cycle_start
                                AND o.kind = d.kind AND o.sequence = d.sequence)
           ORDER BY d.assignment_id, d.kind",
-        due = due_sql(assignments, false)
+        due = due_sql(assignments, false, escalations)
     )
 }
 
 /// The run's one INSERT. `$1` as-of date, `$2` run id.
-fn enqueue_sql(assignments: &AssignmentTable) -> String {
+///
+/// `Insert::New` leaves out what the outbox already has with an anti-join on
+/// the idempotency key and inserts plainly: under the run lock nothing else
+/// inserts, and a plain insert is cheaper than ON CONFLICT's speculative one
+/// (no extra WAL record per row to confirm it). Should a writer that bypassed
+/// the lock insert the same key meanwhile, the unique index refuses it and the
+/// run redoes the statement as `Insert::SkipConflicts` (ON CONFLICT DO
+/// NOTHING): each message is still enqueued exactly once. The due tally sits
+/// in a subquery's target list so it counts every due message, enqueued
+/// before or not (the difference is `duplicates_suppressed`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Insert {
+    New,
+    SkipConflicts,
+}
+
+fn enqueue_sql(assignments: &AssignmentTable, insert: Insert, escalations: bool) -> String {
+    let (anti_join, on_conflict) = match insert {
+        Insert::New => (
+            "WHERE NOT EXISTS (SELECT 1 FROM followup.outbox AS o
+                                WHERE o.assignment_id = d.assignment_id
+                                  AND o.cycle_start = d.cycle_start AND o.kind = d.kind AND o.sequence = d.sequence)",
+            "",
+        ),
+        Insert::SkipConflicts => ("", "ON CONFLICT ON CONSTRAINT outbox_idempotency_key DO NOTHING"),
+    };
     format!(
         "INSERT INTO followup.outbox (run_id, assignment_id, cycle_start, kind, sequence, recipient_role,
                                       recipient_id, days_since_contact, payload)
-         SELECT $2, followup._tally_due(d.assignment_id), d.cycle_start, d.kind, d.sequence, d.recipient_role,
+         SELECT $2, d.assignment_id, d.cycle_start, d.kind, d.sequence, d.recipient_role,
                 d.recipient_id, d.days_since_contact, d.payload
-           FROM ({due}) AS d
-         ON CONFLICT ON CONSTRAINT outbox_idempotency_key DO NOTHING",
-        due = due_sql(assignments, true)
+           FROM (SELECT followup._tally_due(due.assignment_id) AS assignment_id, due.cycle_start, due.kind,
+                        due.sequence, due.recipient_role, due.recipient_id, due.days_since_contact, due.payload
+                   FROM ({due}) AS due) AS d
+         {anti_join}
+         {on_conflict}",
+        due = due_sql(assignments, true, escalations)
     )
 }
 
@@ -188,7 +243,7 @@ fn require_assignments(client: &SpiClient<'_>) -> AssignmentTable {
 /// SQL text of `followup.preview`'s query (it is run with RETURN QUERY EXECUTE).
 #[pg_extern(sql = false)]
 fn _preview_sql() -> String {
-    Spi::connect(|client| preview_sql(&require_assignments(&client)))
+    Spi::connect(|client| preview_sql(&require_assignments(&client), any_policy_escalates(&client)))
 }
 
 // Counters the run's INSERT bumps as rows flow through it, so one statement
@@ -339,18 +394,28 @@ struct Outcome {
 /// is caught, logged as `failed` and the transaction can still commit the
 /// log row. Returns the status written.
 pub fn scan_and_finish(run_id: i64, as_of: &str) -> &'static str {
-    let result = in_subtransaction(|| {
+    let enqueue = |insert: Insert| {
         Spi::connect_mut(|client| {
             let assignments = require_assignments(client);
             SCANNED.set(0);
             DUE.set(0);
             let enqueued = client
-                .update(enqueue_sql(&assignments).as_str(), None, &[as_of.into(), run_id.into()])
+                .update(
+                    enqueue_sql(&assignments, insert, any_policy_escalates(client)).as_str(),
+                    None,
+                    &[as_of.into(), run_id.into()],
+                )
                 .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()))
                 .len() as i64;
             Outcome { scanned: SCANNED.get(), due: DUE.get(), enqueued }
         })
-    });
+    };
+    let result = in_subtransaction(|| match in_subtransaction(|| enqueue(Insert::New)) {
+        Ok(outcome) => outcome,
+        Err(error) if error.code == PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION => enqueue(Insert::SkipConflicts),
+        Err(error) => raise(error.code, error.message),
+    })
+    .map_err(|error| error.message);
     Spi::connect_mut(|client| match result {
         Ok(outcome) => {
             update(
@@ -394,20 +459,30 @@ pub fn release_lock() {
     Spi::run_with_args("SELECT pg_catalog.pg_advisory_unlock($1)", &[LOCK_KEY.into()]).ok();
 }
 
+/// An error caught by `in_subtransaction`.
+struct CaughtSqlError {
+    code: PgSqlErrorCode,
+    message: String,
+}
+
 /// Runs `body` in an internal subtransaction, the way PL/pgSQL runs a block
 /// with an EXCEPTION clause: on error the subtransaction is rolled back and
-/// the error's message returned; the outer transaction stays usable.
-fn in_subtransaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, String> {
+/// the error returned; the outer transaction stays usable.
+fn in_subtransaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, CaughtSqlError> {
     unsafe {
         let memory_context = pg_sys::CurrentMemoryContext;
         let resource_owner = pg_sys::CurrentResourceOwner;
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         let result = PgTryBuilder::new(|| Ok(body()))
             .catch_others(|caught| match caught {
-                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => {
-                    Err(report.message().to_string())
-                }
-                CaughtError::RustPanic { ereport, .. } => Err(ereport.message().to_string()),
+                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => Err(CaughtSqlError {
+                    code: report.sql_error_code(),
+                    message: report.message().to_string(),
+                }),
+                CaughtError::RustPanic { ereport, .. } => Err(CaughtSqlError {
+                    code: ereport.sql_error_code(),
+                    message: ereport.message().to_string(),
+                }),
             })
             .execute();
         if result.is_ok() {
