@@ -116,7 +116,14 @@ fn build_plan(key: PlanKey, tupdesc: pg_sys::TupleDesc) -> Option<CachedPlan> {
         let assignments = registry::load_assignment_table(&client)?;
         let activities = registry::load_activity_tables(&client);
         let activity = activities.iter().find(|a| a.relid == root)?;
-        let statement = tracking_statement(&assignments, activity, &activities, key.change, key.row_level);
+        let statement = tracking_statement(
+            &assignments,
+            activity,
+            &activities,
+            key.change,
+            key.row_level,
+            key.size_class == SINGLE_ROW,
+        );
         let registration_tables: Vec<pg_sys::Oid> = client
             .select(
                 "SELECT 'followup.activity_tables'::pg_catalog.regclass::pg_catalog.oid
@@ -156,13 +163,16 @@ fn build_plan(key: PlanKey, tupdesc: pg_sys::TupleDesc) -> Option<CachedPlan> {
     Some(CachedPlan { plan, params })
 }
 
-/// Transition tables of up to 16 rows, up to 16k rows, and more: each class
-/// gets a plan made with a row estimate of its own size.
+/// Transition tables of one row (a single-row statement: no grouping needed),
+/// up to 16, up to 16k rows, and more: each class gets a plan made with a row
+/// estimate of its own size.
+const SINGLE_ROW: u8 = 0;
 fn size_class(rows: i64) -> u8 {
     match rows {
-        ..=16 => 0,
-        17..=16_384 => 1,
-        _ => 2,
+        ..=1 => SINGLE_ROW,
+        2..=16 => 1,
+        17..=16_384 => 2,
+        _ => 3,
     }
 }
 
