@@ -39,6 +39,11 @@ cluster_init() {
     local dir port
     dir=$(cluster_dir "$name")
     port=$(free_port)
+    # a leftover of an earlier run under the same root: start afresh
+    if [ -d "$dir/data" ]; then
+        cluster_stop "$name" immediate
+        rm -rf "$dir"
+    fi
     mkdir -p "$dir"
     chown postgres: "$dir"
     as_postgres "$PG_BIN/initdb" -D "$dir/data" -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
