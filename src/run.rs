@@ -191,31 +191,15 @@ fn preview_sql(assignments: &AssignmentTable, escalations: bool) -> String {
 
 /// The run's one INSERT. `$1` as-of date, `$2` run id.
 ///
-/// `Insert::New` leaves out what the outbox already has with an anti-join on
-/// the idempotency key and inserts plainly: under the run lock nothing else
-/// inserts, and a plain insert is cheaper than ON CONFLICT's speculative one
-/// (no extra WAL record per row to confirm it). Should a writer that bypassed
-/// the lock insert the same key meanwhile, the unique index refuses it and the
-/// run redoes the statement as `Insert::SkipConflicts` (ON CONFLICT DO
-/// NOTHING): each message is still enqueued exactly once. The due tally sits
-/// in a subquery's target list so it counts every due message, enqueued
-/// before or not (the difference is `duplicates_suppressed`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Insert {
-    New,
-    SkipConflicts,
-}
-
-fn enqueue_sql(assignments: &AssignmentTable, insert: Insert, escalations: bool) -> String {
-    let (anti_join, on_conflict) = match insert {
-        Insert::New => (
-            "WHERE NOT EXISTS (SELECT 1 FROM followup.outbox AS o
-                                WHERE o.assignment_id = d.assignment_id
-                                  AND o.cycle_start = d.cycle_start AND o.kind = d.kind AND o.sequence = d.sequence)",
-            "",
-        ),
-        Insert::SkipConflicts => ("", "ON CONFLICT ON CONSTRAINT outbox_idempotency_key DO NOTHING"),
-    };
+/// ON CONFLICT DO NOTHING on the idempotency key makes any number of runs,
+/// with or without the lock, enqueue each message once; it also keeps the
+/// statement streaming (no sort, flat memory) whatever the planner believes
+/// about the outbox. (A plain insert behind a NOT EXISTS anti-join was
+/// tried: cheaper per row, but when the planner takes a just-analyzed empty
+/// outbox for empty it rescans the table it is filling for every candidate.)
+/// The due tally sits in a subquery's target list, so it counts every due
+/// message, enqueued before or not; the difference is `duplicates_suppressed`.
+fn enqueue_sql(assignments: &AssignmentTable, escalations: bool) -> String {
     format!(
         "INSERT INTO followup.outbox (run_id, assignment_id, cycle_start, kind, sequence, recipient_role,
                                       recipient_id, days_since_contact, payload)
@@ -224,8 +208,7 @@ fn enqueue_sql(assignments: &AssignmentTable, insert: Insert, escalations: bool)
            FROM (SELECT followup._tally_due(due.assignment_id) AS assignment_id, due.cycle_start, due.kind,
                         due.sequence, due.recipient_role, due.recipient_id, due.days_since_contact, due.payload
                    FROM ({due}) AS due) AS d
-         {anti_join}
-         {on_conflict}",
+         ON CONFLICT ON CONSTRAINT outbox_idempotency_key DO NOTHING",
         due = due_sql(assignments, true, escalations)
     )
 }
@@ -394,28 +377,19 @@ struct Outcome {
 /// is caught, logged as `failed` and the transaction can still commit the
 /// log row. Returns the status written.
 pub fn scan_and_finish(run_id: i64, as_of: &str) -> &'static str {
-    let enqueue = |insert: Insert| {
+    let result = in_subtransaction(|| {
         Spi::connect_mut(|client| {
             let assignments = require_assignments(client);
             SCANNED.set(0);
             DUE.set(0);
+            let escalations = any_policy_escalates(client);
             let enqueued = client
-                .update(
-                    enqueue_sql(&assignments, insert, any_policy_escalates(client)).as_str(),
-                    None,
-                    &[as_of.into(), run_id.into()],
-                )
+                .update(enqueue_sql(&assignments, escalations).as_str(), None, &[as_of.into(), run_id.into()])
                 .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()))
                 .len() as i64;
             Outcome { scanned: SCANNED.get(), due: DUE.get(), enqueued }
         })
-    };
-    let result = in_subtransaction(|| match in_subtransaction(|| enqueue(Insert::New)) {
-        Ok(outcome) => outcome,
-        Err(error) if error.code == PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION => enqueue(Insert::SkipConflicts),
-        Err(error) => raise(error.code, error.message),
-    })
-    .map_err(|error| error.message);
+    });
     Spi::connect_mut(|client| match result {
         Ok(outcome) => {
             update(
@@ -459,30 +433,21 @@ pub fn release_lock() {
     Spi::run_with_args("SELECT pg_catalog.pg_advisory_unlock($1)", &[LOCK_KEY.into()]).ok();
 }
 
-/// An error caught by `in_subtransaction`.
-struct CaughtSqlError {
-    code: PgSqlErrorCode,
-    message: String,
-}
 
 /// Runs `body` in an internal subtransaction, the way PL/pgSQL runs a block
 /// with an EXCEPTION clause: on error the subtransaction is rolled back and
-/// the error returned; the outer transaction stays usable.
-fn in_subtransaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, CaughtSqlError> {
+/// the error's message returned; the outer transaction stays usable.
+fn in_subtransaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, String> {
     unsafe {
         let memory_context = pg_sys::CurrentMemoryContext;
         let resource_owner = pg_sys::CurrentResourceOwner;
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         let result = PgTryBuilder::new(|| Ok(body()))
             .catch_others(|caught| match caught {
-                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => Err(CaughtSqlError {
-                    code: report.sql_error_code(),
-                    message: report.message().to_string(),
-                }),
-                CaughtError::RustPanic { ereport, .. } => Err(CaughtSqlError {
-                    code: ereport.sql_error_code(),
-                    message: ereport.message().to_string(),
-                }),
+                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => {
+                    Err(report.message().to_string())
+                }
+                CaughtError::RustPanic { ereport, .. } => Err(ereport.message().to_string()),
             })
             .execute();
         if result.is_ok() {
