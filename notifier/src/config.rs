@@ -80,7 +80,7 @@ const OPTS: &[Opt] = &[
         env: "FOLLOWUP_POLL_INTERVAL",
         default: Some("10s"),
         help: "When idle, look for work at least this often even without a notification \
-               (retries whose backoff ended, expired leases, requeued messages do not notify).",
+               (retries whose backoff ended and expired leases do not notify).",
     },
 ];
 
@@ -108,7 +108,8 @@ pub fn usage() -> String {
          LISTENs on followup_outbox, claims messages in batches with followup.claim, POSTs each\n\
          one as JSON with the headers Idempotency-Key and X-Followup-Message-Id, acks it on a\n\
          2xx answer and fails it (retried after a backoff) otherwise. SIGTERM or SIGINT: finish\n\
-         the message in flight, release the rest of the batch, exit 0.\n\n\
+         the message in flight, release the rest of the batch (followup.release: claimable\n\
+         at once, no attempt counted), exit 0.\n\n\
          Usage: followup-notifier [OPTIONS]\n\n\
          Options (a flag wins over its environment variable, which wins over the default):\n",
     );

@@ -1,5 +1,6 @@
 //! The database side: one connection that LISTENs on followup_outbox and
-//! speaks the outbox protocol (SPEC §8) through followup.claim / ack / fail.
+//! speaks the outbox protocol (SPEC §8) through followup.claim / ack / fail /
+//! release.
 //!
 //! Lease ids travel as text (`::text` / `::text::uuid` in the SQL) so that the
 //! uuid crate is not needed for a value we only hand back.
@@ -112,13 +113,11 @@ impl Db {
         let fail = client
             .prepare("SELECT followup.fail($1::text::uuid, $2::bigint, $3::text)")
             .await?;
-        // Releasing is a fail with no backoff: the message is claimable again
-        // at once (by us or another consumer). One round trip for the lot.
+        // Hands messages back undelivered: pending and claimable at once (by us
+        // or another consumer, whom its NOTIFY wakes), without counting an
+        // attempt and without touching last_error. One round trip for the lot.
         let release = client
-            .prepare(
-                "SELECT id, followup.fail($1::text::uuid, id, $2::text, retry_in => interval '0 seconds')
-                   FROM unnest($3::bigint[]) WITH ORDINALITY AS r(id, n) ORDER BY n",
-            )
+            .prepare("SELECT followup.release($1::text::uuid, $2::bigint[])")
             .await?;
         client.batch_execute("LISTEN followup_outbox").await?;
         Ok(Db {
@@ -199,21 +198,18 @@ impl Db {
         Ok(FailOutcome::from_sql(row.get(0)))
     }
 
-    /// Gives undelivered messages back without waiting for the lease to expire.
+    /// Gives undelivered messages back without waiting for the lease to
+    /// expire; returns how many our lease still held (and so were released).
     pub async fn release(
         &self,
         lease_id: &str,
         message_ids: &[i64],
-        reason: &str,
-    ) -> Result<Vec<(i64, FailOutcome)>, tokio_postgres::Error> {
-        let rows = self
+    ) -> Result<i64, tokio_postgres::Error> {
+        let row = self
             .client
-            .query(&self.release, &[&lease_id, &reason, &message_ids])
+            .query_one(&self.release, &[&lease_id, &message_ids])
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), FailOutcome::from_sql(r.get(1))))
-            .collect())
+        Ok(row.get(0))
     }
 }
 

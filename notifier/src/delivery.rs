@@ -7,6 +7,10 @@
 //! rest of the batch simply comes back when the lease expires, never having
 //! been sent. Every request carries the message's Idempotency-Key, which is
 //! the same on every attempt, so the receiver can drop the duplicates.
+//!
+//! Messages of a batch that are not sent (shutdown, or the lease running out)
+//! are handed back with followup.release: pending and claimable at once,
+//! with no attempt counted and their last_error untouched.
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +25,7 @@ use crate::shutdown::Shutdown;
 pub const ACK_ALLOWANCE: Duration = Duration::from_millis(250);
 
 const SHUTDOWN_REASON: &str = "notifier shut down before delivery";
-const LEASE_REASON: &str = "lease about to expire before delivery; released for another claim";
+const LEASE_REASON: &str = "lease about to expire before delivery";
 
 /// Serves until shutdown is requested (Ok) or the database fails (Err: the
 /// caller reconnects; messages we held come back when their lease expires).
@@ -77,7 +81,21 @@ async fn deliver_batch(
                  a smaller --batch-size or a longer --lease avoids this",
                 rest.len()
             );
-            return release(db, lease_id, rest, LEASE_REASON).await;
+            release(db, lease_id, rest, LEASE_REASON).await?;
+            if i == 0 {
+                // Not even the first message fitted (the claim itself took
+                // most of the lease). A release costs no attempt, so claiming
+                // again at once could go round like this for ever: pause.
+                log!(
+                    "no message of lease {lease_id} could start inside it; claiming again in {}",
+                    human(config.poll_interval)
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(config.poll_interval) => {}
+                    _ = shutdown.wait() => {}
+                }
+            }
+            return Ok(());
         }
         deliver(config, db, lease_id, message).await?;
     }
@@ -131,6 +149,9 @@ async fn deliver(
     Ok(())
 }
 
+/// Hands the unsent rest of a batch back with followup.release: pending and
+/// visible at once, no attempt counted, last_error untouched. Logs one line
+/// for the lot.
 async fn release(
     db: &Db,
     lease_id: &str,
@@ -138,17 +159,52 @@ async fn release(
     reason: &str,
 ) -> Result<(), tokio_postgres::Error> {
     let ids: Vec<i64> = messages.iter().map(|m| m.message_id).collect();
-    for (id, outcome) in db.release(lease_id, &ids, reason).await? {
-        let state = match outcome {
-            FailOutcome::Pending => "pending",
-            // release spends an attempt too (claim counted it): a message at
-            // its last attempt goes dead rather than back to pending
-            FailOutcome::Dead => "dead (max attempts reached)",
-            FailOutcome::LeaseNotCurrent => "already re-claimed by another consumer",
-        };
-        log!("released message_id={id} undelivered ({reason}) -> {state}");
+    let released = db.release(lease_id, &ids).await?;
+    let asked = ids.len() as i64;
+    let noun = if asked == 1 { "message" } else { "messages" };
+    if released == asked {
+        log!(
+            "released {released} undelivered {noun} ({reason}) -> pending, claimable at once, \
+             no attempt counted: message_ids={}",
+            id_ranges(&ids)
+        );
+    } else {
+        // Only possible once our lease has expired: another consumer
+        // re-claimed those messages and now owns their outcome.
+        log!(
+            "released {released} of {asked} undelivered {noun} ({reason}) -> pending, claimable at once, \
+             no attempt counted; the other {} were no longer held by lease {lease_id} \
+             (re-claimed by another consumer): message_ids={}",
+            asked - released,
+            id_ranges(&ids)
+        );
     }
     Ok(())
+}
+
+/// Message ids as ranges, for a log line: `[3, 4, 5, 9, 11, 12]` gives
+/// `3-5,9,11-12`. A batch is claimed in id order, so it is mostly one range.
+pub fn id_ranges(ids: &[i64]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let start = ids[i];
+        let mut end = start;
+        while i + 1 < ids.len() && ids[i + 1] == end + 1 {
+            i += 1;
+            end = ids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if end == start {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}-{end}"));
+        }
+        i += 1;
+    }
+    out
 }
 
 /// `<assignment_id>/<cycle_start>/<kind>/<sequence>`: the outbox's unique
@@ -216,6 +272,15 @@ mod tests {
             idempotency_key(&message("é")),
             "%C3%A9/2026-09-27/reminder/3"
         );
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(id_ranges(&[]), "");
+        assert_eq!(id_ranges(&[7]), "7");
+        assert_eq!(id_ranges(&[41, 42, 43]), "41-43");
+        assert_eq!(id_ranges(&[3, 4, 5, 9, 11, 12]), "3-5,9,11-12");
+        assert_eq!(id_ranges(&[5, 4]), "5,4");
     }
 
     #[test]

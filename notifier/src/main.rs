@@ -1,7 +1,8 @@
 //! followup-notifier: the reference consumer of pg_followup's outbox.
 //!
 //! LISTENs on followup_outbox, claims messages in batches (followup.claim),
-//! POSTs each to a webhook and acks or fails it (followup.ack / followup.fail).
+//! POSTs each to a webhook and acks or fails it (followup.ack / followup.fail),
+//! and hands back what it did not send (followup.release).
 //! See notifier/README.md for the configuration and the delivery semantics.
 //!
 //! Modules: config (flags and environment), db (connection and the protocol's
