@@ -67,11 +67,22 @@ END $$;
 -- assignments up to date.
 CREATE FUNCTION bench.prepare() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    -- one new activity per assignment, within the last 30 days
+    -- "new contacts": one activity per assignment within the last 30 days,
+    -- mostly newer than its last contact (the worst case: nearly every row
+    -- moves a different assignment's date)
     CREATE TABLE bench.new_activities AS
     SELECT mentor_id, contact_id, (current_date - (id % 30)::int)::timestamptz + interval '12 hours' AS occurred_at,
            'bulk'::text AS registration
       FROM app.assignments ORDER BY id;
+    -- "history import": as many activities for random assignments, 30 to 90
+    -- days old, so few are newer than what is already known
+    CREATE TABLE bench.old_activities AS
+    SELECT a.mentor_id, a.contact_id,
+           (current_date - (30 + (g * 7919) % 60)::int)::timestamptz + interval '9 hours' AS occurred_at,
+           'bulk'::text AS registration
+      FROM generate_series(1, (SELECT count(*) FROM app.assignments)) g
+      JOIN app.assignments a ON a.id = 1 + (g * 104729) % (SELECT count(*) FROM app.assignments)
+     ORDER BY g;
     CREATE TABLE bench.activities_plain (LIKE app.activities INCLUDING ALL);
     CREATE TABLE bench.assignments_copy (LIKE app.assignments INCLUDING ALL);
     INSERT INTO bench.assignments_copy SELECT * FROM app.assignments;
