@@ -15,7 +15,7 @@
 #   2. a bulk INSERT of N activities into the tracked table vs an identical
 #      untracked table vs one with a typical FOR EACH ROW PL/pgSQL trigger;
 #   3. single-row activity inserts with pgbench (2 clients), tracked vs untracked;
-#   4. the peak private memory of the process doing the run.
+#   4. how much memory the backend doing the run allocates (peak RssAnon growth).
 # Runs on a private cluster with durable settings (fsync, synchronous_commit on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -127,21 +127,28 @@ SQL
         | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
 }
 
-# 4. Peak private memory (Private_Dirty + Private_Clean, sampled every 20 ms) of the run's worker
+# 4. Memory of the backend doing the run: its anonymous resident memory
+# (RssAnon in /proc/PID/status: palloc'd memory, not the shared buffers it
+# touches), sampled every 20 ms, peak minus what the idle backend held. The run
+# goes in-session (followup.run_in_worker = off) so that the sampler knows the
+# process before the run starts; a worker runs the same scan.
 bench_memory() {
     q "TRUNCATE followup.outbox" >/dev/null
-    q "SELECT status FROM followup.run_now(current_date)" >/dev/null &
-    local runner=$! pid="" peak=0 kb
+    PGAPPNAME=followup-bench-run psql -X -q -d "$DB" -c "SELECT pg_sleep(1)" \
+        -c "SET followup.run_in_worker = off" -c "SELECT status FROM followup.run_now(current_date)" >/dev/null &
+    local runner=$! pid="" idle=0 peak=0 kb
+    for _ in $(seq 1 100); do
+        pid=$(q "SELECT pid FROM pg_stat_activity WHERE application_name = 'followup-bench-run'")
+        [ -z "$pid" ] || break
+    done
+    idle=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status")
     while kill -0 "$runner" 2>/dev/null; do
-        [ -n "$pid" ] || pid=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_followup run'")
-        if [ -n "$pid" ] && [ -r "/proc/$pid/smaps_rollup" ]; then
-            kb=$(awk '/^Private_(Clean|Dirty):/ { s += $2 } END { print s + 0 }' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
-            [ "$kb" -gt "$peak" ] && peak=$kb
-        fi
+        kb=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
+        [ "${kb:-0}" -gt "$peak" ] && peak=$kb
         sleep 0.02
     done
     wait "$runner"
-    PEAK_KB=$peak
+    PEAK_KB=$((peak > idle ? peak - idle : 0))
 }
 
 run_rows=() track_rows=() tps_rows=()
@@ -180,7 +187,7 @@ Times are the best of 3 (runs) or 2 (bulk inserts) as psql measures them; a rati
 
 The reminder run vs the hand-written INSERT … SELECT … ON CONFLICT DO NOTHING (same messages):
 
-| N assignments | messages | run | baseline | ratio | same-day rerun | baseline rerun | ratio | run's peak private memory |
+| N assignments | messages | run | baseline | ratio | same-day rerun | baseline rerun | ratio | run's peak memory growth |
 |---|---|---|---|---|---|---|---|---|
 EOT
 printf '%s\n' "${run_rows[@]}"

@@ -11,10 +11,10 @@
 //! in every run; functions of other schemas must be schema-qualified.
 
 use crate::errors::raise;
-use pgrx::PgSqlErrorCode::*;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
+use pgrx::PgSqlErrorCode::*;
 use std::ffi::CString;
 
 const CHECK_VIEW: &str = "pg_temp.followup_active_when_check";
@@ -35,19 +35,17 @@ fn require_deterministic_boolean(client: &mut SpiClient<'_>, table: &str, expres
     let sql = CString::new(format!("SELECT ({expression}) AS active FROM {table}")).expect("checked for NUL above");
     let plan = PgTryBuilder::new(|| unsafe { pg_sys::SPI_prepare(sql.as_ptr(), 0, std::ptr::null_mut()) })
         .catch_others(|caught| match caught {
-            CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => raise(
-                report.sql_error_code(),
-                format!("invalid active_when expression: {}", report.message()),
-            ),
+            CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => {
+                raise(report.sql_error_code(), format!("invalid active_when expression: {}", report.message()))
+            }
             other => other.rethrow(),
         })
         .execute();
     if plan.is_null() {
         raise(ERRCODE_INTERNAL_ERROR, "could not analyze active_when");
     }
-    let not_allowed = |what: &str| -> ! {
-        raise(ERRCODE_INVALID_PARAMETER_VALUE, format!("active_when cannot contain {what}"))
-    };
+    let not_allowed =
+        |what: &str| -> ! { raise(ERRCODE_INVALID_PARAMETER_VALUE, format!("active_when cannot contain {what}")) };
     let result_type = unsafe {
         let sources = pg_sys::SPI_plan_get_plan_sources(plan);
         let source = (*(*sources).elements).ptr_value as *mut pg_sys::CachedPlanSource;
@@ -90,9 +88,7 @@ fn require_deterministic_boolean(client: &mut SpiClient<'_>, table: &str, expres
 /// operator a view over the expression depends on is a user-defined one.
 fn require_builtin_functions_only(client: &mut SpiClient<'_>, relid: pg_sys::Oid, table: &str, expression: &str) {
     let create = format!("CREATE TEMP VIEW followup_active_when_check AS SELECT ({expression}) AS active FROM {table}");
-    client
-        .update(create.as_str(), None, &[])
-        .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
+    client.update(create.as_str(), None, &[]).unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
     let user_defined: Option<String> = client
         .select(
             "SELECT pg_catalog.string_agg(pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0), ', ')
@@ -121,18 +117,16 @@ fn require_builtin_functions_only(client: &mut SpiClient<'_>, relid: pg_sys::Oid
 /// `SELECT (<expression>)` must parse as one plain SELECT with one target and
 /// nothing else, which proves the text is a single, balanced expression.
 fn require_single_expression(expression: &str) {
-    let invalid = |why: &str| -> ! {
-        raise(ERRCODE_SYNTAX_ERROR, format!("active_when must be a single SQL expression: {why}"))
-    };
+    let invalid =
+        |why: &str| -> ! { raise(ERRCODE_SYNTAX_ERROR, format!("active_when must be a single SQL expression: {why}")) };
     let Ok(sql) = CString::new(format!("SELECT ({expression})")) else { invalid("it contains a NUL byte") };
-    let statements = PgTryBuilder::new(|| unsafe {
-        pg_sys::raw_parser(sql.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT)
-    })
-    .catch_others(|caught| match caught {
-        CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => invalid(report.message()),
-        other => other.rethrow(),
-    })
-    .execute();
+    let statements =
+        PgTryBuilder::new(|| unsafe { pg_sys::raw_parser(sql.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT) })
+            .catch_others(|caught| match caught {
+                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => invalid(report.message()),
+                other => other.rethrow(),
+            })
+            .execute();
     unsafe {
         if statements.is_null() || (*statements).length != 1 {
             invalid("it contains more than one statement");

@@ -6,12 +6,12 @@
 //! The SQL wrapper in sql/admin.sql is SECURITY DEFINER with a pinned
 //! search_path; everything here is schema-qualified as well.
 
-use crate::errors::{raise, raise_with_hint, required};
-use crate::registry::{self, DateKind, TIMEZONE_SQL, convert};
-use pgrx::PgSqlErrorCode::*;
+use crate::errors::{raise, required};
+use crate::registry::{self, convert, DateKind, TIMEZONE_SQL};
 use pgrx::datum::Date;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::*;
 
 /// Corrects the assignment's last contact and writes the audit row; returns
 /// its correction_id. Every check comes before any write.
@@ -25,13 +25,7 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
     }
 
     Spi::connect_mut(|client| {
-        let Some(assignments) = registry::load_assignment_table(client) else {
-            raise_with_hint(
-                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                "no assignments table is tracked",
-                "Register it first with followup.track_assignments(...).",
-            )
-        };
+        let assignments = registry::require_assignment_table(client);
         let (is_future, today): (bool, String) = client
             .select(
                 &format!(
@@ -97,7 +91,11 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
             1 => {}
             n => raise(
                 ERRCODE_CARDINALITY_VIOLATION,
-                format!("assignment id {} matches {n} rows of {}", registry::quote_literal(assignment_id), assignments.table),
+                format!(
+                    "assignment id {} matches {n} rows of {}",
+                    registry::quote_literal(assignment_id),
+                    assignments.table
+                ),
             ),
         }
         let old_value = current.into_iter().next().flatten();
@@ -129,17 +127,14 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
 
 /// The id column's type, as SQL (`pg_catalog.int4`, `"app"."my_id"`).
 fn id_type(client: &pgrx::spi::SpiClient<'_>, assignments: &registry::AssignmentTable) -> String {
-    client
-        .select(
-            "SELECT pg_catalog.format('%I.%I', n.nspname, t.typname)
-               FROM pg_catalog.pg_attribute a
-               JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-               JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-              WHERE a.attrelid = $1 AND pg_catalog.quote_ident(a.attname) = $2 AND NOT a.attisdropped",
-            None,
-            &[assignments.relid.into(), assignments.id_column.as_str().into()],
-        )
-        .ok()
-        .and_then(|t| t.first().get_one::<String>().ok().flatten())
-        .unwrap_or_else(|| raise(ERRCODE_UNDEFINED_COLUMN, "the assignments table's id column is gone"))
+    crate::query::one::<String>(
+        client,
+        "SELECT pg_catalog.format('%I.%I', n.nspname, t.typname)
+           FROM pg_catalog.pg_attribute a
+           JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+           JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+          WHERE a.attrelid = $1 AND pg_catalog.quote_ident(a.attname) = $2 AND NOT a.attisdropped",
+        &[assignments.relid.into(), assignments.id_column.as_str().into()],
+    )
+    .unwrap_or_else(|| raise(ERRCODE_UNDEFINED_COLUMN, "the assignments table's id column is gone"))
 }

@@ -10,13 +10,13 @@ pub fn raise(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
 }
 
 pub fn raise_with_hint(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>) -> ! {
-    ErrorReport::new(code, message.into(), "pg_followup")
-        .set_hint(hint.into())
-        .report(PgLogLevel::ERROR);
+    ErrorReport::new(code, message.into(), "pg_followup").set_hint(hint.into()).report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
 }
 
 /// Unwraps a required argument, raising `null_value_not_allowed` naming it.
 pub fn required<T>(value: Option<T>, argument: &str) -> T {
-    value.unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{argument} must not be NULL")))
+    value.unwrap_or_else(|| {
+        raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{argument} must not be NULL"))
+    })
 }

@@ -6,7 +6,7 @@
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
-use std::ffi::{CStr, CString, c_char, c_void};
+use std::ffi::{c_char, c_void, CStr, CString};
 
 /// Database the scheduler background worker connects to.
 pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
@@ -144,10 +144,7 @@ pub fn run_at() -> (u32, u32) {
 }
 
 fn string_setting(setting: &GucSetting<Option<CString>>, default: &str) -> String {
-    setting
-        .get()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| default.to_string())
+    setting.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| default.to_string())
 }
 
 /// Parses a 24-hour `HH:MM` (one- or two-digit hour, two-digit minute).

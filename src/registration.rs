@@ -12,12 +12,12 @@
 //! statement, so a rejected call registers nothing.
 
 use crate::errors::{raise, raise_with_hint, required};
-use crate::registry::{self, DateKind, DescribeError, quote_ident};
+use crate::registry::{self, quote_ident, DateKind, DescribeError};
 use crate::tracking;
 use crate::triggers;
-use pgrx::PgSqlErrorCode::*;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
+use pgrx::PgSqlErrorCode::*;
 use std::ffi::CStr;
 
 /// Names of the triggers this extension puts on activity tables.
@@ -83,25 +83,23 @@ fn caller() -> pg_sys::Oid {
 }
 
 fn caller_name(client: &SpiClient<'_>) -> String {
-    client
-        .select("SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = $1", None, &[caller().into()])
-        .ok()
-        .and_then(|t| t.first().get_one::<String>().ok().flatten())
-        .unwrap_or_default()
+    crate::query::one::<String>(
+        client,
+        "SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = $1",
+        &[caller().into()],
+    )
+    .unwrap_or_default()
 }
 
 /// Registering a table creates triggers on it and makes the extension write to
 /// it: only its owner (or a superuser) may do that.
 pub fn require_owner(client: &SpiClient<'_>, relid: pg_sys::Oid, table: &str) {
-    let allowed = client
-        .select(
-            "SELECT pg_catalog.pg_has_role($1, c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = $2",
-            None,
-            &[caller().into(), relid.into()],
-        )
-        .ok()
-        .and_then(|t| t.first().get_one::<bool>().ok().flatten())
-        .unwrap_or(false);
+    let allowed = crate::query::one::<bool>(
+        client,
+        "SELECT pg_catalog.pg_has_role($1, c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = $2",
+        &[caller().into(), relid.into()],
+    )
+    .unwrap_or(false);
     if !allowed {
         raise(ERRCODE_INSUFFICIENT_PRIVILEGE, format!("must be owner of table {table}"));
     }
@@ -147,7 +145,14 @@ fn describe_or_raise(
     assignment_columns: &[String],
     assignments_relid: pg_sys::Oid,
 ) -> registry::ActivityTable {
-    match registry::describe_activity_table(client, relid, occurred, match_columns, assignment_columns, assignments_relid) {
+    match registry::describe_activity_table(
+        client,
+        relid,
+        occurred,
+        match_columns,
+        assignment_columns,
+        assignments_relid,
+    ) {
         Ok(activity) => activity,
         Err(DescribeError::Invalid(code, message)) => raise(code, message),
     }
@@ -203,10 +208,8 @@ fn track_assignments(
                 &[],
             )
             .map(|rows| {
-                rows.filter_map(|r| {
-                    Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??, r.get(4).ok()??))
-                })
-                .collect()
+                rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??, r.get(4).ok()??)))
+                    .collect()
             })
             .unwrap_or_default();
         for (activity_relid, occurred, matches, targets) in &existing {
@@ -269,16 +272,11 @@ fn track_activities(
     let Some(match_columns) = name_array(match_columns, "match_columns") else {
         raise(ERRCODE_NULL_VALUE_NOT_ALLOWED, "match_columns must not be NULL")
     };
-    let assignment_columns = name_array(assignment_columns, "assignment_columns").unwrap_or_else(|| match_columns.clone());
+    let assignment_columns =
+        name_array(assignment_columns, "assignment_columns").unwrap_or_else(|| match_columns.clone());
 
     Spi::connect_mut(|client| {
-        let Some(assignments) = registry::load_assignment_table(client) else {
-            raise_with_hint(
-                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                "no assignments table is tracked",
-                "Register it first with followup.track_assignments(...).",
-            )
-        };
+        let assignments = registry::require_assignment_table(client);
         let info = relation_info(client, relid);
         require_table(&info, "activity table");
         if info.is_partition {
@@ -305,7 +303,8 @@ fn track_activities(
                 format!("occurred column {} cannot also be a match column", quote_ident(&occurred)),
             );
         }
-        let activity = describe_or_raise(client, relid, &occurred, &match_columns, &assignment_columns, assignments.relid);
+        let activity =
+            describe_or_raise(client, relid, &occurred, &match_columns, &assignment_columns, assignments.relid);
 
         let registered_by = caller_name(client);
         client
@@ -376,17 +375,14 @@ fn backfill_all(client: &mut SpiClient<'_>) {
 /// the match columns; without an index that is a scan per assignment.
 fn suggest_index(client: &SpiClient<'_>, activity: &registry::ActivityTable) {
     let first_match = activity.keys[0].activity_column_raw.as_str();
-    let indexed = client
-        .select(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+    let indexed = crate::query::one::<bool>(
+        client,
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
                               JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
                              WHERE i.indrelid = $1 AND a.attname = $2::name)",
-            None,
-            &[activity.relid.into(), first_match.into()],
-        )
-        .ok()
-        .and_then(|t| t.first().get_one::<bool>().ok().flatten())
-        .unwrap_or(true);
+        &[activity.relid.into(), first_match.into()],
+    )
+    .unwrap_or(true);
     if !indexed {
         let columns: Vec<&str> = activity.keys.iter().map(|k| k.activity_column.as_str()).collect();
         notice!(
@@ -438,8 +434,7 @@ fn sync_triggers(client: &mut SpiClient<'_>) {
             &[],
         )
         .map(|rows| {
-            rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??, r.get(4).ok()??)))
-                .collect()
+            rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??, r.get(4).ok()??))).collect()
         })
         .unwrap_or_default();
     let has = |table: &str, trigger: &str| existing.iter().any(|(t, n, _, _)| t == table && n == trigger);
@@ -477,9 +472,8 @@ fn sync_triggers(client: &mut SpiClient<'_>) {
         }
     }
     for (table, trigger, enabled, is_clone) in &existing {
-        let still_wanted = wanted.iter().any(|(t, is_root, _)| {
-            t == table && (trigger != REPLICA_TRIGGER || *is_root || *is_clone)
-        });
+        let still_wanted =
+            wanted.iter().any(|(t, is_root, _)| t == table && (trigger != REPLICA_TRIGGER || *is_root || *is_clone));
         if !still_wanted && !is_clone {
             ddl.push(format!("DROP TRIGGER {} ON {table}", quote_ident(trigger)));
         } else if still_wanted && trigger == REPLICA_TRIGGER && enabled != "R" {

@@ -5,6 +5,7 @@
 //! run, manual corrections) starts from these structs, so quoting and type
 //! handling live in one place.
 
+use crate::query::one;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
@@ -38,7 +39,9 @@ pub fn convert(expr: &str, from: DateKind, to: DateKind) -> String {
     match (from, to) {
         (a, b) if a == b => expr.to_string(),
         (Date, Timestamp) => format!("({expr})::pg_catalog.timestamp"),
-        (Date, Timestamptz) => format!("(({expr})::pg_catalog.timestamp AT TIME ZONE {TIMEZONE_SQL})"),
+        (Date, Timestamptz) => {
+            format!("(({expr})::pg_catalog.timestamp AT TIME ZONE {TIMEZONE_SQL})")
+        }
         (Timestamp, Date) => format!("({expr})::pg_catalog.date"),
         (Timestamp, Timestamptz) => format!("(({expr}) AT TIME ZONE {TIMEZONE_SQL})"),
         (Timestamptz, Date) => format!("(({expr}) AT TIME ZONE {TIMEZONE_SQL})::pg_catalog.date"),
@@ -102,42 +105,27 @@ pub fn quote_literal(literal: &str) -> String {
 
 /// `"schema"."table"` for a relation, or None when it does not exist.
 pub fn qualified_name(client: &SpiClient<'_>, relid: pg_sys::Oid) -> Option<String> {
-    client
-        .select(
-            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
-               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.oid = $1",
-            None,
-            &[relid.into()],
-        )
-        .ok()?
-        .first()
-        .get_one::<String>()
-        .ok()
-        .flatten()
+    one(
+        client,
+        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.oid = $1",
+        &[relid.into()],
+    )
 }
 
 /// Type of a live (not dropped, not system) column, or None.
 pub fn column_type(client: &SpiClient<'_>, relid: pg_sys::Oid, column: &str) -> Option<pg_sys::Oid> {
-    client
-        .select(
-            "SELECT atttypid FROM pg_catalog.pg_attribute
-              WHERE attrelid = $1 AND attname = $2::name AND attnum > 0 AND NOT attisdropped",
-            None,
-            &[relid.into(), column.into()],
-        )
-        .ok()?
-        .first()
-        .get_one::<pg_sys::Oid>()
-        .ok()
-        .flatten()
+    one(
+        client,
+        "SELECT atttypid FROM pg_catalog.pg_attribute
+          WHERE attrelid = $1 AND attname = $2::name AND attnum > 0 AND NOT attisdropped",
+        &[relid.into(), column.into()],
+    )
 }
 
 pub fn type_name(client: &SpiClient<'_>, type_oid: pg_sys::Oid) -> String {
-    client
-        .select("SELECT pg_catalog.format_type($1, NULL)", None, &[type_oid.into()])
-        .ok()
-        .and_then(|t| t.first().get_one::<String>().ok().flatten())
+    one(client, "SELECT pg_catalog.format_type($1, NULL)", &[type_oid.into()])
         .unwrap_or_else(|| format!("type {}", type_oid.to_u32()))
 }
 
@@ -185,6 +173,17 @@ pub fn load_assignment_table(client: &SpiClient<'_>) -> Option<AssignmentTable> 
     })
 }
 
+/// The registered assignments table, or an error saying to register one.
+pub fn require_assignment_table(client: &SpiClient<'_>) -> AssignmentTable {
+    load_assignment_table(client).unwrap_or_else(|| {
+        crate::errors::raise_with_hint(
+            pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "no assignments table is tracked",
+            "Register it first with followup.track_assignments(...).",
+        )
+    })
+}
+
 /// All registered activity tables that still exist.
 pub fn load_activity_tables(client: &SpiClient<'_>) -> Vec<ActivityTable> {
     let rows = client
@@ -208,7 +207,9 @@ pub fn load_activity_tables(client: &SpiClient<'_>) -> Vec<ActivityTable> {
             .collect::<Vec<_>>()
         })
         .unwrap_or_default();
-    let Some(assignments) = load_assignment_table_relid(client) else { return Vec::new() };
+    let Some(assignments) = load_assignment_table_relid(client) else {
+        return Vec::new();
+    };
     rows.into_iter()
         .filter_map(|(relid, occurred, matches, targets)| {
             describe_activity_table(client, relid, &occurred, &matches, &targets, assignments).ok()
@@ -217,13 +218,7 @@ pub fn load_activity_tables(client: &SpiClient<'_>) -> Vec<ActivityTable> {
 }
 
 fn load_assignment_table_relid(client: &SpiClient<'_>) -> Option<pg_sys::Oid> {
-    client
-        .select("SELECT relation::oid FROM followup.assignment_tables", None, &[])
-        .ok()?
-        .first()
-        .get_one::<pg_sys::Oid>()
-        .ok()
-        .flatten()
+    one(client, "SELECT relation::oid FROM followup.assignment_tables", &[])
 }
 
 /// Why an activity registration does not fit the tables as they are now.
@@ -244,8 +239,9 @@ pub fn describe_activity_table(
 ) -> Result<ActivityTable, DescribeError> {
     use PgSqlErrorCode::*;
     let invalid = |code, msg: String| Err(DescribeError::Invalid(code, msg));
-    let table = qualified_name(client, relid)
-        .ok_or_else(|| DescribeError::Invalid(ERRCODE_UNDEFINED_TABLE, format!("relation {} does not exist", relid.to_u32())))?;
+    let table = qualified_name(client, relid).ok_or_else(|| {
+        DescribeError::Invalid(ERRCODE_UNDEFINED_TABLE, format!("relation {} does not exist", relid.to_u32()))
+    })?;
     let assignments_table = qualified_name(client, assignments_relid).unwrap_or_default();
 
     let Some(occurred_type) = column_type(client, relid, occurred) else {
@@ -336,31 +332,19 @@ fn equality_operator(client: &SpiClient<'_>, left: pg_sys::Oid, right: pg_sys::O
         left_eq
     } else {
         let (l, r) = unsafe { (pg_sys::getBaseType(left), pg_sys::getBaseType(right)) };
-        client
-            .select(
-                "SELECT o.oid FROM pg_catalog.pg_operator o
-                  WHERE o.oprname = '=' AND o.oprleft = $1 AND o.oprright = $2
-                    AND o.oprresult = 'pg_catalog.bool'::pg_catalog.regtype",
-                None,
-                &[l.into(), r.into()],
-            )
-            .ok()?
-            .first()
-            .get_one::<pg_sys::Oid>()
-            .ok()
-            .flatten()?
+        one(
+            client,
+            "SELECT o.oid FROM pg_catalog.pg_operator o
+              WHERE o.oprname = '=' AND o.oprleft = $1 AND o.oprright = $2
+                AND o.oprresult = 'pg_catalog.bool'::pg_catalog.regtype",
+            &[l.into(), r.into()],
+        )?
     };
-    client
-        .select(
-            "SELECT pg_catalog.format('OPERATOR(%I.%s)', n.nspname, o.oprname)
-               FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
-              WHERE o.oid = $1",
-            None,
-            &[operator.into()],
-        )
-        .ok()?
-        .first()
-        .get_one::<String>()
-        .ok()
-        .flatten()
+    one(
+        client,
+        "SELECT pg_catalog.format('OPERATOR(%I.%s)', n.nspname, o.oprname)
+           FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+          WHERE o.oid = $1",
+        &[operator.into()],
+    )
 }

@@ -13,15 +13,15 @@
 //! the run in progress. The scheduler (scheduler.rs) calls `execute` in its
 //! own process.
 
-use crate::errors::{raise, raise_with_hint};
+use crate::errors::raise;
 use crate::query::select_one;
-use crate::registry::{self, AssignmentTable, DateKind, TIMEZONE_SQL, convert};
-use pgrx::PgSqlErrorCode::*;
+use crate::registry::{self, convert, AssignmentTable, DateKind, TIMEZONE_SQL};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, DynamicBackgroundWorker};
 use pgrx::datum::Date;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
+use pgrx::PgSqlErrorCode::*;
 use std::cell::Cell;
 
 /// The advisory lock every run takes: `pg_try_advisory_lock(7381237527265899888)`,
@@ -77,7 +77,9 @@ pub fn due_sql(assignments: &AssignmentTable, tally: bool, escalations: bool) ->
     let or_null = |column: &Option<String>| column.clone().unwrap_or_else(|| "NULL".to_string());
     let last_contact = local_date(&assignments.last_contact_column, assignments.last_contact_kind);
     let cycle_start = match &assignments.created_column {
-        Some((created, kind)) => format!("coalesce({last_contact}, {})", local_date(created, *kind)),
+        Some((created, kind)) => {
+            format!("coalesce({last_contact}, {})", local_date(created, *kind))
+        }
         None => last_contact,
     };
     let payload_scan: String = assignments
@@ -160,15 +162,12 @@ pub fn due_sql(assignments: &AssignmentTable, tally: bool, escalations: bool) ->
 
 /// Does any enabled policy escalate? (Decides whether a run scans for escalations.)
 fn any_policy_escalates(client: &SpiClient<'_>) -> bool {
-    client
-        .select(
-            "SELECT EXISTS (SELECT 1 FROM followup.policies WHERE enabled AND escalate_after_days IS NOT NULL)",
-            None,
-            &[],
-        )
-        .ok()
-        .and_then(|t| t.first().get_one::<bool>().ok().flatten())
-        .unwrap_or(true)
+    crate::query::one(
+        client,
+        "SELECT EXISTS (SELECT 1 FROM followup.policies WHERE enabled AND escalate_after_days IS NOT NULL)",
+        &[],
+    )
+    .unwrap_or(true)
 }
 
 /// `followup.preview`: the due messages not yet in the outbox, as outbox rows.
@@ -213,20 +212,10 @@ fn enqueue_sql(assignments: &AssignmentTable, escalations: bool) -> String {
     )
 }
 
-fn require_assignments(client: &SpiClient<'_>) -> AssignmentTable {
-    registry::load_assignment_table(client).unwrap_or_else(|| {
-        raise_with_hint(
-            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "no assignments table is tracked",
-            "Register it first with followup.track_assignments(...).",
-        )
-    })
-}
-
 /// SQL text of `followup.preview`'s query (it is run with RETURN QUERY EXECUTE).
 #[pg_extern(sql = false)]
 fn _preview_sql() -> String {
-    Spi::connect(|client| preview_sql(&require_assignments(&client), any_policy_escalates(&client)))
+    Spi::connect(|client| preview_sql(&registry::require_assignment_table(&client), any_policy_escalates(&client)))
 }
 
 // Counters the run's INSERT bumps as rows flow through it, so one statement
@@ -281,23 +270,17 @@ pub fn next_run_id() -> i64 {
 
 /// The pid holding the run lock in this database, if any.
 fn lock_holder(client: &SpiClient<'_>) -> Option<i32> {
-    client
-        .select(
-            "SELECT pid FROM pg_catalog.pg_locks
-              WHERE locktype = 'advisory' AND granted
-                AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-                AND classid = ($1 >> 32)::pg_catalog.oid
-                AND objid = ($1 & 4294967295)::pg_catalog.oid
-                AND objsubid = 1
-              LIMIT 1",
-            None,
-            &[LOCK_KEY.into()],
-        )
-        .ok()?
-        .first()
-        .get_one::<i32>()
-        .ok()
-        .flatten()
+    crate::query::one::<i32>(
+        client,
+        "SELECT pid FROM pg_catalog.pg_locks
+          WHERE locktype = 'advisory' AND granted
+            AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+            AND classid = ($1 >> 32)::pg_catalog.oid
+            AND objid = ($1 & 4294967295)::pg_catalog.oid
+            AND objsubid = 1
+          LIMIT 1",
+        &[LOCK_KEY.into()],
+    )
 }
 
 fn update(client: &mut SpiClient<'_>, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) {
@@ -317,11 +300,9 @@ pub enum Start {
 pub fn start(run_id: i64, as_of: &str, trigger: Trigger) -> Start {
     let pid = unsafe { pg_sys::MyProcPid };
     Spi::connect_mut(|client| {
-        let locked = client
-            .select("SELECT pg_catalog.pg_try_advisory_lock($1)", None, &[LOCK_KEY.into()])
-            .ok()
-            .and_then(|t| t.first().get_one::<bool>().ok().flatten())
-            .unwrap_or(false);
+        let locked =
+            crate::query::one::<bool>(client, "SELECT pg_catalog.pg_try_advisory_lock($1)", &[LOCK_KEY.into()])
+                .unwrap_or(false);
         if !locked {
             let holder = lock_holder(client)
                 .map(|p| format!("another run holds the lock (pid {p})"))
@@ -379,7 +360,7 @@ struct Outcome {
 pub fn scan_and_finish(run_id: i64, as_of: &str) -> &'static str {
     let result = in_subtransaction(|| {
         Spi::connect_mut(|client| {
-            let assignments = require_assignments(client);
+            let assignments = registry::require_assignment_table(client);
             SCANNED.set(0);
             DUE.set(0);
             let escalations = any_policy_escalates(client);
@@ -398,7 +379,12 @@ pub fn scan_and_finish(run_id: i64, as_of: &str) -> &'static str {
                     SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp(),
                         assignments_scanned = $2, reminders_enqueued = $3, duplicates_suppressed = $4
                   WHERE run_id = $1",
-                &[run_id.into(), outcome.scanned.into(), outcome.enqueued.into(), (outcome.due - outcome.enqueued).into()],
+                &[
+                    run_id.into(),
+                    outcome.scanned.into(),
+                    outcome.enqueued.into(),
+                    (outcome.due - outcome.enqueued).into(),
+                ],
             );
             update(client, "SELECT followup._resolve_alerts()", &[]);
             if outcome.enqueued > 0 {
@@ -432,7 +418,6 @@ pub fn scan_and_finish(run_id: i64, as_of: &str) -> &'static str {
 pub fn release_lock() {
     Spi::run_with_args("SELECT pg_catalog.pg_advisory_unlock($1)", &[LOCK_KEY.into()]).ok();
 }
-
 
 /// Runs `body` in an internal subtransaction, the way PL/pgSQL runs a block
 /// with an EXCEPTION clause: on error the subtransaction is rolled back and
@@ -504,15 +489,8 @@ pub fn launch_worker(run_id: i64, as_of: &str, trigger: Trigger, timezone: &str)
             .unwrap_or_else(|| raise(ERRCODE_INTERNAL_ERROR, "pg_followup is not installed in this database"))
     });
     let database = unsafe { pg_sys::MyDatabaseId };
-    let extra = format!(
-        "{} {} {} {} {} {}",
-        database.to_u32(),
-        owner.to_u32(),
-        run_id,
-        as_of,
-        trigger.as_sql(),
-        timezone
-    );
+    let extra =
+        format!("{} {} {} {} {} {}", database.to_u32(), owner.to_u32(), run_id, as_of, trigger.as_sql(), timezone);
     // The handle must outlive the caller's transaction (the scheduler waits
     // across several).
     let launch = || {

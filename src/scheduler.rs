@@ -43,15 +43,20 @@ const PRUNE_BATCH: i32 = 5_000;
 /// database ("followupS").
 const SCHEDULER_LOCK_KEY: i64 = 0x666F_6C6C_6F77_7553;
 
-pub fn register() {
-    BackgroundWorkerBuilder::new("pg_followup launcher")
-        .set_type("pg_followup launcher")
+/// A worker of this library that runs once the server accepts writes and is
+/// restarted 10 s after it dies.
+fn worker(name: &str, function: &str) -> BackgroundWorkerBuilder {
+    BackgroundWorkerBuilder::new(name)
+        .set_type(name)
         .set_library("pg_followup")
-        .set_function("followup_launcher_main")
+        .set_function(function)
         .enable_spi_access()
         .set_start_time(BgWorkerStartTime::RecoveryFinished)
         .set_restart_time(Some(Duration::from_secs(10)))
-        .load();
+}
+
+pub fn register() {
+    worker("pg_followup launcher", "followup_launcher_main").load();
 }
 
 unsafe extern "C-unwind" {
@@ -89,14 +94,7 @@ pub extern "C-unwind" fn followup_launcher_main(_arg: pg_sys::Datum) {
             sleep(WAIT_INTERVAL);
         }
     }
-    let started = BackgroundWorkerBuilder::new("pg_followup scheduler")
-        .set_type("pg_followup scheduler")
-        .set_library("pg_followup")
-        .set_function("followup_scheduler_main")
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
-        .set_restart_time(Some(Duration::from_secs(10)))
-        .load_dynamic();
+    let started = worker("pg_followup scheduler", "followup_scheduler_main").load_dynamic();
     if started.is_err() {
         // exit code 1: the postmaster starts the launcher again later
         log!("pg_followup: no background worker slot is free for the scheduler (max_worker_processes); retrying");
@@ -318,11 +316,7 @@ impl Scheduler {
     fn tick(&mut self) {
         let schedule = Schedule::current();
         if schedule.run_at != self.run_at || schedule.timezone != self.timezone {
-            log!(
-                "pg_followup scheduler: schedule changed to {} {}; rescheduling",
-                schedule.run_at,
-                schedule.timezone
-            );
+            log!("pg_followup scheduler: schedule changed to {} {}; rescheduling", schedule.run_at, schedule.timezone);
             self.next_run = next_run_after(now(), &schedule);
             self.run_at = schedule.run_at.clone();
             self.timezone = schedule.timezone.clone();
@@ -428,11 +422,12 @@ fn succeeded_for(as_of: &str) -> bool {
 /// With the run lock free, a `running` row belongs to a process that died.
 fn mark_abandoned_if_free() {
     Spi::connect_mut(|client| {
-        let locked = client
-            .select("SELECT pg_catalog.pg_try_advisory_xact_lock($1)", None, &[run::LOCK_KEY.into()])
-            .ok()
-            .and_then(|t| t.first().get_one::<bool>().ok().flatten())
-            .unwrap_or(false);
+        let locked = crate::query::one::<bool>(
+            client,
+            "SELECT pg_catalog.pg_try_advisory_xact_lock($1)",
+            &[run::LOCK_KEY.into()],
+        )
+        .unwrap_or(false);
         if locked {
             run::mark_abandoned(client);
         }

@@ -15,7 +15,7 @@
 //!   recomputed from all tracked activity tables and the latest manual
 //!   correction. Deleting an old activity therefore costs nothing.
 
-use crate::registry::{ActivityTable, AssignmentTable, DateKind, convert};
+use crate::registry::{convert, ActivityTable, AssignmentTable, DateKind};
 use pgrx::pg_sys;
 
 /// Names of the transition tables in the trigger definitions.
@@ -58,15 +58,10 @@ pub fn tracking_statement(
         for &(is_new, name) in sides {
             let mut columns = Vec::new();
             let mut values = Vec::new();
-            let bound = activity
-                .keys
-                .iter()
-                .map(|k| (&k.activity_column, &k.activity_column_raw, k.activity_type))
-                .chain(std::iter::once((
-                    &activity.occurred_column,
-                    &activity.occurred_column_raw,
-                    activity.occurred_type,
-                )));
+            let bound =
+                activity.keys.iter().map(|k| (&k.activity_column, &k.activity_column_raw, k.activity_type)).chain(
+                    std::iter::once((&activity.occurred_column, &activity.occurred_column_raw, activity.occurred_type)),
+                );
             for (quoted, raw, type_oid) in bound {
                 params.push((is_new, raw.clone(), type_oid));
                 columns.push(quoted.clone());
@@ -131,7 +126,8 @@ fn raise_sql_for(assignments: &AssignmentTable, activity: &ActivityTable, rows: 
         let latest = convert(&occurred, activity.occurred_kind, assignments.last_contact_kind);
         format!("SELECT {keys}, {latest} AS latest FROM {rows} AS t", keys = key_select(activity, "t"))
     } else {
-        let latest = convert(&format!("pg_catalog.max({occurred})"), activity.occurred_kind, assignments.last_contact_kind);
+        let latest =
+            convert(&format!("pg_catalog.max({occurred})"), activity.occurred_kind, assignments.last_contact_kind);
         format!(
             "SELECT {keys}, {latest} AS latest FROM {rows} AS t GROUP BY {group}",
             keys = key_select(activity, "t"),

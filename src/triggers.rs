@@ -15,7 +15,7 @@
 //! any table a plan depends on, including the registration tables, drops them.
 
 use crate::registry;
-use crate::tracking::{Change, tracking_statement};
+use crate::tracking::{tracking_statement, Change};
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -104,11 +104,7 @@ pub fn invalidate_registrations() {
 fn build_plan(key: PlanKey, tupdesc: pg_sys::TupleDesc) -> Option<CachedPlan> {
     let (statement, watched) = Spi::connect(|client| {
         let root: pg_sys::Oid = client
-            .select(
-                "SELECT coalesce(pg_catalog.pg_partition_root($1), $1)::pg_catalog.oid",
-                None,
-                &[key.relid.into()],
-            )
+            .select("SELECT coalesce(pg_catalog.pg_partition_root($1), $1)::pg_catalog.oid", None, &[key.relid.into()])
             .ok()?
             .first()
             .get_one()
@@ -154,9 +150,7 @@ fn build_plan(key: PlanKey, tupdesc: pg_sys::TupleDesc) -> Option<CachedPlan> {
     let sql = CString::new(statement.sql).expect("generated SQL contains no NUL");
     let plan = unsafe { pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr()) };
     if plan.is_null() {
-        error!("pg_followup: could not prepare the tracking statement (SPI error {})", unsafe {
-            pg_sys::SPI_result
-        });
+        error!("pg_followup: could not prepare the tracking statement (SPI error {})", unsafe { pg_sys::SPI_result });
     }
     unsafe { pg_sys::SPI_keepplan(plan) };
     WATCHED.with(|w| w.borrow_mut().extend(watched));
@@ -200,7 +194,9 @@ fn change_of(trigger: &PgTrigger<'_>) -> Option<Change> {
 
 /// Runs the tracking statement for one trigger invocation.
 fn track(trigger: &PgTrigger<'_>, row_level: bool) {
-    let Some(change) = change_of(trigger) else { return };
+    let Some(change) = change_of(trigger) else {
+        return;
+    };
     let data = trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
     let (relation, rows) = unsafe {
         let transition = if change == Change::Insert { (*data).tg_newtable } else { (*data).tg_oldtable };
@@ -239,7 +235,13 @@ fn track(trigger: &PgTrigger<'_>, row_level: bool) {
         let mut values = Vec::with_capacity(params.len());
         let mut nulls = Vec::with_capacity(params.len());
         for (from_new, attnum) in params {
-            let tuple = unsafe { if from_new { (*data).tg_newtuple_or_trig() } else { (*data).tg_trigtuple } };
+            let tuple = unsafe {
+                if from_new {
+                    (*data).tg_newtuple_or_trig()
+                } else {
+                    (*data).tg_trigtuple
+                }
+            };
             let mut is_null = false;
             let value = unsafe { pg_sys::SPI_getbinval(tuple, (*relation).rd_att, attnum, &mut is_null) };
             values.push(value);
@@ -260,7 +262,11 @@ trait NewTuple {
 }
 impl NewTuple for pg_sys::TriggerData {
     unsafe fn tg_newtuple_or_trig(&self) -> pg_sys::HeapTuple {
-        if self.tg_newtuple.is_null() { self.tg_trigtuple } else { self.tg_newtuple }
+        if self.tg_newtuple.is_null() {
+            self.tg_trigtuple
+        } else {
+            self.tg_newtuple
+        }
     }
 }
 

@@ -115,10 +115,7 @@ pub fn usage() -> String {
     );
     for opt in OPTS {
         text.push_str(&format!("  -{}, --{} {}\n", opt.short, opt.long, opt.value));
-        text.push_str(&format!(
-            "        {}\n",
-            wrap(opt.help, 70).join("\n        ")
-        ));
+        text.push_str(&format!("        {}\n", wrap(opt.help, 70).join("\n        ")));
         text.push_str(&format!("        env: {}", opt.env));
         if let Some(default) = opt.default {
             text.push_str(&format!("    default: {default}"));
@@ -160,9 +157,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         }
         // --name=value, --name value, -x value
         let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) if arg.starts_with("--") => {
-                (name.to_string(), Some(value.to_string()))
-            }
+            Some((name, value)) if arg.starts_with("--") => (name.to_string(), Some(value.to_string())),
             _ => (arg.clone(), None),
         };
         let opt = OPTS
@@ -171,9 +166,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             .ok_or_else(|| format!("unknown argument '{arg}'"))?;
         let value = match inline {
             Some(value) => value,
-            None => args
-                .next()
-                .ok_or_else(|| format!("--{} needs a value", opt.long))?,
+            None => args.next().ok_or_else(|| format!("--{} needs a value", opt.long))?,
         };
         given.push((opt, value));
     }
@@ -188,12 +181,11 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             .or_else(|| opt.default.map(str::to_string))
     };
 
-    let request_timeout = parse_duration(&value("request-timeout").unwrap())
-        .map_err(|e| format!("--request-timeout: {e}"))?;
-    let poll_interval = parse_duration(&value("poll-interval").unwrap())
-        .map_err(|e| format!("--poll-interval: {e}"))?;
-    let url = value("webhook-url")
-        .ok_or("a webhook URL is required (--webhook-url or FOLLOWUP_WEBHOOK_URL)")?;
+    let request_timeout =
+        parse_duration(&value("request-timeout").unwrap()).map_err(|e| format!("--request-timeout: {e}"))?;
+    let poll_interval =
+        parse_duration(&value("poll-interval").unwrap()).map_err(|e| format!("--poll-interval: {e}"))?;
+    let url = value("webhook-url").ok_or("a webhook URL is required (--webhook-url or FOLLOWUP_WEBHOOK_URL)")?;
     let webhook = Webhook::new(&url, request_timeout).map_err(|e| format!("--webhook-url: {e}"))?;
     let batch_size = value("batch-size")
         .unwrap()
@@ -201,8 +193,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         .ok()
         .filter(|n| (1..=10_000).contains(n))
         .ok_or("--batch-size must be a whole number from 1 to 10000")?;
-    let consumer =
-        value("consumer").unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let consumer = value("consumer").unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     let database = database_config(value("database").as_deref())?;
 
     Ok(Command::Run(Box::new(Config {
@@ -220,13 +211,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
 /// timeout fails every delivery and a zero poll interval spins.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration (e.g. 10s, 500ms, 2m)"))?;
+    let number: f64 = number.parse().map_err(|_| format!("'{text}' is not a duration (e.g. 10s, 500ms, 2m)"))?;
     let seconds = match unit.trim() {
         "" | "s" => number,
         "ms" => number / 1000.0,
@@ -242,10 +229,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// The connection string, completed from the libpq environment variables
 /// (tokio-postgres, unlike libpq, does not read them itself).
 fn database_config(conninfo: Option<&str>) -> Result<tokio_postgres::Config, String> {
-    let mut config: tokio_postgres::Config = conninfo
-        .unwrap_or("")
-        .parse()
-        .map_err(|e| format!("--database: {e}"))?;
+    let mut config: tokio_postgres::Config = conninfo.unwrap_or("").parse().map_err(|e| format!("--database: {e}"))?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
         match env("PGHOST") {
@@ -263,10 +247,7 @@ fn database_config(conninfo: Option<&str>) -> Result<tokio_postgres::Config, Str
     }
     if config.get_ports().is_empty() {
         if let Some(port) = env("PGPORT") {
-            config.port(
-                port.parse()
-                    .map_err(|_| format!("PGPORT '{port}' is not a port number"))?,
-            );
+            config.port(port.parse().map_err(|_| format!("PGPORT '{port}' is not a port number"))?);
         }
     }
     if config.get_user().is_none() {
@@ -321,18 +302,8 @@ mod tests {
 
     #[test]
     fn flags_win_over_defaults() {
-        let args = [
-            "--webhook-url=http://127.0.0.1:9/hook",
-            "-b",
-            "7",
-            "--lease",
-            "2 seconds",
-            "-c",
-            "me",
-        ];
-        let Command::Run(config) = parse(args.map(String::from)).unwrap() else {
-            panic!("not a run")
-        };
+        let args = ["--webhook-url=http://127.0.0.1:9/hook", "-b", "7", "--lease", "2 seconds", "-c", "me"];
+        let Command::Run(config) = parse(args.map(String::from)).unwrap() else { panic!("not a run") };
         assert_eq!(config.batch_size, 7);
         assert_eq!(config.lease, "2 seconds");
         assert_eq!(config.consumer, "me");
@@ -341,11 +312,7 @@ mod tests {
     #[test]
     fn bad_arguments() {
         assert!(parse(["--nope".to_string()]).is_err());
-        assert!(parse([
-            "--webhook-url=http://h/".to_string(),
-            "--batch-size=0".to_string()
-        ])
-        .is_err());
+        assert!(parse(["--webhook-url=http://h/".to_string(), "--batch-size=0".to_string()]).is_err());
         assert!(parse(["--webhook-url=https://h/".to_string()]).is_err());
     }
 }

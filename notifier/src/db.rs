@@ -107,57 +107,26 @@ impl Db {
                    FROM followup.claim($1::text, $2::int, $3::text::interval) AS m",
             )
             .await?;
-        let ack = client
-            .prepare("SELECT followup.ack($1::text::uuid, ARRAY[$2::bigint])")
-            .await?;
-        let fail = client
-            .prepare("SELECT followup.fail($1::text::uuid, $2::bigint, $3::text)")
-            .await?;
+        let ack = client.prepare("SELECT followup.ack($1::text::uuid, ARRAY[$2::bigint])").await?;
+        let fail = client.prepare("SELECT followup.fail($1::text::uuid, $2::bigint, $3::text)").await?;
         // Hands messages back undelivered: pending and claimable at once (by us
         // or another consumer, whom its NOTIFY wakes), without counting an
         // attempt and without touching last_error. One round trip for the lot.
-        let release = client
-            .prepare("SELECT followup.release($1::text::uuid, $2::bigint[])")
-            .await?;
+        let release = client.prepare("SELECT followup.release($1::text::uuid, $2::bigint[])").await?;
         client.batch_execute("LISTEN followup_outbox").await?;
-        Ok(Db {
-            client,
-            wakeups,
-            driver,
-            claim,
-            ack,
-            fail,
-            release,
-        })
+        Ok(Db { client, wakeups, driver, claim, ack, fail, release })
     }
 
     /// The lease as seconds, asking PostgreSQL to parse the interval the
     /// same way followup.claim will ('5 minutes', '00:05:00', 'PT5M'...).
     pub async fn lease_seconds(&self, lease: &str) -> Result<f64, tokio_postgres::Error> {
-        let row = self
-            .client
-            .query_one(
-                "SELECT extract(epoch FROM $1::text::interval)::float8",
-                &[&lease],
-            )
-            .await?;
+        let row = self.client.query_one("SELECT extract(epoch FROM $1::text::interval)::float8", &[&lease]).await?;
         Ok(row.get(0))
     }
 
-    pub async fn claim(
-        &self,
-        consumer: &str,
-        batch_size: i32,
-        lease: &str,
-    ) -> Result<Batch, tokio_postgres::Error> {
-        let rows = self
-            .client
-            .query(&self.claim, &[&consumer, &batch_size, &lease])
-            .await?;
-        let lease_id = rows
-            .first()
-            .map(|r| r.get::<_, String>(0))
-            .unwrap_or_default();
+    pub async fn claim(&self, consumer: &str, batch_size: i32, lease: &str) -> Result<Batch, tokio_postgres::Error> {
+        let rows = self.client.query(&self.claim, &[&consumer, &batch_size, &lease]).await?;
+        let lease_id = rows.first().map(|r| r.get::<_, String>(0)).unwrap_or_default();
         let messages = rows
             .iter()
             .map(|r| Message {
@@ -173,15 +142,8 @@ impl Db {
     }
 
     /// Marks one message delivered; false when our lease no longer holds it.
-    pub async fn ack(
-        &self,
-        lease_id: &str,
-        message_id: i64,
-    ) -> Result<bool, tokio_postgres::Error> {
-        let row = self
-            .client
-            .query_one(&self.ack, &[&lease_id, &message_id])
-            .await?;
+    pub async fn ack(&self, lease_id: &str, message_id: i64) -> Result<bool, tokio_postgres::Error> {
+        let row = self.client.query_one(&self.ack, &[&lease_id, &message_id]).await?;
         Ok(row.get::<_, i64>(0) == 1)
     }
 
@@ -191,24 +153,14 @@ impl Db {
         message_id: i64,
         error: &str,
     ) -> Result<FailOutcome, tokio_postgres::Error> {
-        let row = self
-            .client
-            .query_one(&self.fail, &[&lease_id, &message_id, &error])
-            .await?;
+        let row = self.client.query_one(&self.fail, &[&lease_id, &message_id, &error]).await?;
         Ok(FailOutcome::from_sql(row.get(0)))
     }
 
     /// Gives undelivered messages back without waiting for the lease to
     /// expire; returns how many our lease still held (and so were released).
-    pub async fn release(
-        &self,
-        lease_id: &str,
-        message_ids: &[i64],
-    ) -> Result<i64, tokio_postgres::Error> {
-        let row = self
-            .client
-            .query_one(&self.release, &[&lease_id, &message_ids])
-            .await?;
+    pub async fn release(&self, lease_id: &str, message_ids: &[i64]) -> Result<i64, tokio_postgres::Error> {
+        let row = self.client.query_one(&self.release, &[&lease_id, &message_ids]).await?;
         Ok(row.get(0))
     }
 }

@@ -42,9 +42,7 @@ pub async fn serve(
         // Measured before the claim is sent, so our idea of the lease's end is
         // never later than the database's (visible_at = claim's now() + lease).
         let claimed_at = Instant::now();
-        let batch = db
-            .claim(&config.consumer, config.batch_size, &config.lease)
-            .await?;
+        let batch = db.claim(&config.consumer, config.batch_size, &config.lease).await?;
         if batch.messages.is_empty() {
             tokio::select! {
                 _ = db.wakeups.notified() => {}
@@ -103,27 +101,16 @@ async fn deliver_batch(
 }
 
 /// One message: POST, then ack or fail. Logs one line with the outcome.
-async fn deliver(
-    config: &Config,
-    db: &Db,
-    lease_id: &str,
-    message: &Message,
-) -> Result<(), tokio_postgres::Error> {
+async fn deliver(config: &Config, db: &Db, lease_id: &str, message: &Message) -> Result<(), tokio_postgres::Error> {
     let key = idempotency_key(message);
     let id = message.message_id.to_string();
-    let headers = [
-        ("Idempotency-Key", key.as_str()),
-        ("X-Followup-Message-Id", id.as_str()),
-    ];
+    let headers = [("Idempotency-Key", key.as_str()), ("X-Followup-Message-Id", id.as_str())];
     let started = Instant::now();
     let error = match config.webhook.post(&headers, message.json.as_bytes()).await {
         Ok(response) if response.is_success() => {
             let ms = started.elapsed().as_millis();
             if db.ack(lease_id, message.message_id).await? {
-                log!(
-                    "delivered message_id={id} key={key} status={} in {ms}ms",
-                    response.status
-                );
+                log!("delivered message_id={id} key={key} status={} in {ms}ms", response.status);
             } else {
                 // Only possible after our lease expired and another consumer
                 // re-claimed the message: it may be delivered once more, with
@@ -152,12 +139,7 @@ async fn deliver(
 /// Hands the unsent rest of a batch back with followup.release: pending and
 /// visible at once, no attempt counted, last_error untouched. Logs one line
 /// for the lot.
-async fn release(
-    db: &Db,
-    lease_id: &str,
-    messages: &[Message],
-    reason: &str,
-) -> Result<(), tokio_postgres::Error> {
+async fn release(db: &Db, lease_id: &str, messages: &[Message], reason: &str) -> Result<(), tokio_postgres::Error> {
     let ids: Vec<i64> = messages.iter().map(|m| m.message_id).collect();
     let released = db.release(lease_id, &ids).await?;
     let asked = ids.len() as i64;
@@ -222,10 +204,7 @@ pub fn idempotency_key(message: &Message) -> String {
             assignment.push_str(&format!("%{byte:02X}"));
         }
     }
-    format!(
-        "{assignment}/{}/{}/{}",
-        message.cycle_start, message.kind, message.sequence
-    )
+    format!("{assignment}/{}/{}/{}", message.cycle_start, message.kind, message.sequence)
 }
 
 /// Refuses a lease too short for even one delivery: every batch would be
@@ -260,18 +239,9 @@ mod tests {
     #[test]
     fn keys() {
         assert_eq!(idempotency_key(&message("42")), "42/2026-09-27/reminder/3");
-        assert_eq!(
-            idempotency_key(&message("a-b_c.d")),
-            "a-b_c.d/2026-09-27/reminder/3"
-        );
-        assert_eq!(
-            idempotency_key(&message("x/y z%\r\n")),
-            "x%2Fy%20z%25%0D%0A/2026-09-27/reminder/3"
-        );
-        assert_eq!(
-            idempotency_key(&message("é")),
-            "%C3%A9/2026-09-27/reminder/3"
-        );
+        assert_eq!(idempotency_key(&message("a-b_c.d")), "a-b_c.d/2026-09-27/reminder/3");
+        assert_eq!(idempotency_key(&message("x/y z%\r\n")), "x%2Fy%20z%25%0D%0A/2026-09-27/reminder/3");
+        assert_eq!(idempotency_key(&message("é")), "%C3%A9/2026-09-27/reminder/3");
     }
 
     #[test]

@@ -111,9 +111,7 @@ impl Webhook {
         }
         // [v6addr]:port, host:port, or either without a port
         let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-            let (host, after) = bracketed
-                .split_once(']')
-                .ok_or_else(|| format!("'{url}': unclosed '['"))?;
+            let (host, after) = bracketed.split_once(']').ok_or_else(|| format!("'{url}': unclosed '['"))?;
             (host, after.strip_prefix(':'))
         } else {
             match authority.rsplit_once(':') {
@@ -122,18 +120,14 @@ impl Webhook {
             }
         };
         let port = match port {
-            Some(p) => p
-                .parse::<u16>()
-                .map_err(|_| format!("'{url}': bad port '{p}'"))?,
+            Some(p) => p.parse::<u16>().map_err(|_| format!("'{url}': bad port '{p}'"))?,
             None => 80,
         };
         if host.is_empty() {
             return Err(format!("'{url}' has no host"));
         }
         if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            return Err(format!(
-                "'{url}': the path must not contain spaces or control characters"
-            ));
+            return Err(format!("'{url}': the path must not contain spaces or control characters"));
         }
         Ok(Webhook {
             url: url.to_string(),
@@ -156,54 +150,35 @@ impl Webhook {
     /// notifier.
     pub async fn post(&self, headers: &[(&str, &str)], body: &[u8]) -> Result<Response, PostError> {
         let deadline = Instant::now() + self.timeout;
-        let (mut stream, mut buf, head_end) =
-            match timeout_at(deadline, self.send(headers, body)).await {
-                Ok(result) => result?,
-                Err(_) => return Err(PostError::Timeout(self.timeout)),
-            };
+        let (mut stream, mut buf, head_end) = match timeout_at(deadline, self.send(headers, body)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(PostError::Timeout(self.timeout)),
+        };
         let status_line_end = find(&buf, b"\r\n").unwrap_or(head_end);
         let status_line = String::from_utf8_lossy(&buf[..status_line_end]).into_owned();
-        let (status, reason) = parse_status_line(&status_line).ok_or_else(|| {
-            PostError::Protocol(format!(
-                "not an HTTP status line: {}",
-                one_line(&status_line, 80)
-            ))
-        })?;
+        let (status, reason) = parse_status_line(&status_line)
+            .ok_or_else(|| PostError::Protocol(format!("not an HTTP status line: {}", one_line(&status_line, 80))))?;
 
         // The body of a 2xx is not awaited: the status is all the outcome
         // depends on, and a server that answers 200 and then dawdles over the
         // body has still accepted the message. An error's body usually says
         // why, which is worth a short wait for last_error.
         if !(200..300).contains(&status) {
-            let want = head_end
-                + content_length(&buf[..head_end])
-                    .unwrap_or(usize::MAX)
-                    .min(ERROR_BODY_BYTES);
+            let want = head_end + content_length(&buf[..head_end]).unwrap_or(usize::MAX).min(ERROR_BODY_BYTES);
             let until = deadline.min(Instant::now() + ERROR_BODY_WAIT);
             // a timeout or an error here only shortens the error text
-            let _ = timeout_at(
-                until,
-                read_until(&mut stream, &mut buf, |b| b.len() >= want),
-            )
-            .await;
+            let _ = timeout_at(until, read_until(&mut stream, &mut buf, |b| b.len() >= want)).await;
         }
         Ok(Response {
             status,
             reason,
-            body_start: one_line(
-                &String::from_utf8_lossy(&buf[head_end.min(buf.len())..]),
-                ERROR_BODY_BYTES,
-            ),
+            body_start: one_line(&String::from_utf8_lossy(&buf[head_end.min(buf.len())..]), ERROR_BODY_BYTES),
         })
     }
 
     /// Connects, sends the request, reads up to the end of the response
     /// headers. Returns the stream, what was read, and where the headers end.
-    async fn send(
-        &self,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<(TcpStream, Vec<u8>, usize), PostError> {
+    async fn send(&self, headers: &[(&str, &str)], body: &[u8]) -> Result<(TcpStream, Vec<u8>, usize), PostError> {
         let mut stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
         // Small request, answer awaited right after: don't let Nagle delay it.
         stream.set_nodelay(true)?;
@@ -225,38 +200,22 @@ impl Webhook {
         stream.write_all(&bytes).await?;
 
         let mut buf = Vec::with_capacity(1024);
-        let complete = read_until(&mut stream, &mut buf, |b| {
-            find(b, b"\r\n\r\n").is_some() || b.len() > MAX_HEAD
-        })
-        .await?;
+        let complete =
+            read_until(&mut stream, &mut buf, |b| find(b, b"\r\n\r\n").is_some() || b.len() > MAX_HEAD).await?;
         let head_end = match find(&buf, b"\r\n\r\n") {
             Some(i) => i + 4,
-            None if buf.len() > MAX_HEAD => {
-                return Err(PostError::Protocol("response headers too large".into()))
-            }
+            None if buf.len() > MAX_HEAD => return Err(PostError::Protocol("response headers too large".into())),
             // EOF before the blank line: a complete status line is still an answer
             None if !complete && find(&buf, b"\r\n").is_some() => buf.len(),
-            None if buf.is_empty() => {
-                return Err(PostError::Protocol(
-                    "connection closed without a response".into(),
-                ))
-            }
-            None => {
-                return Err(PostError::Protocol(
-                    "connection closed in the middle of the response".into(),
-                ))
-            }
+            None if buf.is_empty() => return Err(PostError::Protocol("connection closed without a response".into())),
+            None => return Err(PostError::Protocol("connection closed in the middle of the response".into())),
         };
         Ok((stream, buf, head_end))
     }
 }
 
 /// Reads into `buf` until `done(buf)` (true) or EOF (false).
-async fn read_until(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    done: impl Fn(&[u8]) -> bool,
-) -> std::io::Result<bool> {
+async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) -> std::io::Result<bool> {
     let mut chunk = [0u8; 4096];
     while !done(buf) {
         let n = stream.read(&mut chunk).await?;
@@ -272,9 +231,7 @@ async fn read_until(
 fn content_length(head: &[u8]) -> Option<usize> {
     String::from_utf8_lossy(head).lines().find_map(|line| {
         let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| value.trim().parse().ok())?
+        name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
     })
 }
 
@@ -287,10 +244,7 @@ fn parse_status_line(line: &str) -> Option<(u16, String)> {
     if code.len() != 3 {
         return None;
     }
-    let status = code
-        .parse::<u16>()
-        .ok()
-        .filter(|s| (100..600).contains(s))?;
+    let status = code.parse::<u16>().ok().filter(|s| (100..600).contains(s))?;
     Some((status, parts.next().unwrap_or("").trim().to_string()))
 }
 
@@ -301,13 +255,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// Text for a one-line log entry or last_error: control characters become
 /// spaces, at most `max` characters.
 fn one_line(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max)
-        .collect::<String>()
-        .trim()
-        .to_string();
+    let mut out: String =
+        text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(max).collect::<String>().trim().to_string();
     if text.chars().count() > max {
         out.push('…');
     }
@@ -322,20 +271,11 @@ mod tests {
     fn urls() {
         let t = Duration::from_secs(1);
         let w = Webhook::new("http://example.org/hooks/in?x=1", t).unwrap();
-        assert_eq!(
-            (w.host.as_str(), w.port, w.target.as_str()),
-            ("example.org", 80, "/hooks/in?x=1")
-        );
+        assert_eq!((w.host.as_str(), w.port, w.target.as_str()), ("example.org", 80, "/hooks/in?x=1"));
         let w = Webhook::new("http://127.0.0.1:8080", t).unwrap();
-        assert_eq!(
-            (w.host.as_str(), w.port, w.target.as_str()),
-            ("127.0.0.1", 8080, "/")
-        );
+        assert_eq!((w.host.as_str(), w.port, w.target.as_str()), ("127.0.0.1", 8080, "/"));
         let w = Webhook::new("http://[::1]:81/a", t).unwrap();
-        assert_eq!(
-            (w.host.as_str(), w.port, w.authority.as_str()),
-            ("::1", 81, "[::1]:81")
-        );
+        assert_eq!((w.host.as_str(), w.port, w.authority.as_str()), ("::1", 81, "[::1]:81"));
         let w = Webhook::new("http://h?q", t).unwrap();
         assert_eq!(w.target, "/?q");
         assert!(Webhook::new("https://example.org/", t).is_err());
@@ -345,14 +285,8 @@ mod tests {
 
     #[test]
     fn status_lines() {
-        assert_eq!(
-            parse_status_line("HTTP/1.1 200 OK"),
-            Some((200, "OK".into()))
-        );
-        assert_eq!(
-            parse_status_line("HTTP/1.0 503 Service Unavailable"),
-            Some((503, "Service Unavailable".into()))
-        );
+        assert_eq!(parse_status_line("HTTP/1.1 200 OK"), Some((200, "OK".into())));
+        assert_eq!(parse_status_line("HTTP/1.0 503 Service Unavailable"), Some((503, "Service Unavailable".into())));
         assert_eq!(parse_status_line("HTTP/1.1 204"), Some((204, "".into())));
         assert_eq!(parse_status_line("SSH-2.0-OpenSSH"), None);
         assert_eq!(parse_status_line("HTTP/1.1 2000 OK"), None);
@@ -360,13 +294,7 @@ mod tests {
 
     #[test]
     fn content_lengths() {
-        assert_eq!(
-            content_length(b"HTTP/1.1 500 X\r\ncontent-length: 16\r\n\r\n"),
-            Some(16)
-        );
-        assert_eq!(
-            content_length(b"HTTP/1.1 500 X\r\nContent-Type: text/plain\r\n\r\n"),
-            None
-        );
+        assert_eq!(content_length(b"HTTP/1.1 500 X\r\ncontent-length: 16\r\n\r\n"), Some(16));
+        assert_eq!(content_length(b"HTTP/1.1 500 X\r\nContent-Type: text/plain\r\n\r\n"), None);
     }
 }

@@ -16,9 +16,7 @@ pub(crate) use log;
 
 /// The current time as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn timestamp() -> String {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since_epoch.as_secs();
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let in_day = secs % 86_400;

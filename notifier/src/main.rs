@@ -45,10 +45,8 @@ fn main() -> ExitCode {
     };
     // One thread is plenty: the work is one connection and one request at a
     // time, and it keeps the order of events in the log the order they ran.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("cannot start the tokio runtime");
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("cannot start the tokio runtime");
     runtime.block_on(run(&config))
 }
 
@@ -92,11 +90,7 @@ async fn run(config: &Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             Err(Stop::Db(e)) => {
-                log!(
-                    "database error: {}; reconnecting in {}",
-                    db::error_text(&e),
-                    http::human(RECONNECT_DELAY)
-                );
+                log!("database error: {}; reconnecting in {}", db::error_text(&e), http::human(RECONNECT_DELAY));
                 tokio::select! {
                     _ = tokio::time::sleep(RECONNECT_DELAY) => {}
                     _ = shutdown.wait() => {
@@ -114,10 +108,7 @@ async fn session(config: &Config, shutdown: &Shutdown, started: &mut bool) -> Re
     let db = Db::connect(&config.database).await?;
     let seconds = db.lease_seconds(&config.lease).await?;
     if !(seconds > 0.0 && seconds <= 86_400.0) {
-        return Err(Stop::Fatal(format!(
-            "the lease '{}' must be positive and at most 1 day",
-            config.lease
-        )));
+        return Err(Stop::Fatal(format!("the lease '{}' must be positive and at most 1 day", config.lease)));
     }
     let lease = Duration::from_secs_f64(seconds);
     delivery::check_lease(lease, config.request_timeout).map_err(Stop::Fatal)?;

@@ -16,10 +16,7 @@ q "UPDATE followup.policies SET remind_after_days = 10 WHERE organization = '*'"
 q "INSERT INTO followup.policies VALUES ('org-03', 7, 3, 21, 4, true)"
 q "SELECT followup.set_last_contact('7', current_date - 5, 'paper log')" >/dev/null
 q "SELECT status FROM followup.run_now()" >/dev/null
-lease=$(q "SELECT DISTINCT lease_id FROM followup.claim('dump-test', 5)")
-q "SELECT followup.ack('$lease')" >/dev/null
-lease=$(q "SELECT lease_id FROM followup.claim('dump-test', 1)")
-q "SELECT followup.fail('$lease', (SELECT message_id FROM followup.outbox WHERE lease_id = '$lease'), 'HTTP 500')" >/dev/null
+outbox_in_every_state dump-test
 q "SELECT followup._raise_alert('run_failed', NULL, 'an alert to keep')" >/dev/null
 
 snapshot() {

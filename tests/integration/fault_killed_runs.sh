@@ -33,13 +33,13 @@ lock_free() {
     expect "$1: the run lock is free" \
         "$(q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 1870099824")" "0"
 }
-# start_blocked_run: a run_now in the background, held up by a lock on the
-# assignments table, and wait until its `running` row is committed.
+# start_blocked_run SQL: run SQL (a run_now) in the background, held up by a
+# lock on the assignments table, and wait until its `running` row is committed.
 start_blocked_run() {
     psql -X -q -d "$DB" -c "BEGIN; LOCK TABLE app.assignments; SELECT pg_sleep(300); COMMIT;" >/dev/null 2>&1 &
     LOCKER=$!
     sleep 0.5
-    psql -X -q -d "$DB" -c "SELECT followup.run_now()" >/dev/null 2>&1 &
+    psql -X -q -d "$DB" -c "$1" >/dev/null 2>&1 &
     RUNNER=$!
     for _ in $(seq 1 60); do
         [ "$(q "SELECT count(*) FROM followup.runs WHERE status = 'running'")" = "1" ] && return 0
@@ -55,7 +55,7 @@ stop_locker() {
 worker_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_followup run'"; }
 
 # --- 1. pg_terminate_backend of the run's worker ------------------------------
-start_blocked_run
+start_blocked_run "SELECT followup.run_now()"
 run_id=$(q "SELECT run_id FROM followup.runs WHERE status = 'running'")
 q "SELECT pg_terminate_backend($(worker_pid))" >/dev/null
 stop_locker
@@ -76,15 +76,7 @@ missing=$(q "SELECT count(*) FROM followup.preview('$day')")
 already=$(q "SELECT count(*) FROM followup.outbox")
 
 # --- 2. SIGKILL of the run's worker: the postmaster restarts every backend ----
-psql -X -q -d "$DB" -c "BEGIN; LOCK TABLE app.assignments; SELECT pg_sleep(300); COMMIT;" >/dev/null 2>&1 &
-LOCKER=$!
-sleep 0.5
-psql -X -q -d "$DB" -c "SELECT followup.run_now('$day')" >/dev/null 2>&1 &
-RUNNER=$!
-for _ in $(seq 1 60); do
-    [ "$(q "SELECT count(*) FROM followup.runs WHERE status = 'running'")" = "1" ] && break
-    sleep 0.5
-done
+start_blocked_run "SELECT followup.run_now('$day')"
 run_id=$(q "SELECT run_id FROM followup.runs WHERE status = 'running'")
 kill -9 "$(worker_pid)"
 wait "$LOCKER" "$RUNNER" 2>/dev/null || true
@@ -122,15 +114,7 @@ expect "immediate: the local day is not today's UTC date, and has messages due" 
     "$([ "$today" != "$(q "SELECT current_date")" ] && [ "$missing" -gt 0 ] && echo yes)" "yes"
 expect "immediate: no catch-up happened while the server ran" \
     "$(q "SELECT count(*) FROM followup.runs WHERE trigger = 'catch_up'")" "0"
-psql -X -q -d "$DB" -c "BEGIN; LOCK TABLE app.assignments; SELECT pg_sleep(300); COMMIT;" >/dev/null 2>&1 &
-LOCKER=$!
-sleep 0.5
-psql -X -q -d "$DB" -c "SET followup.timezone = '$tz'; SELECT followup.run_now()" >/dev/null 2>&1 &
-RUNNER=$!
-for _ in $(seq 1 60); do
-    [ "$(q "SELECT count(*) FROM followup.runs WHERE status = 'running'")" = "1" ] && break
-    sleep 0.5
-done
+start_blocked_run "SET followup.timezone = '$tz'; SELECT followup.run_now()"
 run_id=$(q "SELECT run_id FROM followup.runs WHERE status = 'running'")
 stopped_at=$(q "SELECT now()")
 cluster_stop faults immediate

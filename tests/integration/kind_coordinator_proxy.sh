@@ -21,4 +21,5 @@ upsert "$(q "SELECT now() - interval '1 day'")"
 expect "the upsert's update part moves it forward" "$(last_contact 14)" "$(q "SELECT current_date - 1")"
 expect "still one activity from the coordinator" \
     "$(q "SELECT count(*) FROM app.activities WHERE registration = 'coordinator_proxy'")" "1"
+expect "no assignment drifts from its latest activity" "$(drifted)" "0"
 finish

@@ -18,4 +18,5 @@ q "UPDATE app.activities SET occurred_at = occurred_at - interval '90 days' WHER
 expect "correcting the proxy's date recomputes from the remaining activities" "$(last_contact 9)" \
     "$(q "SELECT coalesce(max(occurred_at)::date::text, 'NULL') FROM app.activities x JOIN app.assignments a
            ON (a.mentor_id, a.contact_id) = (x.mentor_id, x.contact_id) WHERE a.id = 9")"
+expect "no assignment drifts from its latest activity" "$(drifted)" "0"
 finish

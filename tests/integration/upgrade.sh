@@ -16,11 +16,7 @@ register_app
 q "INSERT INTO followup.policies VALUES ('org-02', 7, 3, 21, 5, true)"
 q "SELECT followup.set_last_contact('9', current_date - 3, 'paper log')" >/dev/null
 q "SELECT status FROM followup.run_now(current_date - 1)" >/dev/null
-lease=$(q "SELECT DISTINCT lease_id FROM followup.claim('upgrade-test', 10)")
-q "SELECT followup.ack('$lease')" >/dev/null
-lease=$(q "SELECT lease_id FROM followup.claim('upgrade-test', 1)")
-q "SELECT followup.fail('$lease', (SELECT message_id FROM followup.outbox WHERE lease_id = '$lease'), 'HTTP 500')" >/dev/null
-q "SELECT lease_id FROM followup.claim('upgrade-test', 3)" >/dev/null
+outbox_in_every_state upgrade-test
 q "SELECT followup._raise_alert('run_failed', NULL, 'kept across the upgrade')" >/dev/null
 
 snapshot() {

@@ -70,3 +70,24 @@ last_contact() { q "SELECT coalesce(last_contact_date::text, 'NULL') FROM app.as
 
 # pair ASSIGNMENT_ID -> "mentor_id, contact_id"
 pair() { q "SELECT mentor_id || ', ' || contact_id FROM app.assignments WHERE id = $1"; }
+
+# drifted -> how many app.assignments disagree with their latest app.activities
+# row: the invariant every registration kind must keep.
+drifted() {
+    q "SELECT count(*) FROM app.assignments a
+        WHERE a.last_contact_date IS DISTINCT FROM
+              (SELECT max(occurred_at)::date FROM app.activities x
+                WHERE (x.mentor_id, x.contact_id) = (a.mentor_id, a.contact_id))"
+}
+
+# outbox_in_every_state CONSUMER: after a run, leave messages delivered (5),
+# failed once and pending again (1) and claimed (3), so dump/restore and
+# upgrade tests can show every delivery state survives.
+outbox_in_every_state() {
+    local consumer=$1 lease
+    lease=$(q "SELECT DISTINCT lease_id FROM followup.claim('$consumer', 5)")
+    q "SELECT followup.ack('$lease')" >/dev/null
+    lease=$(q "SELECT lease_id FROM followup.claim('$consumer', 1)")
+    q "SELECT followup.fail('$lease', (SELECT message_id FROM followup.outbox WHERE lease_id = '$lease'), 'HTTP 500')" >/dev/null
+    q "SELECT lease_id FROM followup.claim('$consumer', 3)" >/dev/null
+}

@@ -104,25 +104,20 @@ SELECT attempts, round(extract(epoch FROM visible_at - clock_timestamp()) / 60) 
 RESET followup.max_attempts;
 
 -- bad input is refused with a SQLSTATE and changes nothing
-CREATE FUNCTION pg_temp.try(statement text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE statement;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+-- pg_regress feeds psql on stdin, so paths are relative to the repository root
+\i tests/pg_regress/helpers/try.sql
 SELECT count(*) FILTER (WHERE status = 'pending') AS pending_before FROM followup.outbox;
-SELECT pg_temp.try($$SELECT * FROM followup.claim(NULL)$$);
-SELECT pg_temp.try($$SELECT * FROM followup.claim('')$$);
-SELECT pg_temp.try($$SELECT * FROM followup.claim('x', 0)$$);
-SELECT pg_temp.try($$SELECT * FROM followup.claim('x', 10001)$$);
-SELECT pg_temp.try($$SELECT * FROM followup.claim('x', 10, '-1 minute')$$);
-SELECT pg_temp.try($$SELECT * FROM followup.claim('x', 10, '0')$$);
-SELECT pg_temp.try($$SELECT followup.ack(NULL)$$);
-SELECT pg_temp.try($$SELECT followup.release(NULL)$$);
-SELECT pg_temp.try($$SELECT followup.fail(NULL, 1, 'x')$$);
-SELECT pg_temp.try($$SELECT followup.fail(gen_random_uuid(), 1, 'x', retry_in => '-5 minutes')$$);
-SELECT pg_temp.try($$SET followup.max_attempts = 0$$);
+SELECT try($$SELECT * FROM followup.claim(NULL)$$);
+SELECT try($$SELECT * FROM followup.claim('')$$);
+SELECT try($$SELECT * FROM followup.claim('x', 0)$$);
+SELECT try($$SELECT * FROM followup.claim('x', 10001)$$);
+SELECT try($$SELECT * FROM followup.claim('x', 10, '-1 minute')$$);
+SELECT try($$SELECT * FROM followup.claim('x', 10, '0')$$);
+SELECT try($$SELECT followup.ack(NULL)$$);
+SELECT try($$SELECT followup.release(NULL)$$);
+SELECT try($$SELECT followup.fail(NULL, 1, 'x')$$);
+SELECT try($$SELECT followup.fail(gen_random_uuid(), 1, 'x', retry_in => '-5 minutes')$$);
+SELECT try($$SET followup.max_attempts = 0$$);
 SELECT count(*) FILTER (WHERE status = 'pending') AS pending_after FROM followup.outbox;
 
 -- claim, fail and requeue are HOT updates (no indexed column changes, room

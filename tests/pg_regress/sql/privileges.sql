@@ -19,15 +19,9 @@ RESET client_min_messages;
 CREATE SCHEMA priv;
 SET search_path = priv, public;
 
-CREATE FUNCTION try(statement text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE statement;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+-- pg_regress feeds psql on stdin, so paths are relative to the repository root
+\i tests/pg_regress/helpers/try.sql
 GRANT USAGE ON SCHEMA priv TO PUBLIC;
-GRANT EXECUTE ON FUNCTION try(text) TO PUBLIC;
 
 -- no tracked assignments table yet
 SELECT try($$SELECT followup.set_last_contact('1', '2026-11-01', 'phone call')$$);
@@ -79,13 +73,13 @@ SELECT try($$SELECT * FROM followup.health$$);
 -- the notifier can claim, ack and fail, and nothing else
 \c - followup_priv_notifier
 SELECT count(*) AS claimed FROM followup.claim('notifier', 10);
-SELECT priv.try($$SELECT followup.set_last_contact('1', '2026-11-01', 'x')$$);
-SELECT priv.try($$SELECT followup.run_now()$$);
+SELECT try($$SELECT followup.set_last_contact('1', '2026-11-01', 'x')$$);
+SELECT try($$SELECT followup.run_now()$$);
 
 -- the monitor can read health and the log
 \c - followup_priv_monitor
 SELECT count(*) AS health_rows FROM followup.health;
-SELECT priv.try($$SELECT * FROM followup.outbox$$);
+SELECT try($$SELECT * FROM followup.outbox$$);
 
 -- the admin corrects a last contact; the audit row names the admin
 \c - followup_priv_admin

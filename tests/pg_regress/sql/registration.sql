@@ -11,14 +11,8 @@ RESET client_min_messages;
 CREATE SCHEMA reg;
 SET search_path = reg, public;
 
--- Runs a statement and reports its SQLSTATE and message instead of failing.
-CREATE FUNCTION try(statement text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE statement;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+-- pg_regress feeds psql on stdin, so paths are relative to the repository root
+\i tests/pg_regress/helpers/try.sql
 -- What is registered, in one line.
 CREATE VIEW registered AS
 SELECT (SELECT count(*) FROM followup.assignment_tables) AS assignment_tables,
