@@ -94,7 +94,9 @@ bench_bulk() {
     local source=$1 tracked=() plain=() rowtrig=() i
     for i in 1 2; do
         q "SELECT bench.reset_activities()" >/dev/null
-        psql -X -q -d "$DB" -c "VACUUM ANALYZE app.assignments, bench.assignments_copy" -c "CHECKPOINT" >/dev/null
+        psql -X -q -d "$DB" -c "VACUUM ANALYZE app.assignments, bench.assignments_copy, app.activities,
+                                               bench.activities_plain, bench.activities_rowtrigger" \
+            -c "CHECKPOINT" >/dev/null
         plain+=("$(ms "INSERT INTO bench.activities_plain (mentor_id, contact_id, occurred_at, registration)
                        SELECT mentor_id, contact_id, occurred_at, registration FROM bench.$source")")
         rowtrig+=("$(ms "INSERT INTO bench.activities_rowtrigger (mentor_id, contact_id, occurred_at, registration)
