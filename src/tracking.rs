@@ -222,3 +222,110 @@ pub fn recompute_sql(assignments: &AssignmentTable, all_activities: &[ActivityTa
     ));
     format!("GREATEST({})", candidates.join(",\n                 "))
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::{raise_sql, raise_sql_for, recompute_sql};
+    use crate::registry::{load_activity_tables, require_assignment_table};
+    use pgrx::prelude::*;
+
+    /// Assignments with a timestamptz last contact (so every statement
+    /// converts), activities with a timestamp, both registered; `rows` a plain
+    /// table standing in for a transition table.
+    fn setup() {
+        Spi::run(
+            "SET followup.timezone = 'Pacific/Auckland';
+             CREATE SCHEMA t;
+             CREATE TABLE t.assignments (id int PRIMARY KEY, mentor int, contact int, last_seen timestamptz,
+                                         UNIQUE (mentor, contact));
+             INSERT INTO t.assignments VALUES (1, 10, 100, NULL), (2, 10, 200, '2026-11-20 00:00+13'),
+                                              (3, 20, 300, '2026-11-25 00:00+13');
+             CREATE TABLE t.activities (mentor int, contact int, at timestamp);
+             SELECT followup.track_assignments('t.assignments', 'id', 'mentor', 'last_seen');
+             SELECT followup.track_activities('t.activities', 'at', '{mentor,contact}');
+             CREATE TABLE t.rows (mentor int, contact int, at timestamp);",
+        )
+        .unwrap();
+    }
+
+    fn last_seen_local(id: i32) -> Option<String> {
+        Spi::get_one_with_args::<String>(
+            "SELECT to_char(last_seen AT TIME ZONE 'Pacific/Auckland', 'YYYY-MM-DD HH24:MI') FROM t.assignments WHERE id = $1",
+            &[id.into()],
+        )
+        .unwrap()
+    }
+
+    /// Runs the generated raise statement over t.rows.
+    fn raise(single_row: bool) {
+        Spi::connect_mut(|client| {
+            let assignments = require_assignment_table(client);
+            let activity = load_activity_tables(client).remove(0);
+            let sql = if single_row {
+                raise_sql_for(&assignments, &activity, "t.rows", true)
+            } else {
+                raise_sql(&assignments, &activity, "t.rows")
+            };
+            client.update(&sql, None, &[]).unwrap();
+        });
+    }
+
+    #[pg_test]
+    fn raise_takes_the_latest_row_per_assignment_and_never_lowers() {
+        setup();
+        Spi::run(
+            "INSERT INTO t.rows VALUES (10, 100, '2026-11-01 09:00'), (10, 100, '2026-11-03 18:30'),
+                                       (10, 200, '2026-11-10 08:00'), (20, 300, '2026-11-28 07:15'),
+                                       (99, 999, '2026-11-28 07:15')",
+        )
+        .unwrap();
+        raise(false);
+        // the later of two rows; a timestamp is wall-clock time in followup.timezone
+        assert_eq!(last_seen_local(1).as_deref(), Some("2026-11-03 18:30"));
+        // an older activity does not move the last contact back
+        assert_eq!(last_seen_local(2).as_deref(), Some("2026-11-20 00:00"));
+        assert_eq!(last_seen_local(3).as_deref(), Some("2026-11-28 07:15"));
+        // a row matching no assignment changes nothing
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM t.assignments").unwrap(), Some(3));
+    }
+
+    #[pg_test]
+    fn the_single_row_form_agrees_with_the_grouped_form() {
+        setup();
+        Spi::run("INSERT INTO t.rows VALUES (10, 200, '2026-11-22 23:59')").unwrap();
+        raise(true);
+        let single = last_seen_local(2);
+        Spi::run("UPDATE t.assignments SET last_seen = '2026-11-20 00:00+13' WHERE id = 2").unwrap();
+        raise(false);
+        assert_eq!(last_seen_local(2), single);
+        assert_eq!(single.as_deref(), Some("2026-11-22 23:59"));
+    }
+
+    #[pg_test]
+    fn recompute_takes_the_latest_activity_or_a_later_correction() {
+        setup();
+        Spi::run(
+            "INSERT INTO t.activities VALUES (10, 200, '2026-11-05 10:00'), (10, 200, '2026-11-07 10:00');
+             INSERT INTO followup.contact_corrections (assignment_id, new_value, reason)
+             VALUES ('3', '2026-11-12', 'paper log')",
+        )
+        .unwrap();
+        let recompute = Spi::connect(|client| {
+            recompute_sql(&require_assignment_table(&client), &load_activity_tables(&client))
+        });
+        let value = |id: i32| {
+            Spi::get_one_with_args::<String>(
+                &format!(
+                    "SELECT coalesce(to_char(({recompute}) AT TIME ZONE 'Pacific/Auckland', 'YYYY-MM-DD'), 'none')
+                       FROM t.assignments AS a WHERE a.id = $1"
+                ),
+                &[id.into()],
+            )
+            .unwrap()
+        };
+        assert_eq!(value(2).as_deref(), Some("2026-11-07"), "the latest activity");
+        assert_eq!(value(3).as_deref(), Some("2026-11-12"), "no activity: the correction");
+        assert_eq!(value(1).as_deref(), Some("none"), "neither");
+    }
+}

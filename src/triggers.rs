@@ -286,3 +286,43 @@ fn activity_replica_trigger<'a>(
     // AFTER ROW trigger: the return value is ignored.
     Ok(None)
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::{size_class, SINGLE_ROW};
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn statements_get_a_plan_per_size_class() {
+        assert_eq!(size_class(0), SINGLE_ROW);
+        assert_eq!(size_class(1), SINGLE_ROW);
+        assert_eq!([size_class(2), size_class(16)], [1, 1]);
+        assert_eq!([size_class(17), size_class(16_384)], [2, 2]);
+        assert_eq!([size_class(16_385), size_class(10_000_000)], [3, 3]);
+    }
+
+    /// The cached plans follow the registration: after the assignments table
+    /// is registered anew with another last-contact column, the next insert
+    /// in the same session writes that column.
+    #[pg_test]
+    fn cached_plans_follow_a_changed_registration() {
+        Spi::run(
+            "CREATE SCHEMA c;
+             CREATE TABLE c.assignments (id int PRIMARY KEY, mentor int, contact int, first_col date, second_col date);
+             INSERT INTO c.assignments VALUES (1, 10, 100, NULL, NULL);
+             CREATE TABLE c.activities (mentor int, contact int, on_day date);
+             SELECT followup.track_assignments('c.assignments', 'id', 'mentor', 'first_col');
+             SELECT followup.track_activities('c.activities', 'on_day', '{mentor,contact}');
+             INSERT INTO c.activities VALUES (10, 100, '2026-11-01');
+             SELECT followup.track_assignments('c.assignments', 'id', 'mentor', 'second_col');
+             INSERT INTO c.activities VALUES (10, 100, '2026-11-02');",
+        )
+        .unwrap();
+        let row = Spi::get_two::<String, String>(
+            "SELECT first_col::text, second_col::text FROM c.assignments WHERE id = 1",
+        )
+        .unwrap();
+        assert_eq!(row, (Some("2026-11-01".into()), Some("2026-11-02".into())));
+    }
+}
