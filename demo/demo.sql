@@ -92,6 +92,11 @@ SELECT run_id, trigger, status, as_of, started_at::time(0) AS started, assignmen
        reminders_enqueued, duplicates_suppressed, error
   FROM followup.runs ORDER BY run_id;
 
+\echo '==> health, as a monitoring system reads it (followup.health)'
+\x on
+SELECT * FROM followup.health;
+\x off
+
 \echo '==> the outbox by kind, sequence and status'
 SELECT kind, recipient_role, min(sequence) AS first_seq, max(sequence) AS last_seq, status, count(*)
   FROM followup.outbox GROUP BY kind, recipient_role, status ORDER BY kind;
