@@ -91,7 +91,7 @@ pub fn due_sql(assignments: &AssignmentTable, tally: bool, escalations: bool) ->
         .enumerate()
         .map(|(i, (_, quoted))| format!(", {quoted} AS p{}", i + 1))
         .collect();
-    let payload_out: String = (1..=assignments.payload_columns.len()).map(|i| format!(", s.p{i}")).collect();
+    let payload_out = payload_columns(assignments, "s");
     let active_when = assignments.active_when.as_deref().unwrap_or("true");
     // Assignments with their cycle start, age and effective policy. The
     // innermost query reads only the assignments table, unaliased, so
@@ -151,6 +151,12 @@ pub fn due_sql(assignments: &AssignmentTable, tally: bool, escalations: bool) ->
           WHERE s.enabled AND s.coordinator IS NOT NULL AND s.age >= s.escalate_after",
         scan = scan(false)
     )
+}
+
+/// `, alias.p1, …, alias.pn`: the payload columns of a row aliased `alias`
+/// that carries them (the assignments scan, or a row of due_sql).
+fn payload_columns(assignments: &AssignmentTable, alias: &str) -> String {
+    (1..=assignments.payload_columns.len()).map(|i| format!(", {alias}.p{i}")).collect()
 }
 
 /// The JSON payload of a row of due_sql aliased `alias`: the registered
@@ -217,7 +223,7 @@ fn preview_sql(assignments: &AssignmentTable, escalations: bool) -> String {
 /// message, enqueued before or not; the difference is `duplicates_suppressed`.
 /// The JSON payload is built only for rows that get past the anti-join.
 fn enqueue_sql(assignments: &AssignmentTable, escalations: bool, skip_enqueued: bool) -> String {
-    let payload_columns: String = (1..=assignments.payload_columns.len()).map(|i| format!(", due.p{i}")).collect();
+    let payload_columns = payload_columns(assignments, "due");
     let anti_join = if skip_enqueued {
         format!("WHERE NOT EXISTS (SELECT 1 FROM followup.outbox AS o WHERE {SAME_MESSAGE})")
     } else {

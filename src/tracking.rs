@@ -311,9 +311,8 @@ mod tests {
              VALUES ('3', '2026-11-12', 'paper log')",
         )
         .unwrap();
-        let recompute = Spi::connect(|client| {
-            recompute_sql(&require_assignment_table(&client), &load_activity_tables(&client))
-        });
+        let recompute =
+            Spi::connect(|client| recompute_sql(&require_assignment_table(&client), &load_activity_tables(&client)));
         let value = |id: i32| {
             Spi::get_one_with_args::<String>(
                 &format!(

@@ -319,10 +319,9 @@ mod tests {
              INSERT INTO c.activities VALUES (10, 100, '2026-11-02');",
         )
         .unwrap();
-        let row = Spi::get_two::<String, String>(
-            "SELECT first_col::text, second_col::text FROM c.assignments WHERE id = 1",
-        )
-        .unwrap();
+        let row =
+            Spi::get_two::<String, String>("SELECT first_col::text, second_col::text FROM c.assignments WHERE id = 1")
+                .unwrap();
         assert_eq!(row, (Some("2026-11-01".into()), Some("2026-11-02".into())));
     }
 }
