@@ -12,6 +12,8 @@
 #   tests/run.sh regress          only some suites: pgtest regress isolation integration
 #   TESTS="tracking" tests/run.sh regress     only some pg_regress / isolation files
 #   KEEP_CLUSTERS=1               keep the clusters' directories (logs) afterwards
+#   SKIP_INSTALL=1                use the pg_followup already installed in the system
+#                                 PostgreSQL (no build), e.g. while working on the notifier
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -41,7 +43,9 @@ fi
 
 if wants regress || wants isolation || wants integration; then
     section "install the extension into the system PostgreSQL 15"
-    tests/lib/install.sh || { echo "install failed"; exit 1; }
+    if [ -z "${SKIP_INSTALL:-}" ]; then
+        tests/lib/install.sh || { echo "install failed"; exit 1; }
+    fi
     cluster_init main && cluster_start main || exit 1
     export PGHOST=$(cluster_host main) PGPORT=$(cluster_port main) PGUSER=postgres
 fi
