@@ -36,7 +36,7 @@ CREATE TABLE bench.outbox_baseline (
 );
 CREATE INDEX ON bench.outbox_baseline (message_id) WHERE delivered_at IS NULL;
 
--- The same reminder rule (SPEC §4) as one set-based statement.
+-- The same reminder rule (README, "Policies and the reminder rule") as one set-based statement.
 CREATE FUNCTION bench.baseline_run(as_of date) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     enqueued bigint;

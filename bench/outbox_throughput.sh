@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Claim + ack throughput of the outbox protocol (SPEC §8, issue 5). Not a test:
+# Claim + ack throughput of the outbox protocol (README, "Consuming the outbox"). Not a test:
 # it measures and prints.
 #
 # Starts a private PostgreSQL 15 cluster (tests/lib/cluster.sh; the extension

@@ -1,4 +1,4 @@
--- Manual correction of the last contact (SPEC §9). Implemented in src/admin.rs.
+-- Manual correction of the last contact. Implemented in src/admin.rs.
 
 CREATE FUNCTION followup._set_last_contact(assignment_id text, contact_date date, reason text) RETURNS bigint
 LANGUAGE c VOLATILE

@@ -1,4 +1,4 @@
--- The outbox consumer protocol (SPEC §8).
+-- The outbox consumer protocol.
 --
 --   claim    hands out up to max_messages visible messages under a new lease
 --            (FOR UPDATE SKIP LOCKED: concurrent consumers never get the same
@@ -7,7 +7,7 @@
 --   fail     records a failed delivery: back to pending after an exponential
 --            backoff, or dead after followup.max_attempts.
 --   requeue_dead  gives dead messages a fresh start.
---   release  (not in the spec) hands claimed messages back without counting
+--   release  hands claimed messages back without counting
 --            an attempt, e.g. when a consumer shuts down mid-batch.
 --
 -- Times are clock_timestamp(): a lease is as long as asked even when the

@@ -1,4 +1,4 @@
--- Privileges (SPEC §9). The extension creates no roles. Functions that change
+-- Privileges. The extension creates no roles. Functions that change
 -- state are not executable by PUBLIC; the README shows the GRANTs for an
 -- admin, a notifier and a monitoring role.
 

@@ -1,4 +1,4 @@
--- Registering the app's tables (SPEC §2). Implemented in src/registration.rs.
+-- Registering the app's tables. Implemented in src/registration.rs.
 --
 -- SECURITY DEFINER so the registration tables can stay writable only by the
 -- extension owner; the Rust code checks that the *calling* role owns the table

@@ -1,4 +1,5 @@
--- The reminder run (SPEC §4, §5). Implemented in src/run.rs.
+-- The reminder run (README, "Policies and the reminder rule" and "Running").
+-- Implemented in src/run/.
 
 -- Records an alert once per (kind, run), tells LISTENers on followup_alerts
 -- and writes a WARNING to the server log. Returns false if it was raised before.
@@ -42,7 +43,7 @@ CREATE FUNCTION followup._preview_sql() RETURNS text
 LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', '_preview_sql_wrapper';
 
--- Counters bumped by the run's INSERT as rows pass (see run.rs).
+-- Counters bumped by the run's INSERT as rows pass (see src/run/log.rs).
 CREATE FUNCTION followup._tally_scanned(assignment_id text) RETURNS text
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', '_tally_scanned_wrapper';
@@ -80,9 +81,11 @@ $$;
 COMMENT ON FUNCTION followup.run_now(date) IS
     'Runs the reminder scan for as_of (default: today in followup.timezone), waits, and returns its log row.';
 
+-- jit = off for the same reason as the run's (src/planner.rs): the query is a
+-- scan whose cost clears the JIT thresholds long before compiling pays.
 CREATE FUNCTION followup.preview(as_of date DEFAULT NULL) RETURNS SETOF followup.outbox
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 BEGIN
     RETURN QUERY EXECUTE followup._preview_sql() USING followup._as_of(as_of);
 END

@@ -1,6 +1,6 @@
--- The daily schedule, retention and the health view (SPEC §6, §7).
--- The scheduler background worker (src/scheduler.rs) calls these; monitoring
--- reads followup.health.
+-- The daily schedule, retention and the health view (README, "The scheduler"
+-- and "Monitoring"). The scheduler background worker (src/scheduler.rs) calls
+-- these; monitoring reads followup.health.
 
 -- The instant of the run for local date `day`: `run_at` wall-clock time in
 -- `tz`. On a spring-forward day a run_at inside the gap lands just after it;
@@ -31,12 +31,23 @@ SET search_path = pg_catalog, pg_temp AS $$
       FROM (SELECT (at AT TIME ZONE tz)::date AS d) AS local_day
 $$;
 
--- A followup.* setting in its base unit (pg_settings.setting: '30', not
--- '30min'), or the documented default when the library is not loaded here.
-CREATE FUNCTION followup._setting(setting_name text, fallback text) RETURNS text
+-- Did the daily run for local date `day` succeed? Only the scheduler's own
+-- runs count (schedule, catch_up): a manual run_now is extra and never stands
+-- in for the day's run (README, "The scheduler"). The scheduler, its
+-- catch-up and followup.health all ask this one function.
+CREATE FUNCTION followup._day_succeeded(day date) RETURNS boolean
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT coalesce((SELECT nullif(setting, '') FROM pg_settings WHERE name = setting_name), fallback) $$;
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM followup.runs
+                    WHERE as_of = day AND status = 'succeeded' AND trigger IN ('schedule', 'catch_up'))
+$$;
+
+-- followup.run_at (HH:MM), followup.timezone and followup.alert_after
+-- (minutes) as the scheduler sees them: the library's own definitions and
+-- defaults (src/gucs.rs). Calling it loads the library.
+CREATE FUNCTION followup._settings() RETURNS TABLE (run_at text, timezone text, alert_after int)
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', '_settings_wrapper';
 
 -- Deletes up to `batch` old rows from each history table; returns how many.
 -- Kept: runs still running, undelivered messages, open alerts, and the newest
@@ -107,9 +118,7 @@ $$;
 -- One row for monitoring (postgres_exporter custom queries, check scripts).
 CREATE VIEW followup.health AS
 WITH settings AS (
-    SELECT followup._setting('followup.run_at', '03:00') AS run_at,
-           followup._setting('followup.timezone', 'UTC') AS tz,
-           followup._setting('followup.alert_after', '30')::int AS alert_after_minutes
+    SELECT s.run_at, s.timezone AS tz, s.alert_after AS alert_after_minutes FROM followup._settings() AS s
 ),
 last_run AS (
     SELECT status FROM followup.runs WHERE status <> 'skipped' ORDER BY started_at DESC, run_id DESC LIMIT 1
@@ -136,9 +145,7 @@ SELECT (SELECT status FROM last_run) AS last_run_status,
        -- a successful run for its day, and an assignments table is registered
        (now() > due.instant + make_interval(mins => due.alert_after_minutes)
         AND EXISTS (SELECT 1 FROM followup.assignment_tables)
-        AND NOT EXISTS (SELECT 1 FROM followup.runs r
-                         WHERE r.status = 'succeeded'
-                           AND r.as_of = (due.instant AT TIME ZONE due.tz)::date)) AS overdue,
+        AND NOT followup._day_succeeded((due.instant AT TIME ZONE due.tz)::date)) AS overdue,
        (SELECT count(*) FROM followup.alerts WHERE resolved_at IS NULL) AS open_alerts,
        queue.pending AS outbox_pending,
        queue.oldest_pending_age,

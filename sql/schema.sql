@@ -17,7 +17,7 @@ CREATE TYPE followup.message_status AS ENUM ('pending', 'claimed', 'delivered', 
 CREATE TYPE followup.alert_kind AS ENUM ('long_run', 'run_failed', 'run_abandoned', 'missed_schedule');
 
 -------------------------------------------------------------------------------
--- Registrations (SPEC §2). Written only by track_* / untrack_*; read by the
+-- Registrations. Written only by track_* / untrack_*; read by the
 -- tracking triggers and the run. Column names are stored, not attnums, so a
 -- dump/restore (which may renumber columns) keeps them valid.
 -------------------------------------------------------------------------------
@@ -52,7 +52,7 @@ COMMENT ON TABLE followup.activity_tables IS
     'Activity tables whose rows keep last_contact_column true (followup.track_activities).';
 
 -------------------------------------------------------------------------------
--- Policies (SPEC §3)
+-- Policies
 -------------------------------------------------------------------------------
 CREATE TABLE followup.policies (
     organization        text PRIMARY KEY,
@@ -66,7 +66,7 @@ COMMENT ON TABLE followup.policies IS
     'Reminder policy per organization; row ''*'' applies to organizations without a row of their own.';
 
 -------------------------------------------------------------------------------
--- Runs (SPEC §5)
+-- Runs
 -------------------------------------------------------------------------------
 CREATE TABLE followup.runs (
     run_id                bigserial PRIMARY KEY,
@@ -86,7 +86,7 @@ CREATE INDEX runs_running_idx ON followup.runs (run_id) WHERE status = 'running'
 COMMENT ON TABLE followup.runs IS 'Execution log: one row per reminder run, including skipped ones.';
 
 -------------------------------------------------------------------------------
--- Outbox (SPEC §8)
+-- Outbox
 -------------------------------------------------------------------------------
 CREATE TABLE followup.outbox (
     message_id         bigserial PRIMARY KEY,
@@ -140,7 +140,7 @@ CREATE TABLE followup.outbox_leases (
 CREATE INDEX outbox_leases_expiry_idx ON followup.outbox_leases (expires_at);
 
 -------------------------------------------------------------------------------
--- Alerts (SPEC §7)
+-- Alerts
 -------------------------------------------------------------------------------
 CREATE TABLE followup.alerts (
     alert_id    bigserial PRIMARY KEY,
@@ -154,7 +154,7 @@ CREATE UNIQUE INDEX alerts_once_per_run ON followup.alerts (kind, run_id) WHERE 
 CREATE INDEX alerts_open_idx ON followup.alerts (raised_at) WHERE resolved_at IS NULL;
 
 -------------------------------------------------------------------------------
--- Manual corrections (SPEC §9)
+-- Manual corrections
 -------------------------------------------------------------------------------
 CREATE TABLE followup.contact_corrections (
     correction_id bigserial PRIMARY KEY,
@@ -215,7 +215,7 @@ INSERT INTO followup.policies (organization, remind_after_days, repeat_every_day
 VALUES ('*', 14, 7, NULL, NULL, true);
 
 -------------------------------------------------------------------------------
--- pg_dump keeps configuration and history (SPEC §1).
+-- pg_dump keeps configuration and history.
 -------------------------------------------------------------------------------
 SELECT pg_catalog.pg_extension_config_dump('followup.assignment_tables', '');
 SELECT pg_catalog.pg_extension_config_dump('followup.activity_tables', '');

@@ -1,4 +1,4 @@
-//! `followup.set_last_contact` (SPEC §9): the authenticated admin path to
+//! `followup.set_last_contact` (README, "Correcting a last contact"): the authenticated admin path to
 //! correct an assignment's last contact, with an audit row.
 //!
 //! Authentication is the server's, authorization is a GRANT on the function
@@ -7,7 +7,8 @@
 //! search_path; everything here is schema-qualified as well.
 
 use crate::errors::{raise, required};
-use crate::registry::{self, convert, DateKind, TIMEZONE_SQL};
+use crate::local_time::{convert, iso, today, DateKind, Zone};
+use crate::registry;
 use pgrx::datum::Date;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
@@ -26,26 +27,14 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
 
     Spi::connect_mut(|client| {
         let assignments = registry::require_assignment_table(client);
-        let (is_future, today): (bool, String) = client
-            .select(
-                &format!(
-                    // ISO 8601 whatever the session's DateStyle
-                    "SELECT $1 > (pg_catalog.now() AT TIME ZONE {TIMEZONE_SQL})::pg_catalog.date,
-                            pg_catalog.to_char((pg_catalog.now() AT TIME ZONE {TIMEZONE_SQL})::pg_catalog.date, 'YYYY-MM-DD')"
-                ),
-                None,
-                &[contact_date.into()],
-            )
-            .ok()
-            .and_then(|t| {
-                let row = t.first();
-                Some((row.get::<bool>(1).ok()??, row.get::<String>(2).ok()??))
-            })
-            .unwrap_or_else(|| raise(ERRCODE_INTERNAL_ERROR, "could not read today's date"));
-        if is_future {
+        if !contact_date.is_finite() {
+            raise(ERRCODE_INVALID_PARAMETER_VALUE, "contact_date must be a finite date");
+        }
+        let today = today();
+        if contact_date.to_pg_epoch_days() > today.to_pg_epoch_days() {
             raise(
                 ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("contact_date is in the future (today is {today} in followup.timezone)"),
+                format!("contact_date is in the future (today is {} in followup.timezone)", iso(today)),
             );
         }
 
@@ -107,7 +96,8 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
                     "UPDATE {table} SET {lc} = {new_value} WHERE {id} OPERATOR(pg_catalog.=) {typed_id}",
                     table = assignments.table,
                     id = assignments.id_column,
-                    new_value = convert("$2::pg_catalog.date", DateKind::Date, assignments.last_contact_kind),
+                    new_value =
+                        convert("$2::pg_catalog.date", DateKind::Date, assignments.last_contact_kind, Zone::SETTING),
                 ),
                 None,
                 &[assignment_id.into(), contact_date.into()],

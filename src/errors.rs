@@ -1,6 +1,8 @@
-//! Raising errors with a SQLSTATE, a message and optionally a hint.
+//! Raising errors with a SQLSTATE, a message and optionally a hint, and
+//! catching them in a subtransaction.
 
-use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
+use pgrx::prelude::*;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 /// Raises an ERROR; the surrounding statement (and so every change it made) is rolled back.
@@ -14,9 +16,41 @@ pub fn raise_with_hint(code: PgSqlErrorCode, message: impl Into<String>, hint: i
     unreachable!("ERROR does not return")
 }
 
+/// An error that means a bug or a broken installation, not bad input.
+pub fn internal(message: impl Into<String>) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, message)
+}
+
 /// Unwraps a required argument, raising `null_value_not_allowed` naming it.
 pub fn required<T>(value: Option<T>, argument: &str) -> T {
     value.unwrap_or_else(|| {
         raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{argument} must not be NULL"))
     })
+}
+
+/// Runs `body` in an internal subtransaction, the way PL/pgSQL runs a block
+/// with an EXCEPTION clause: on error the subtransaction is rolled back and
+/// the error's message returned; the outer transaction stays usable.
+pub fn in_subtransaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, String> {
+    unsafe {
+        let memory_context = pg_sys::CurrentMemoryContext;
+        let resource_owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        let result = PgTryBuilder::new(|| Ok(body()))
+            .catch_others(|caught| match caught {
+                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => {
+                    Err(report.message().to_string())
+                }
+                CaughtError::RustPanic { ereport, .. } => Err(ereport.message().to_string()),
+            })
+            .execute();
+        if result.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(memory_context);
+        pg_sys::CurrentResourceOwner = resource_owner;
+        result
+    }
 }

@@ -1,21 +1,27 @@
-//! The `followup.*` configuration parameters (SPEC §6).
+//! The `followup.*` configuration parameters (README, "The scheduler").
 //!
 //! Every parameter is defined whenever the library is loaded, so a bad value is
 //! rejected at `SET`, `ALTER SYSTEM` or reload time by the check hooks below, not
-//! discovered later by the scheduler.
+//! discovered later by the scheduler. Each default is written once, in the
+//! `DEFAULT_*` constants; SQL reads the settings through `followup._settings()`
+//! (below), which loads the library, so it sees the same values and defaults.
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use std::ffi::{c_char, c_void, CStr, CString};
 
+const DEFAULT_DATABASE: &CStr = c"postgres";
+const DEFAULT_RUN_AT: &CStr = c"03:00";
+const DEFAULT_TIMEZONE: &CStr = c"UTC";
+
 /// Database the scheduler background worker connects to.
-pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(DEFAULT_DATABASE));
 /// Master switch for the scheduled daily run.
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Local wall-clock time (`HH:MM`, in `followup.timezone`) of the daily run.
-pub static RUN_AT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"03:00"));
+pub static RUN_AT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(DEFAULT_RUN_AT));
 /// IANA time zone that defines "today" and converts timestamps to local dates.
-pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
+pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(DEFAULT_TIMEZONE));
 /// Minutes after which a still-running run raises a `long_run` alert.
 pub static ALERT_AFTER_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(30);
 /// Run once at start-up when the day's scheduled run was missed.
@@ -129,22 +135,34 @@ fn _max_attempts() -> i32 {
     MAX_ATTEMPTS.get()
 }
 
+/// The schedule settings for SQL (the `followup.health` view), from the
+/// same definitions the scheduler uses.
+#[pgrx::pg_extern(sql = false)]
+fn _settings() -> pgrx::iter::TableIterator<
+    'static,
+    (pgrx::name!(run_at, String), pgrx::name!(timezone, String), pgrx::name!(alert_after, i32)),
+> {
+    pgrx::iter::TableIterator::once((run_at(), timezone(), ALERT_AFTER_MINUTES.get()))
+}
+
 /// The configured time zone name (validated by its check hook).
 pub fn timezone() -> String {
-    string_setting(&TIMEZONE, "UTC")
+    string_setting(&TIMEZONE, DEFAULT_TIMEZONE)
 }
 
 pub fn database() -> String {
-    string_setting(&DATABASE, "postgres")
+    string_setting(&DATABASE, DEFAULT_DATABASE)
 }
 
-/// `followup.run_at` as (hour, minute).
-pub fn run_at() -> (u32, u32) {
-    parse_run_at(&string_setting(&RUN_AT, "03:00")).unwrap_or((3, 0))
+/// `followup.run_at` as `HH:MM` (two-digit hour).
+pub fn run_at() -> String {
+    let (hour, minute) = parse_run_at(&string_setting(&RUN_AT, DEFAULT_RUN_AT))
+        .expect("the check hook accepts only valid times, and the default is one");
+    format!("{hour:02}:{minute:02}")
 }
 
-fn string_setting(setting: &GucSetting<Option<CString>>, default: &str) -> String {
-    setting.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| default.to_string())
+fn string_setting(setting: &GucSetting<Option<CString>>, default: &CStr) -> String {
+    setting.get().unwrap_or_else(|| default.to_owned()).to_string_lossy().into_owned()
 }
 
 /// Parses a 24-hour `HH:MM` (one- or two-digit hour, two-digit minute).

@@ -1,16 +1,17 @@
 //! pg_followup: daily follow-up reminders for a peer-mentoring app, inside PostgreSQL.
 //!
-//! One module per concern; the SQL surface is hand-written in `sql/` and loaded
-//! below in dependency order. Start reading at `sql/schema.sql` (the tables),
-//! then `registration.rs` (how the app's tables are attached) and
-//! `tracking.rs` (how last_contact_date is kept true).
+//! One module per concern; ARCHITECTURE.md is the map. The SQL surface is
+//! hand-written in `sql/` and loaded below in dependency order.
 
 use pgrx::prelude::*;
 
 mod active_when;
 mod admin;
+mod bgw;
 mod errors;
 mod gucs;
+mod local_time;
+mod partitions;
 mod planner;
 mod query;
 mod registration;

@@ -1,6 +1,6 @@
-//! `followup.track_assignments`, `followup.track_activities`,
-//! `followup.untrack_activities` (SPEC §2) and the upkeep of the tracking
-//! triggers on partitions.
+//! `followup.track_assignments`, `followup.track_activities` and
+//! `followup.untrack_activities` (README, "Registering the app's tables").
+//! The triggers they put on activity tables are kept by partitions.rs.
 //!
 //! The SQL declarations are in `sql/registration.sql`: the public signatures use
 //! `regclass`, `name` and `name[]`, which arrive here as an OID and C strings.
@@ -12,20 +12,15 @@
 //! statement, so a rejected call registers nothing.
 
 use crate::errors::{raise, raise_with_hint, required};
-use crate::registry::{self, quote_ident, DateKind, DescribeError};
+use crate::partitions::sync_triggers;
+use crate::query::execute;
+use crate::registry::{self, quote_ident, AssignmentSpec, DescribeError};
 use crate::tracking;
 use crate::triggers;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::PgSqlErrorCode::*;
 use std::ffi::CStr;
-
-/// Names of the triggers this extension puts on activity tables.
-const INSERT_TRIGGER: &str = "followup_activity_insert";
-const UPDATE_TRIGGER: &str = "followup_activity_update";
-const DELETE_TRIGGER: &str = "followup_activity_delete";
-const REPLICA_TRIGGER: &str = "followup_activity_replica";
-const STATEMENT_TRIGGERS: [&str; 3] = [INSERT_TRIGGER, UPDATE_TRIGGER, DELETE_TRIGGER];
 
 fn name_arg(value: Option<&CStr>, argument: &str) -> String {
     required(value, argument).to_string_lossy().into_owned()
@@ -117,47 +112,6 @@ fn require_table(info: &RelationInfo, what: &str) {
     }
 }
 
-fn require_column(client: &SpiClient<'_>, relid: pg_sys::Oid, table: &str, column: &str) -> pg_sys::Oid {
-    registry::column_type(client, relid, column).unwrap_or_else(|| {
-        raise(ERRCODE_UNDEFINED_COLUMN, format!("column {} of relation {table} does not exist", quote_ident(column)))
-    })
-}
-
-fn require_date_column(client: &SpiClient<'_>, relid: pg_sys::Oid, table: &str, column: &str, role: &str) {
-    let type_oid = require_column(client, relid, table, column);
-    if DateKind::from_type_oid(type_oid).is_none() {
-        raise(
-            ERRCODE_DATATYPE_MISMATCH,
-            format!(
-                "{role} {} of {table} has type {}, but must be date, timestamp or timestamptz",
-                quote_ident(column),
-                registry::type_name(client, type_oid)
-            ),
-        );
-    }
-}
-
-fn describe_or_raise(
-    client: &SpiClient<'_>,
-    relid: pg_sys::Oid,
-    occurred: &str,
-    match_columns: &[String],
-    assignment_columns: &[String],
-    assignments_relid: pg_sys::Oid,
-) -> registry::ActivityTable {
-    match registry::describe_activity_table(
-        client,
-        relid,
-        occurred,
-        match_columns,
-        assignment_columns,
-        assignments_relid,
-    ) {
-        Ok(activity) => activity,
-        Err(DescribeError::Invalid(code, message)) => raise(code, message),
-    }
-}
-
 #[pg_extern(sql = false)]
 #[allow(clippy::too_many_arguments)]
 fn track_assignments(
@@ -186,35 +140,26 @@ fn track_assignments(
         require_table(&info, "assignments table");
         require_owner(client, relid, &info.name);
         let table = &info.name;
-        require_column(client, relid, table, &id_column);
-        require_column(client, relid, table, &mentor_column);
-        require_date_column(client, relid, table, &last_contact_column, "last contact column");
-        if let Some(created) = &created_column {
-            require_date_column(client, relid, table, created, "created column");
-        }
-        for column in coordinator_column.iter().chain(&organization_column).chain(&payload_columns) {
-            require_column(client, relid, table, column);
-        }
+        let spec = AssignmentSpec {
+            relid,
+            id_column: id_column.clone(),
+            mentor_column: mentor_column.clone(),
+            last_contact_column: last_contact_column.clone(),
+            created_column: created_column.clone(),
+            coordinator_column: coordinator_column.clone(),
+            organization_column: organization_column.clone(),
+            active_when: active_when.clone(),
+            payload_columns: payload_columns.clone(),
+        };
+        registry::describe_assignment_table(client, &spec).unwrap_or_else(|e| e.raise());
         if let Some(expression) = &active_when {
             crate::active_when::validate(client, relid, table, expression);
         }
 
         // Activity tables already registered must still match the (new) table.
-        let existing: Vec<(pg_sys::Oid, String, Vec<String>, Vec<String>)> = client
-            .select(
-                "SELECT relation::oid, occurred_column::text, match_columns::text[], assignment_columns::text[]
-                   FROM followup.activity_tables",
-                None,
-                &[],
-            )
-            .map(|rows| {
-                rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??, r.get(4).ok()??)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (activity_relid, occurred, matches, targets) in &existing {
-            if let Err(DescribeError::Invalid(code, message)) =
-                registry::describe_activity_table(client, *activity_relid, occurred, matches, targets, relid)
+        for (activity_relid, occurred, matches, targets) in registry::activity_registrations(client) {
+            if let Err(DescribeError(code, message)) =
+                registry::describe_activity_table(client, activity_relid, &occurred, &matches, &targets, relid)
             {
                 raise_with_hint(
                     code,
@@ -303,8 +248,15 @@ fn track_activities(
                 format!("occurred column {} cannot also be a match column", quote_ident(&occurred)),
             );
         }
-        let activity =
-            describe_or_raise(client, relid, &occurred, &match_columns, &assignment_columns, assignments.relid);
+        let activity = registry::describe_activity_table(
+            client,
+            relid,
+            &occurred,
+            &match_columns,
+            &assignment_columns,
+            assignments.relid,
+        )
+        .unwrap_or_else(|e| e.raise());
 
         let registered_by = caller_name(client);
         client
@@ -329,7 +281,7 @@ fn track_activities(
         sync_triggers(client);
         triggers::invalidate_registrations();
         suggest_index(client, &activity);
-        run(client, &tracking::raise_sql(&assignments, &activity, &activity.table));
+        execute(client, &tracking::raise_sql(&assignments, &activity, &activity.table), &[]);
     });
 }
 
@@ -351,23 +303,12 @@ fn untrack_activities(activities: Option<pg_sys::Oid>) {
     });
 }
 
-/// Called by the `followup_partitions` event trigger after CREATE TABLE …
-/// PARTITION OF, ATTACH PARTITION and DETACH PARTITION.
-#[pg_extern(sql = false)]
-fn _sync_partition_triggers() {
-    Spi::connect_mut(sync_triggers);
-}
-
-fn run(client: &mut SpiClient<'_>, sql: &str) {
-    client.update(sql, None, &[]).unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
-}
-
 /// Raise every assignment to the latest activity already stored, so the
 /// invariant holds from the moment of registration.
 fn backfill_all(client: &mut SpiClient<'_>) {
     let Some(assignments) = registry::load_assignment_table(client) else { return };
     for activity in registry::load_activity_tables(client) {
-        run(client, &tracking::raise_sql(&assignments, &activity, &activity.table));
+        execute(client, &tracking::raise_sql(&assignments, &activity, &activity.table), &[]);
     }
 }
 
@@ -392,132 +333,5 @@ fn suggest_index(client: &SpiClient<'_>, activity: &registry::ActivityTable) {
             columns.join(", "),
             activity.occurred_column
         );
-    }
-}
-
-/// Makes the tracking triggers match the registrations: the four triggers on
-/// each tracked table, the three statement triggers on each of its partitions
-/// at any depth (rows inserted straight into a partition fire only the
-/// partition's statement triggers), the row trigger's clones enabled for
-/// replication only, and no trigger of ours on a table that is no longer
-/// tracked (untracked, or a detached partition).
-fn sync_triggers(client: &mut SpiClient<'_>) {
-    // (table, is the registered table itself, registered table's OID)
-    let wanted: Vec<(String, bool, pg_sys::Oid)> = client
-        .select(
-            // pg_partition_tree lists nothing for a plain table, hence the UNION.
-            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), tree.level = 0, t.relation::pg_catalog.oid
-               FROM followup.activity_tables t
-               CROSS JOIN LATERAL (SELECT t.relation::pg_catalog.oid AS relid, 0 AS level
-                                   UNION
-                                   SELECT p.relid::pg_catalog.oid, p.level
-                                     FROM pg_catalog.pg_partition_tree(t.relation) AS p) AS tree
-               JOIN pg_catalog.pg_class c ON c.oid = tree.relid
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
-            None,
-            &[],
-        )
-        .map(|rows| rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??))).collect())
-        .unwrap_or_default();
-
-    // (table, trigger, enabled, is a clone of a parent's trigger)
-    let existing: Vec<(String, String, String, bool)> = client
-        .select(
-            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), tg.tgname::text, tg.tgenabled::text,
-                    tg.tgparentid <> 0
-               FROM pg_catalog.pg_trigger tg
-               JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-              WHERE tg.tgfoid IN ('followup.activity_statement_trigger()'::pg_catalog.regprocedure,
-                                  'followup.activity_replica_trigger()'::pg_catalog.regprocedure)",
-            None,
-            &[],
-        )
-        .map(|rows| {
-            rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??, r.get(4).ok()??))).collect()
-        })
-        .unwrap_or_default();
-    let has = |table: &str, trigger: &str| existing.iter().any(|(t, n, _, _)| t == table && n == trigger);
-
-    let mut ddl = Vec::new();
-    // Partitions created or attached since the last sync: their rows are
-    // activities from now on.
-    let mut new_partitions: Vec<(&str, pg_sys::Oid)> = Vec::new();
-    for (table, is_root, registered) in &wanted {
-        if !is_root && !has(table, INSERT_TRIGGER) {
-            new_partitions.push((table, *registered));
-        }
-        for trigger in STATEMENT_TRIGGERS {
-            if !has(table, trigger) {
-                let (event, referencing) = match trigger {
-                    INSERT_TRIGGER => ("INSERT", "NEW TABLE AS followup_new"),
-                    UPDATE_TRIGGER => ("UPDATE", "OLD TABLE AS followup_old NEW TABLE AS followup_new"),
-                    _ => ("DELETE", "OLD TABLE AS followup_old"),
-                };
-                ddl.push(format!(
-                    "CREATE TRIGGER {trigger} AFTER {event} ON {table} REFERENCING {referencing}
-                     FOR EACH STATEMENT EXECUTE FUNCTION followup.activity_statement_trigger()"
-                ));
-            }
-        }
-        if *is_root && !has(table, REPLICA_TRIGGER) {
-            // Row-level, and enabled only while session_replication_role =
-            // replica: logical-replication apply fires no statement triggers.
-            // On a partitioned table Postgres clones it onto every partition.
-            ddl.push(format!(
-                "CREATE TRIGGER {REPLICA_TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON {table}
-                 FOR EACH ROW EXECUTE FUNCTION followup.activity_replica_trigger()"
-            ));
-            ddl.push(format!("ALTER TABLE {table} ENABLE REPLICA TRIGGER {REPLICA_TRIGGER}"));
-        }
-    }
-    for (table, trigger, enabled, is_clone) in &existing {
-        let still_wanted =
-            wanted.iter().any(|(t, is_root, _)| t == table && (trigger != REPLICA_TRIGGER || *is_root || *is_clone));
-        if !still_wanted && !is_clone {
-            ddl.push(format!("DROP TRIGGER {} ON {table}", quote_ident(trigger)));
-        } else if still_wanted && trigger == REPLICA_TRIGGER && enabled != "R" {
-            ddl.push(format!("ALTER TABLE {table} ENABLE REPLICA TRIGGER {REPLICA_TRIGGER}"));
-        }
-    }
-    if ddl.is_empty() {
-        return;
-    }
-    // Our own ALTER TABLE … ENABLE REPLICA TRIGGER fires the event trigger
-    // again; the nested call has nothing to add.
-    if SYNCING.get() {
-        return;
-    }
-    let _syncing = Syncing::enter();
-    for statement in &ddl {
-        run(client, statement);
-    }
-    if new_partitions.is_empty() {
-        return;
-    }
-    let Some(assignments) = registry::load_assignment_table(client) else { return };
-    let activities = registry::load_activity_tables(client);
-    for (partition, registered) in new_partitions {
-        if let Some(activity) = activities.iter().find(|a| a.relid == registered) {
-            run(client, &tracking::raise_sql(&assignments, activity, partition));
-        }
-    }
-}
-
-thread_local! {
-    static SYNCING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Clears the flag however the sync ends (errors unwind through Drop).
-struct Syncing;
-impl Syncing {
-    fn enter() -> Syncing {
-        SYNCING.set(true);
-        Syncing
-    }
-}
-impl Drop for Syncing {
-    fn drop(&mut self) {
-        SYNCING.set(false);
     }
 }

@@ -1,4 +1,4 @@
-//! The scheduler background worker (SPEC §6, §7).
+//! The scheduler background worker (README, "The scheduler" and "Monitoring").
 //!
 //! Two processes, both started only when the library is in
 //! `shared_preload_libraries`, and only once the server accepts writes
@@ -15,15 +15,20 @@
 //!   until the next thing to do: the daily run at `followup.run_at` in
 //!   `followup.timezone`, or its once-a-minute look at running runs (long_run
 //!   alerts, dead processes). The run itself happens in a dynamic worker
-//!   (run.rs), so the scheduler stays free to raise a long_run alert while it
+//!   (run/worker.rs), so the scheduler stays free to raise a long_run alert while it
 //!   runs. At start-up it marks runs whose process died as abandoned and, when
 //!   the day's run was missed while the server was down, raises
 //!   missed_schedule and runs once (catch_up). An advisory lock keeps it single.
 
+use crate::bgw::{self, sleep};
 use crate::gucs;
+use crate::local_time::{iso, local_date, DateKind, Zone};
 use crate::query::select_one;
-use crate::run::{self, Trigger};
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
+use crate::run::log::{self as run_log, mark_abandoned_if_free};
+use crate::run::worker;
+use crate::run::{RunCause, RunStatus};
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::datum::Date;
 use pgrx::prelude::*;
 use std::time::Duration;
 
@@ -38,49 +43,24 @@ const WAIT_INTERVAL: Duration = Duration::from_secs(10);
 const RETRY_AFTER_SKIP: Duration = Duration::from_secs(60);
 /// Rows deleted per retention transaction.
 const PRUNE_BATCH: i32 = 5_000;
+/// The launcher and the scheduler are restarted this long after they die.
+const RESTART_AFTER: Duration = Duration::from_secs(10);
 
 /// `pg_try_advisory_lock(7381237527265899859)`: held by the one scheduler of a
 /// database ("followupS").
 const SCHEDULER_LOCK_KEY: i64 = 0x666F_6C6C_6F77_7553;
 
-/// A worker of this library that runs once the server accepts writes and is
-/// restarted 10 s after it dies.
-fn worker(name: &str, function: &str) -> BackgroundWorkerBuilder {
-    BackgroundWorkerBuilder::new(name)
-        .set_type(name)
-        .set_library("pg_followup")
-        .set_function(function)
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
-        .set_restart_time(Some(Duration::from_secs(10)))
-}
+const MISSED_DAY: &str = include_str!("../sql/queries/missed_day.sql");
+const RAISE_LONG_RUNS: &str = include_str!("../sql/queries/raise_long_runs.sql");
 
 pub fn register() {
-    worker("pg_followup launcher", "followup_launcher_main").load();
-}
-
-unsafe extern "C-unwind" {
-    /// PostgreSQL's SIGTERM handler for backends: terminate at the next
-    /// interrupt check (also inside a long query).
-    #[link_name = "die"]
-    fn postgres_die(signal: std::ffi::c_int);
-    /// Sets ConfigReloadPending and the latch.
-    #[link_name = "SignalHandlerForConfigReload"]
-    fn postgres_config_reload(signal: std::ffi::c_int);
-}
-
-fn install_signal_handlers() {
-    unsafe {
-        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(postgres_config_reload));
-        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(postgres_die));
-        pg_sys::BackgroundWorkerUnblockSignals();
-    }
+    bgw::builder("pg_followup launcher", "pg_followup launcher", "followup_launcher_main", Some(RESTART_AFTER)).load();
 }
 
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn followup_launcher_main(_arg: pg_sys::Datum) {
-    install_signal_handlers();
+    bgw::install_signal_handlers(true);
     unsafe {
         // no database: only the shared catalogs (pg_database) are readable
         pg_sys::BackgroundWorkerInitializeConnection(std::ptr::null(), std::ptr::null(), 0);
@@ -94,7 +74,9 @@ pub extern "C-unwind" fn followup_launcher_main(_arg: pg_sys::Datum) {
             sleep(WAIT_INTERVAL);
         }
     }
-    let started = worker("pg_followup scheduler", "followup_scheduler_main").load_dynamic();
+    let started =
+        bgw::builder("pg_followup scheduler", "pg_followup scheduler", "followup_scheduler_main", Some(RESTART_AFTER))
+            .load_dynamic();
     if started.is_err() {
         // exit code 1: the postmaster starts the launcher again later
         log!("pg_followup: no background worker slot is free for the scheduler (max_worker_processes); retrying");
@@ -106,7 +88,7 @@ pub extern "C-unwind" fn followup_launcher_main(_arg: pg_sys::Datum) {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn followup_scheduler_main(_arg: pg_sys::Datum) {
-    install_signal_handlers();
+    bgw::install_signal_handlers(true);
     let database = gucs::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     if !take_scheduler_lock() {
@@ -128,32 +110,6 @@ fn take_scheduler_lock() -> bool {
     BackgroundWorker::transaction(|| {
         select_one::<bool>("SELECT pg_catalog.pg_try_advisory_lock($1)", &[SCHEDULER_LOCK_KEY.into()]).unwrap_or(false)
     })
-}
-
-/// Sleeps on the latch for at most `duration`; handles SIGTERM (exits) and
-/// SIGHUP (reloads the configuration) when woken.
-fn sleep(duration: Duration) {
-    let millis = duration.as_millis().clamp(1, i64::MAX as u128) as std::ffi::c_long;
-    unsafe {
-        pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-            millis,
-            pg_sys::PG_WAIT_EXTENSION,
-        );
-        pg_sys::ResetLatch(pg_sys::MyLatch);
-    }
-    handle_interrupts();
-}
-
-fn handle_interrupts() {
-    pg_sys::check_for_interrupts!();
-    unsafe {
-        if pg_sys::ConfigReloadPending != 0 {
-            pg_sys::ConfigReloadPending = 0;
-            pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
-        }
-    }
 }
 
 /// Is there a database of that name? Before connecting to a database only the
@@ -203,6 +159,7 @@ fn wait_for_extension(database: &str) {
 }
 
 /// The schedule as configured now.
+#[derive(Clone, PartialEq, Eq)]
 struct Schedule {
     run_at: String,
     timezone: String,
@@ -210,21 +167,33 @@ struct Schedule {
 
 impl Schedule {
     fn current() -> Schedule {
-        let (hour, minute) = gucs::run_at();
-        Schedule { run_at: format!("{hour:02}:{minute:02}"), timezone: gucs::timezone() }
+        Schedule { run_at: gucs::run_at(), timezone: gucs::timezone() }
     }
-}
 
-struct Scheduler {
-    /// Epoch seconds of the next scheduled run.
-    next_run: f64,
-    /// Epoch seconds of the next look at running runs.
-    next_check: f64,
-    /// Retry of today's scheduled run after it was skipped: (at, as_of).
-    retry: Option<(f64, String)>,
-    /// The schedule `next_run` was computed from (recomputed on change).
-    run_at: String,
-    timezone: String,
+    /// Epoch seconds of the first scheduled instant strictly after `after`
+    /// (followup._next_run_after: DST-correct, one instant per local date).
+    fn next_run_after(&self, after: f64) -> f64 {
+        let (run_at, tz) = (self.run_at.clone(), self.timezone.clone());
+        BackgroundWorker::transaction(move || {
+            select_one::<f64>(
+                "SELECT extract(epoch FROM followup._next_run_after(pg_catalog.to_timestamp($1), $2, $3))::float8",
+                &[after.into(), run_at.as_str().into(), tz.as_str().into()],
+            )
+            .unwrap_or(after + 86_400.0)
+        })
+    }
+
+    /// The local date (in the schedule's zone) of an instant.
+    fn local_date(&self, epoch: f64) -> Date {
+        let tz = self.timezone.clone();
+        BackgroundWorker::transaction(move || {
+            select_one::<Date>(
+                &format!("SELECT {}", local_date("pg_catalog.to_timestamp($1)", DateKind::Timestamptz, Zone("$2"))),
+                &[epoch.into(), tz.as_str().into()],
+            )
+            .unwrap_or_else(|| crate::errors::internal("could not compute a local date"))
+        })
+    }
 }
 
 /// Seconds since the epoch, from the database clock.
@@ -234,28 +203,23 @@ fn now() -> f64 {
     })
 }
 
-fn next_run_after(after_epoch: f64, schedule: &Schedule) -> f64 {
-    let (run_at, tz) = (schedule.run_at.clone(), schedule.timezone.clone());
-    BackgroundWorker::transaction(move || {
-        select_one::<f64>(
-            "SELECT extract(epoch FROM followup._next_run_after(pg_catalog.to_timestamp($1), $2, $3))::float8",
-            &[after_epoch.into(), run_at.as_str().into(), tz.as_str().into()],
-        )
-        .unwrap_or(after_epoch + 86_400.0)
-    })
+struct Scheduler {
+    /// Epoch seconds of the next scheduled run.
+    next_run: f64,
+    /// Epoch seconds of the next look at running runs.
+    next_check: f64,
+    /// Retry of a scheduled run that was skipped (another run held the
+    /// lock): (at, as_of).
+    retry: Option<(f64, Date)>,
+    /// The schedule `next_run` was computed from (recomputed on change).
+    schedule: Schedule,
 }
 
 impl Scheduler {
     fn new() -> Scheduler {
         let schedule = Schedule::current();
         let now = now();
-        Scheduler {
-            next_run: next_run_after(now, &schedule),
-            next_check: now,
-            retry: None,
-            run_at: schedule.run_at,
-            timezone: schedule.timezone,
-        }
+        Scheduler { next_run: schedule.next_run_after(now), next_check: now, retry: None, schedule }
     }
 
     /// Once, after connecting: abandoned runs, a missed run, retention.
@@ -270,35 +234,21 @@ impl Scheduler {
     /// If the last scheduled run time passed (while the server was down) with
     /// no successful run for its day, say so and, with followup.catch_up, run.
     fn catch_up(&mut self) {
-        let (run_at, tz) = (self.run_at.clone(), self.timezone.clone());
-        let missed: Option<(String, String)> = BackgroundWorker::transaction(move || {
+        let (run_at, tz) = (self.schedule.run_at.clone(), self.schedule.timezone.clone());
+        let missed: Option<(Date, String)> = BackgroundWorker::transaction(move || {
             Spi::connect(|client| {
-                client
-                    .select(
-                        "WITH last AS (SELECT followup._last_run_at_or_before(now(), $1, $2) AS instant)
-                         SELECT ((last.instant AT TIME ZONE $2)::date)::text,
-                                pg_catalog.to_char(last.instant AT TIME ZONE $2, 'YYYY-MM-DD HH24:MI')
-                           FROM last
-                          WHERE EXISTS (SELECT 1 FROM followup.assignment_tables WHERE registered_at < last.instant)
-                            AND NOT EXISTS (SELECT 1 FROM followup.runs
-                                             WHERE status = 'succeeded'
-                                               AND as_of = (last.instant AT TIME ZONE $2)::date)",
-                        None,
-                        &[run_at.as_str().into(), tz.as_str().into()],
-                    )
-                    .ok()
-                    .and_then(|t| {
-                        let row = t.first();
-                        Some((row.get::<String>(1).ok()??, row.get::<String>(2).ok()??))
-                    })
+                let rows = client.select(MISSED_DAY, None, &[run_at.as_str().into(), tz.as_str().into()]).ok()?;
+                let row = rows.first();
+                Some((row.get::<Date>(1).ok()??, row.get::<String>(2).ok()??))
             })
         });
         let Some((as_of, local_time)) = missed else { return };
         let catch_up = gucs::CATCH_UP.get();
-        let run_id = catch_up.then(run::next_run_id_in_worker);
+        let run_id = catch_up.then(|| BackgroundWorker::transaction(run_log::next_run_id));
         let message = format!(
-            "the scheduled run for {as_of} ({local_time} {}) did not happen{}",
-            self.timezone,
+            "the scheduled run for {} ({local_time} {}) did not happen{}",
+            BackgroundWorker::transaction(|| iso(as_of)),
+            self.schedule.timezone,
             if catch_up { "; running it now (catch_up)" } else { "; followup.catch_up is off" }
         );
         BackgroundWorker::transaction(move || {
@@ -309,39 +259,38 @@ impl Scheduler {
             .ok();
         });
         if let Some(run_id) = run_id {
-            self.run(run_id, &as_of, Trigger::CatchUp);
+            self.run(run_id, as_of, RunCause::CatchUp);
         }
     }
 
     fn tick(&mut self) {
         let schedule = Schedule::current();
-        if schedule.run_at != self.run_at || schedule.timezone != self.timezone {
+        if schedule != self.schedule {
             log!("pg_followup scheduler: schedule changed to {} {}; rescheduling", schedule.run_at, schedule.timezone);
-            self.next_run = next_run_after(now(), &schedule);
-            self.run_at = schedule.run_at.clone();
-            self.timezone = schedule.timezone.clone();
+            self.next_run = schedule.next_run_after(now());
+            self.schedule = schedule;
         }
         let now = now();
         if now >= self.next_run {
-            let as_of = self.local_date(self.next_run);
-            self.next_run = next_run_after(self.next_run.max(now), &schedule);
+            let as_of = self.schedule.local_date(self.next_run);
+            self.next_run = self.schedule.next_run_after(self.next_run.max(now));
             if !gucs::ENABLED.get() {
-                log!("pg_followup scheduler: followup.enabled is off; no run for {as_of}");
-            } else if succeeded_for(&as_of) {
+                log!("pg_followup scheduler: followup.enabled is off; no run for {}", day(as_of));
+            } else if BackgroundWorker::transaction(|| run_log::day_succeeded(as_of)) {
                 // e.g. the schedule moved to a later time after today's run or catch-up
-                log!("pg_followup scheduler: the run for {as_of} already succeeded; not running it again");
+                log!("pg_followup scheduler: the run for {} already succeeded; not running it again", day(as_of));
             } else {
-                let run_id = run::next_run_id_in_worker();
-                self.run(run_id, &as_of, Trigger::Schedule);
+                let run_id = BackgroundWorker::transaction(run_log::next_run_id);
+                self.run(run_id, as_of, RunCause::Schedule);
                 prune();
             }
         }
-        if let Some((at, as_of)) = self.retry.clone() {
+        if let Some((at, as_of)) = self.retry {
             if now >= at {
                 self.retry = None;
-                if gucs::ENABLED.get() && !succeeded_for(&as_of) {
-                    let run_id = run::next_run_id_in_worker();
-                    self.run(run_id, &as_of, Trigger::Schedule);
+                if gucs::ENABLED.get() && !BackgroundWorker::transaction(|| run_log::day_succeeded(as_of)) {
+                    let run_id = BackgroundWorker::transaction(run_log::next_run_id);
+                    self.run(run_id, as_of, RunCause::Schedule);
                 }
             }
         }
@@ -360,25 +309,14 @@ impl Scheduler {
         Duration::from_secs_f64((wake - now).max(0.05))
     }
 
-    fn local_date(&self, epoch: f64) -> String {
-        let tz = self.timezone.clone();
-        BackgroundWorker::transaction(move || {
-            select_one::<String>(
-                "SELECT ((pg_catalog.to_timestamp($1) AT TIME ZONE $2)::date)::text",
-                &[epoch.into(), tz.as_str().into()],
-            )
-            .unwrap_or_default()
-        })
-    }
-
     /// Runs in a dynamic worker and waits for it, looking at running runs
-    /// every CHECK_INTERVAL meanwhile (so a long run raises its alert while it
-    /// still runs).
-    fn run(&mut self, run_id: i64, as_of: &str, trigger: Trigger) {
-        match run::launch_worker(run_id, as_of, trigger, &self.timezone) {
-            Some(worker) => {
+    /// every RUNNING_CHECK_INTERVAL meanwhile (so a long run raises its alert
+    /// while it still runs).
+    fn run(&mut self, run_id: i64, as_of: Date, cause: RunCause) {
+        match worker::launch(run_id, as_of, cause, &self.schedule.timezone) {
+            Some(handle) => {
                 loop {
-                    match worker.pid() {
+                    match handle.pid() {
                         Ok(_) | Err(pgrx::bgworkers::BackgroundWorkerStatus::NotYetStarted) => {
                             // woken early by the postmaster when the worker stops
                             sleep(RUNNING_CHECK_INTERVAL);
@@ -388,50 +326,28 @@ impl Scheduler {
                     }
                 }
                 // killed before it could log the end: say so now, not at the next run
-                if run::status_of(run_id).as_deref() == Some("running") {
+                if status_of(run_id) == Some(RunStatus::Running) {
                     BackgroundWorker::transaction(mark_abandoned_if_free);
                 }
             }
             None => {
                 warning!("pg_followup scheduler: no background worker slot is free; running in the scheduler itself");
-                let as_of = as_of.to_string();
-                let tz = self.timezone.clone();
-                run::execute_in_worker_with_timezone(run_id, &as_of, trigger, &tz);
+                worker::execute_in_worker(run_id, as_of, cause, &self.schedule.timezone);
             }
         }
-        if run::status_of(run_id).as_deref() == Some("skipped") {
-            self.retry = Some((now() + RETRY_AFTER_SKIP.as_secs_f64(), as_of.to_string()));
+        if status_of(run_id) == Some(RunStatus::Skipped) {
+            self.retry = Some((now() + RETRY_AFTER_SKIP.as_secs_f64(), as_of));
         }
     }
 }
 
-/// Has a scheduled (or catch-up) run for that date succeeded? The scheduler
-/// runs once a day; manual runs do not count.
-fn succeeded_for(as_of: &str) -> bool {
-    let as_of = as_of.to_string();
-    BackgroundWorker::transaction(move || {
-        select_one::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM followup.runs
-                             WHERE status = 'succeeded' AND as_of = $1::date AND trigger IN ('schedule', 'catch_up'))",
-            &[as_of.as_str().into()],
-        )
-        .unwrap_or(false)
-    })
+/// A date for the server log.
+fn day(date: Date) -> String {
+    BackgroundWorker::transaction(move || iso(date))
 }
 
-/// With the run lock free, a `running` row belongs to a process that died.
-fn mark_abandoned_if_free() {
-    Spi::connect_mut(|client| {
-        let locked = crate::query::one::<bool>(
-            client,
-            "SELECT pg_catalog.pg_try_advisory_xact_lock($1)",
-            &[run::LOCK_KEY.into()],
-        )
-        .unwrap_or(false);
-        if locked {
-            run::mark_abandoned(client);
-        }
-    });
+fn status_of(run_id: i64) -> Option<RunStatus> {
+    BackgroundWorker::transaction(move || run_log::status_of(run_id))
 }
 
 /// long_run alerts for runs running longer than followup.alert_after (once
@@ -450,15 +366,7 @@ fn check_running_runs() {
             return;
         }
         mark_abandoned_if_free();
-        Spi::run_with_args(
-            "SELECT followup._raise_alert('long_run', run_id,
-                    pg_catalog.format('run %s has been running for %s (since %s), longer than followup.alert_after (%s min)',
-                                      run_id, pg_catalog.date_trunc('second', now() - started_at), started_at, $1))
-               FROM followup.runs
-              WHERE status = 'running' AND started_at < now() - pg_catalog.make_interval(mins => $1)",
-            &[alert_after.into()],
-        )
-        .ok();
+        Spi::run_with_args(RAISE_LONG_RUNS, &[alert_after.into()]).ok();
         Spi::run("SELECT followup._resolve_alerts()").ok();
     });
 }
@@ -476,6 +384,6 @@ fn prune() {
         if removed == 0 {
             break;
         }
-        handle_interrupts();
+        bgw::handle_interrupts();
     }
 }

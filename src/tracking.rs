@@ -15,8 +15,15 @@
 //!   recomputed from all tracked activity tables and the latest manual
 //!   correction. Deleting an old activity therefore costs nothing.
 
-use crate::registry::{convert, ActivityTable, AssignmentTable, DateKind};
+use crate::local_time::{self, DateKind, Zone};
+use crate::registry::{ActivityTable, AssignmentTable};
 use pgrx::pg_sys;
+
+/// Activity dates are local to followup.timezone, read when the statement
+/// runs (local_time.rs).
+fn convert(expr: &str, from: DateKind, to: DateKind) -> String {
+    local_time::convert(expr, from, to, Zone::SETTING)
+}
 
 /// Names of the transition tables in the trigger definitions.
 pub const NEW_ROWS: &str = "followup_new";
@@ -286,8 +293,16 @@ mod tests {
         // an older activity does not move the last contact back
         assert_eq!(last_seen_local(2).as_deref(), Some("2026-11-20 00:00"));
         assert_eq!(last_seen_local(3).as_deref(), Some("2026-11-28 07:15"));
-        // a row matching no assignment changes nothing
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM t.assignments").unwrap(), Some(3));
+        // the row matching no assignment (99, 999) changed nothing: the whole
+        // table is exactly the three values above
+        assert_eq!(
+            Spi::get_one::<String>(
+                "SELECT string_agg(id || '=' || to_char(last_seen AT TIME ZONE 'Pacific/Auckland', 'MM-DD HH24:MI'), ' ' ORDER BY id)
+                   FROM t.assignments"
+            )
+            .unwrap(),
+            Some("1=11-03 18:30 2=11-20 00:00 3=11-28 07:15".into())
+        );
     }
 
     #[pg_test]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# pg_dump / pg_restore of a database using pg_followup (SPEC §1, issue 8):
+# pg_dump / pg_restore of a database using pg_followup:
 # registrations, policies (including a changed default row), the run log, the
 # outbox with its delivery states, alerts, corrections and the sequences behind
 # them survive; tracking works in the restored database, also on partitions;

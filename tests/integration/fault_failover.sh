@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Failover to a streaming standby (issue 8): the standby, with pg_followup
+# Failover to a streaming standby: the standby, with pg_followup
 # preloaded, runs no scheduler while it replays; after promotion the scheduler
 # starts by itself, and a run for a day already served by the old primary
 # enqueues nothing again.

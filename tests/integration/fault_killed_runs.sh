@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Killed runs (issue 8): a run's worker terminated (pg_terminate_backend) or
+# Killed runs: a run's worker terminated (pg_terminate_backend) or
 # killed with SIGKILL in the middle of its scan, and a server stopped with
 # `pg_ctl stop -m immediate` mid-run. Each time: the row ends `abandoned`
 # (never stays `running`) with a run_abandoned alert, the lock is free, the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load (issue 8): 10 concurrent run_now calls for the same day while 4
+# Load: 10 concurrent run_now calls for the same day while 4
 # sessions stream activity inserts. Exactly one run does the work, the other
 # nine are skipped (naming the holder), no message is enqueued twice, and at
 # the end every last_contact_date matches its activities.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rows applied by logical replication on a subscriber keep the subscriber's
-# last_contact_date true (SPEC §2). Apply fires no statement triggers; the
+# last_contact_date true (README, "Registering the app's tables"). Apply fires no statement triggers; the
 # row-level trigger enabled for replicas does the work, on a plain table and
 # on a partitioned one.
 source "$(dirname "$0")/../lib/integration.sh"

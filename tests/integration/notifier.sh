@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reference notifier (notifier/, SPEC §8, issue 5) end to end: the real
+# The reference notifier (notifier/, README, "Consuming the outbox") end to end: the real
 # followup-notifier binary against this cluster, delivering to a real HTTP
 # server on a local socket (tests/lib/webhook.py, which records every request
 # and can answer 500s or hang on chosen messages). Checks, with exact counts:

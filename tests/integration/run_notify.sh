@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One NOTIFY followup_outbox per run that enqueued messages, with the run id
-# and the count as JSON (SPEC §5); none for a run that enqueued nothing. The
+# and the count as JSON (README, "Running"); none for a run that enqueued nothing. The
 # running row is visible to other sessions while the run is in progress.
 source "$(dirname "$0")/../lib/integration.sh"
 new_db it_run_notify

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The scheduler background worker (SPEC §6, §7), on a private cluster of its
+# The scheduler background worker (README, "The scheduler"), on a private cluster of its
 # own with pg_followup preloaded:
 #   - a missing followup.database is reported once and waited for (no crash loop),
 #     then a missing extension likewise;
@@ -87,6 +87,12 @@ expect "it waits on its latch" \
     "$(psql -X -At -d postgres -c "SELECT wait_event FROM pg_stat_activity WHERE pid = $pid")" "Extension"
 
 # --- the daily run at run_at, blocked: long_run, then killed: abandoned ------
+# First a manual run for today, before the scheduled time. Manual runs never
+# stand in for the day's scheduled run (README, "The scheduler"): the
+# scheduled run must still happen.
+expect "a manual run for today succeeds before the scheduled time" \
+    "$(q "SELECT trigger || ':' || status || ':' || (as_of = (now() AT TIME ZONE '$NOON_TZ')::date) FROM followup.run_now()")" \
+    "manual:succeeded:true"
 # leave at least 20 s to get ready before the scheduled minute
 secs=$(q "SELECT 60 - floor(extract(second FROM now()))::int")
 ahead=$(( secs < 20 ? secs + 60 : secs ))
@@ -98,8 +104,9 @@ expect "SIGHUP applies the new run_at" "$(grep -c "schedule changed to $run_at $
 psql -X -q -d "$DB" -c "BEGIN; LOCK TABLE app.assignments; SELECT pg_sleep(200); COMMIT;" >/dev/null 2>&1 &
 locker=$!
 wait_for "SELECT status FROM followup.runs WHERE trigger = 'schedule'" "running" 90 || true
-expect "the scheduled run starts at run_at and is visible as running" \
-    "$(q "SELECT trigger || ':' || status || ':' || (as_of = (started_at AT TIME ZONE '$NOON_TZ')::date) FROM followup.runs")" \
+expect "the scheduled run starts at run_at for the same day, and is visible as running" \
+    "$(q "SELECT s.trigger || ':' || s.status || ':' || (s.as_of = m.as_of)
+           FROM followup.runs s, followup.runs m WHERE s.trigger = 'schedule' AND m.trigger = 'manual'")" \
     "schedule:running:true"
 started=$(q "SELECT to_char(started_at AT TIME ZONE '$NOON_TZ', 'HH24:MI') FROM followup.runs WHERE trigger = 'schedule'")
 expect "it started in the run_at minute" "$started" "$run_at"
@@ -116,9 +123,13 @@ psql -X -q -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activit
 expect "the lock is free after the killed run" \
     "$(q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 1870099824")" "0"
 sleep 5
-expect "the day's scheduled run is not started again" "$(q "SELECT count(*) FROM followup.runs")" "1"
+expect "the day's scheduled run is not started again" "$(q "SELECT count(*) FROM followup.runs WHERE trigger = 'schedule'")" "1"
 
 # --- downtime over the scheduled time: missed_schedule and a catch-up run ----
+# The manual run above succeeded for today, but it does not count: the day's
+# scheduled run was abandoned, so the catch-up runs. It starts from an empty
+# outbox, so what it enqueues shows.
+q "TRUNCATE followup.outbox"
 # registered long before the scheduled time that will be missed
 q "UPDATE followup.assignment_tables SET registered_at = now() - interval '2 days'"
 # local time is about noon (NOON_TZ), so the missed time is today and not near midnight
@@ -142,5 +153,5 @@ expect "health: last run succeeded, not overdue, no open alerts" \
 cluster_stop sched fast
 cluster_start sched
 sleep 5
-expect "another restart the same day runs nothing more" "$(q "SELECT count(*) FROM followup.runs")" "2"
+expect "another restart the same day runs nothing more" "$(q "SELECT count(*) FROM followup.runs")" "3"
 finish

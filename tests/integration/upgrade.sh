@@ -1,23 +1,12 @@
 #!/usr/bin/env bash
-# Upgrade path (issue 8): install 0.1.0, use it (registrations, runs, outbox in
-# every state, alerts, corrections), ALTER EXTENSION pg_followup UPDATE, and
-# check that nothing is lost, everything still works, and the upgraded schema
-# is exactly what a fresh install of the new version creates.
+# Upgrade paths: for every released version (sql/released/), install it, use
+# it (registrations, runs, outbox in every state, alerts, corrections), ALTER
+# EXTENSION pg_followup UPDATE to the new version, and check that nothing is
+# lost, everything still works, and the upgraded schema is exactly what a
+# fresh install of the new version creates.
 source "$(dirname "$0")/../lib/integration.sh"
 
 new_version=$(psql -X -At -d postgres -c "SELECT default_version FROM pg_available_extensions WHERE name = 'pg_followup'")
-DB=it_upgrade
-dropdb --if-exists "$DB" && createdb "$DB"
-psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE EXTENSION pg_followup VERSION '0.1.0'" -f "$REPO/demo/app.sql" >/dev/null
-expect "0.1.0 installs" "$(q "SELECT extversion FROM pg_extension WHERE extname = 'pg_followup'")" "0.1.0"
-
-seed 500
-register_app
-q "INSERT INTO followup.policies VALUES ('org-02', 7, 3, 21, 5, true)"
-q "SELECT followup.set_last_contact('9', '$(day -3)', 'paper log')" >/dev/null
-q "SELECT status FROM followup.run_now('$(day -1)')" >/dev/null
-outbox_in_every_state upgrade-test
-q "SELECT followup._raise_alert('run_failed', NULL, 'kept across the upgrade')" >/dev/null
 
 snapshot() {
     psql -X -At -q -v ON_ERROR_STOP=1 -d "$DB" <<'SQL'
@@ -36,15 +25,6 @@ SELECT 'trigger', tgrelid::regclass, tgname, tgenabled FROM pg_trigger
  WHERE tgname LIKE 'followup_activity_%' ORDER BY tgrelid::regclass::text, tgname;
 SQL
 }
-before=$(snapshot)
-expect "the 0.1.0 database has messages in several states" \
-    "$(q "SELECT string_agg(DISTINCT status::text, ',' ORDER BY status::text) FROM followup.outbox")" "claimed,delivered,pending"
-
-q "ALTER EXTENSION pg_followup UPDATE" >/dev/null
-expect "ALTER EXTENSION UPDATE reaches $new_version" \
-    "$(q "SELECT extversion FROM pg_extension WHERE extname = 'pg_followup'")" "$new_version"
-expect "no registration, policy, run, message, alert or correction is lost or changed" "$(snapshot)" "$before"
-
 # the extension's objects, as a fresh install of the new version creates them
 describe() {
     psql -X -At -q -v ON_ERROR_STOP=1 -d "$1" <<'SQL'
@@ -98,24 +78,57 @@ SQL
 dropdb --if-exists it_upgrade_fresh && createdb it_upgrade_fresh
 psql -X -q -v ON_ERROR_STOP=1 -d it_upgrade_fresh -c "CREATE EXTENSION pg_followup" >/dev/null
 fresh=$(describe it_upgrade_fresh)
-upgraded=$(describe "$DB")
-if [ "$fresh" != "$upgraded" ]; then
-    diff <(echo "$fresh") <(echo "$upgraded") | head -40 || true
-fi
-expect "the upgraded schema is exactly a fresh $new_version install's ($(echo "$fresh" | wc -l) objects compared)" \
-    "$([ "$fresh" == "$upgraded" ] && echo same)" "same"
 
-# and it works
-q "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
-   SELECT mentor_id, contact_id, '$AS_OF 12:00+00', 'direct' FROM app.assignments WHERE id = 11"
-expect "tracking works after the upgrade" "$(last_contact 11)" "$AS_OF"
-expect "a rerun for the same day enqueues nothing new" \
-    "$(q "SELECT status || ':' || reminders_enqueued FROM followup.run_now('$(day -1)')")" "succeeded:0"
-expect "a run for today (the default as_of) works" \
-    "$(q "SELECT status || ':' || (as_of = (now() AT TIME ZONE current_setting('followup.timezone'))::date) FROM followup.run_now()")" \
-    "succeeded:true"
-lease=$(q "SELECT DISTINCT lease_id FROM followup.claim('after-upgrade', 5)")
-expect "claim and ack work" "$(q "SELECT followup.ack('$lease')")" "5"
-expect "corrections work, ids continue" \
-    "$(q "SELECT correction_id FROM followup.set_last_contact('12', '$(day -1)', 'after upgrade')")" "2"
+# upgrade_from VERSION: install VERSION, use it, update to the new version,
+# and check nothing is lost, the schema is a fresh install's, and it works.
+upgrade_from() {
+    local from=$1
+    DB=it_upgrade_${from//./_}
+    dropdb --if-exists "$DB" && createdb "$DB"
+    psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE EXTENSION pg_followup VERSION '$from'" -f "$REPO/demo/app.sql" >/dev/null
+    expect "$from installs" "$(q "SELECT extversion FROM pg_extension WHERE extname = 'pg_followup'")" "$from"
+
+    seed 500
+    register_app
+    q "INSERT INTO followup.policies VALUES ('org-02', 7, 3, 21, 5, true)"
+    q "SELECT followup.set_last_contact('9', '$(day -3)', 'paper log')" >/dev/null
+    q "SELECT status FROM followup.run_now('$(day -1)')" >/dev/null
+    outbox_in_every_state upgrade-test
+    q "SELECT followup._raise_alert('run_failed', NULL, 'kept across the upgrade')" >/dev/null
+
+    before=$(snapshot)
+    expect "the $from database has messages in several states" \
+        "$(q "SELECT string_agg(DISTINCT status::text, ',' ORDER BY status::text) FROM followup.outbox")" "claimed,delivered,pending"
+
+    q "ALTER EXTENSION pg_followup UPDATE" >/dev/null
+    expect "ALTER EXTENSION UPDATE from $from reaches $new_version" \
+        "$(q "SELECT extversion FROM pg_extension WHERE extname = 'pg_followup'")" "$new_version"
+    expect "no registration, policy, run, message, alert or correction is lost or changed" "$(snapshot)" "$before"
+
+    upgraded=$(describe "$DB")
+    if [ "$fresh" != "$upgraded" ]; then
+        diff <(echo "$fresh") <(echo "$upgraded") | head -40 || true
+    fi
+    expect "from $from: the upgraded schema is exactly a fresh $new_version install's ($(echo "$fresh" | wc -l) objects compared)" \
+        "$([ "$fresh" == "$upgraded" ] && echo same)" "same"
+
+    # and it works
+    q "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
+       SELECT mentor_id, contact_id, '$AS_OF 12:00+00', 'direct' FROM app.assignments WHERE id = 11"
+    expect "tracking works after the upgrade" "$(last_contact 11)" "$AS_OF"
+    expect "a rerun for the same day enqueues nothing new" \
+        "$(q "SELECT status || ':' || reminders_enqueued FROM followup.run_now('$(day -1)')")" "succeeded:0"
+    expect "a run for today (the default as_of) works" \
+        "$(q "SELECT status || ':' || (as_of = (now() AT TIME ZONE current_setting('followup.timezone'))::date) FROM followup.run_now()")" \
+        "succeeded:true"
+    lease=$(q "SELECT DISTINCT lease_id FROM followup.claim('after-upgrade', 5)")
+    expect "claim and ack work" "$(q "SELECT followup.ack('$lease')")" "5"
+    expect "corrections work, ids continue" \
+        "$(q "SELECT correction_id FROM followup.set_last_contact('12', '$(day -1)', 'after upgrade')")" "2"
+}
+
+# every released version, and so every upgrade path to the new one
+for from in $(ls "$REPO/sql/released/" | sed -n 's/^pg_followup--\([0-9.]*\)\.sql$/\1/p' | sort -V); do
+    upgrade_from "$from"
+done
 finish

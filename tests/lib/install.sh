@@ -17,15 +17,12 @@ cargo pgrx package "${profile[@]}" --pg-config /usr/bin/pg_config --out-dir "$ou
 rm -f "$out.log"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-# Install scripts of earlier releases (sql/pg_followup--X.Y.Z.sql), kept so
-# that old versions can be created and upgraded from; pgrx only ships the
-# current version's script and the upgrade scripts.
+# Install scripts of earlier releases (sql/released/pg_followup--X.Y.Z.sql),
+# kept so that old versions can be created and upgraded from; pgrx ships only
+# the current version's script and the upgrade scripts (sql/pg_followup--A--B.sql).
 sharedir=$(pg_config --sharedir)
-for frozen in sql/pg_followup--*.sql; do
-    case "$(basename "$frozen")" in
-        pg_followup--*--*.sql) ;;   # an upgrade script: packaged by pgrx
-        *) install -D -m 0644 "$frozen" "$out$sharedir/extension/$(basename "$frozen")" ;;
-    esac
+for frozen in sql/released/pg_followup--*.sql; do
+    install -D -m 0644 "$frozen" "$out$sharedir/extension/$(basename "$frozen")"
 done
 (cd "$out" && find . -type f) | while read -r file; do
     dest="/${file#./}"

@@ -1,4 +1,4 @@
--- The outbox consumer protocol (SPEC §8): claim with leases, ack, fail with
+-- The outbox consumer protocol (README, "Consuming the outbox"): claim with leases, ack, fail with
 -- backoff, dead letters, requeue; a stale lease can neither ack nor fail.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_followup CASCADE;

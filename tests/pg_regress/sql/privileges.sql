@@ -1,4 +1,4 @@
--- Manual correction and the privilege model (SPEC §9), with real login roles.
+-- Manual correction and the privilege model (README, "Correcting a last contact"), with real login roles.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_followup CASCADE;
 DROP SCHEMA IF EXISTS priv CASCADE;

@@ -1,4 +1,4 @@
--- Registration (SPEC §2): every bad input is refused with a clear message and
+-- Registration (README, "Registering the app's tables"): every bad input is refused with a clear message and
 -- SQLSTATE, and registers nothing. Identifiers that need quoting work.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_followup CASCADE;

@@ -1,4 +1,4 @@
--- Runs and the execution log (SPEC §5): failed, skipped and abandoned runs are
+-- Runs and the execution log (README, "Running"): failed, skipped and abandoned runs are
 -- logged as such, raise alerts, release the lock and never block later runs.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_followup CASCADE;

@@ -1,4 +1,4 @@
--- The reminder rule (SPEC §3, §4) on hand-made assignments, as of 2026-12-01.
+-- The reminder rule (README, "Policies and the reminder rule") on hand-made assignments, as of 2026-12-01.
 -- Each row of `cases` says what it exercises and what it must produce.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_followup CASCADE;

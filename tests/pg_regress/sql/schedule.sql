@@ -1,5 +1,5 @@
--- The daily schedule (SPEC §6): the instants the scheduler computes with
--- followup._next_run_after, and the health view (SPEC §7).
+-- The daily schedule (README, "The scheduler"): the instants the scheduler computes with
+-- followup._next_run_after, and the health view (README, "Monitoring").
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_followup CASCADE;
 DROP SCHEMA IF EXISTS sched CASCADE;

@@ -1,4 +1,4 @@
--- Activity tracking (SPEC §2): after track_activities, last_contact_date equals
+-- Activity tracking (README, "Registering the app's tables"): after track_activities, last_contact_date equals
 -- the latest activity on every write path. Each path below checks the exact
 -- values it should produce, and `drift` (assignments whose last contact is not
 -- the latest activity) must stay empty throughout.

@@ -1,4 +1,4 @@
--- Bulk writes are set-based (SPEC §2): one INSERT of 100,000 activities calls
+-- Bulk writes are set-based (README, "Registering the app's tables"): one INSERT of 100,000 activities calls
 -- the statement trigger once, which runs one UPDATE touching each affected
 -- assignment once; the per-row replication trigger does not fire at all.
 SET client_min_messages = warning;

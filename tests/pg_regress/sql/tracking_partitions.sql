@@ -1,4 +1,4 @@
--- Partitioned activity tables (SPEC §2): rows written through the parent or
+-- Partitioned activity tables (README, "Registering the app's tables"): rows written through the parent or
 -- straight into a partition are tracked, including partitions created or
 -- attached after registration, at any depth. Detached partitions lose the
 -- triggers.

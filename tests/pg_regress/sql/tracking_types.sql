@@ -1,4 +1,4 @@
--- Column types (SPEC §2): last contact and occurred columns may each be date,
+-- Column types (README, "Registering the app's tables"): last contact and occurred columns may each be date,
 -- timestamp or timestamptz. Timestamps become local dates (and dates local
 -- midnights) in followup.timezone, whatever the session's TimeZone.
 SET client_min_messages = warning;

@@ -1,0 +1,134 @@
+//! The registrations (`followup.assignment_tables`, `followup.activity_tables`)
+//! as typed descriptions, with every identifier already quoted for SQL.
+//!
+//! Everything that generates SQL against the app's tables (tracking triggers,
+//! the run, corrections) starts from these structs, so quoting and type
+//! handling live in one place. A registration is stored by column names and
+//! described against the live catalogs each time it is loaded (catalog.rs),
+//! with the same checks `track_assignments` and `track_activities` apply.
+
+mod catalog;
+
+pub use catalog::{describe_activity_table, describe_assignment_table, type_name, AssignmentSpec, DescribeError};
+
+use crate::local_time::DateKind;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+/// The registered assignments table.
+#[derive(Clone, Debug)]
+pub struct AssignmentTable {
+    pub relid: pg_sys::Oid,
+    /// `"schema"."table"`
+    pub table: String,
+    /// Quoted column names.
+    pub id_column: String,
+    pub mentor_column: String,
+    pub last_contact_column: String,
+    pub last_contact_kind: DateKind,
+    pub created_column: Option<(String, DateKind)>,
+    pub coordinator_column: Option<String>,
+    pub organization_column: Option<String>,
+    pub active_when: Option<String>,
+    /// (raw name for the JSON key, quoted column)
+    pub payload_columns: Vec<(String, String)>,
+}
+
+/// One column pair that links an activity to its assignment.
+#[derive(Clone, Debug)]
+pub struct MatchKey {
+    /// Quoted column of the activity table.
+    pub activity_column: String,
+    /// Raw (unquoted) name of the activity column, for tuple access in row triggers.
+    pub activity_column_raw: String,
+    pub activity_type: pg_sys::Oid,
+    /// Quoted column of the assignments table.
+    pub assignment_column: String,
+    /// `OPERATOR(schema.=)` that compares the two.
+    pub equality: String,
+}
+
+/// A registered activity table.
+#[derive(Clone, Debug)]
+pub struct ActivityTable {
+    pub relid: pg_sys::Oid,
+    pub table: String,
+    pub occurred_column: String,
+    pub occurred_column_raw: String,
+    pub occurred_type: pg_sys::Oid,
+    pub occurred_kind: DateKind,
+    pub keys: Vec<MatchKey>,
+}
+
+pub fn quote_ident(ident: &str) -> String {
+    pgrx::spi::quote_identifier(ident)
+}
+
+pub fn quote_literal(literal: &str) -> String {
+    pgrx::spi::quote_literal(literal)
+}
+
+const ASSIGNMENT_REGISTRATION: &str = include_str!("../../sql/queries/assignment_registration.sql");
+const ACTIVITY_REGISTRATIONS: &str = include_str!("../../sql/queries/activity_registrations.sql");
+
+/// The registered assignments table, or None when none is registered (or it
+/// was dropped, or no longer fits its registration).
+pub fn load_assignment_table(client: &SpiClient<'_>) -> Option<AssignmentTable> {
+    let row = client.select(ASSIGNMENT_REGISTRATION, None, &[]).ok()?.first();
+    let spec = AssignmentSpec {
+        relid: row.get(1).ok()??,
+        id_column: row.get(2).ok()??,
+        mentor_column: row.get(3).ok()??,
+        last_contact_column: row.get(4).ok()??,
+        created_column: row.get(5).ok()?,
+        coordinator_column: row.get(6).ok()?,
+        organization_column: row.get(7).ok()?,
+        active_when: row.get(8).ok()?,
+        payload_columns: row.get::<Vec<String>>(9).ok()?.unwrap_or_default(),
+    };
+    describe_assignment_table(client, &spec).ok()
+}
+
+/// The registered assignments table, or an error saying to register one.
+pub fn require_assignment_table(client: &SpiClient<'_>) -> AssignmentTable {
+    load_assignment_table(client).unwrap_or_else(|| {
+        crate::errors::raise_with_hint(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "no assignments table is tracked",
+            "Register it first with followup.track_assignments(...).",
+        )
+    })
+}
+
+/// A stored activity registration: (table, occurred column, match columns,
+/// assignment columns).
+pub type ActivityRegistration = (pg_sys::Oid, String, Vec<String>, Vec<String>);
+
+/// The activity registrations as stored, whether or not they still fit.
+pub fn activity_registrations(client: &SpiClient<'_>) -> Vec<ActivityRegistration> {
+    client
+        .select(ACTIVITY_REGISTRATIONS, None, &[])
+        .map(|rows| {
+            rows.filter_map(|row| Some((row.get(1).ok()??, row.get(2).ok()??, row.get(3).ok()??, row.get(4).ok()??)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// All registered activity tables that still exist and fit the assignments
+/// table.
+pub fn load_activity_tables(client: &SpiClient<'_>) -> Vec<ActivityTable> {
+    let Some(assignments_relid) = crate::query::one::<pg_sys::Oid>(
+        client,
+        "SELECT relation::pg_catalog.oid FROM followup.assignment_tables",
+        &[],
+    ) else {
+        return Vec::new();
+    };
+    activity_registrations(client)
+        .into_iter()
+        .filter_map(|(relid, occurred, matches, targets)| {
+            describe_activity_table(client, relid, &occurred, &matches, &targets, assignments_relid).ok()
+        })
+        .collect()
+}

@@ -1,0 +1,195 @@
+//! What is due on a date, as SQL text: the run's scan, its one INSERT, and
+//! `followup.preview`'s query. Nothing here executes anything.
+//!
+//! The reminder rule (README, "Policies and the reminder rule"): for a run as
+//! of local date D, every assignment matching `active_when` with a cycle
+//! start C (its last contact, or its creation while there is none) has age
+//! D − C, and each message kind (kinds.rs) that applies is due by its own
+//! condition over that age and the assignment's effective policy.
+
+use super::kinds::{self, MessageKind};
+use crate::local_time::{local_date, Zone};
+use crate::registry::{quote_literal, AssignmentTable};
+
+/// SQL: the cycle start of an assignment row (unaliased columns of the
+/// assignments table): its last contact as a local date, or its created
+/// column's. The one definition the run, preview and the outbox's still-due
+/// checks share.
+pub fn cycle_start_sql(assignments: &AssignmentTable) -> String {
+    let last_contact = local_date(&assignments.last_contact_column, assignments.last_contact_kind, Zone::SETTING);
+    match &assignments.created_column {
+        Some((created, kind)) => format!("coalesce({last_contact}, {})", local_date(created, *kind, Zone::SETTING)),
+        None => last_contact,
+    }
+}
+
+/// SQL: the filter of assignments a run considers.
+pub fn active_when_sql(assignments: &AssignmentTable) -> &str {
+    assignments.active_when.as_deref().unwrap_or("true")
+}
+
+/// The assignments a run reads, one row `s` each: the assignment's id,
+/// recipients, organization, cycle start and payload columns (p1..pn), its
+/// `age` on `$1` (the as-of date) and its effective policy.
+///
+/// The innermost query reads only the assignments table, unaliased, so
+/// active_when sees exactly its columns (qualified by the table name or not).
+/// A row without a cycle start has a NULL age, which no condition accepts.
+/// With `tallied`, every assignment read is counted (log.rs's
+/// `_tally_scanned`) behind an OFFSET 0 fence, so that the planner cannot push
+/// the outer filters below the count.
+fn scan_sql(assignments: &AssignmentTable, tallied: bool) -> String {
+    let or_null = |column: &Option<String>| column.clone().unwrap_or_else(|| "NULL".to_string());
+    let payload: String = assignments
+        .payload_columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, quoted))| format!(", {quoted} AS p{}", i + 1))
+        .collect();
+    let (tally, fence) =
+        if tallied { (", followup._tally_scanned(NULL::pg_catalog.text) AS counted", "OFFSET 0") } else { ("", "") };
+    format!(
+        "(SELECT a.*, $1::pg_catalog.date - a.cycle_start AS age,
+                 coalesce(own.enabled, dflt.enabled) AS enabled,
+                 CASE WHEN own.organization IS NULL THEN dflt.remind_after_days ELSE own.remind_after_days END AS remind_after,
+                 CASE WHEN own.organization IS NULL THEN dflt.repeat_every_days ELSE own.repeat_every_days END AS repeat_every,
+                 CASE WHEN own.organization IS NULL THEN dflt.escalate_after_days ELSE own.escalate_after_days END AS escalate_after,
+                 CASE WHEN own.organization IS NULL THEN dflt.max_reminders ELSE own.max_reminders END AS max_reminders
+            FROM (SELECT {id} AS id, {mentor} AS mentor, {coordinator} AS coordinator,
+                         ({organization})::pg_catalog.text AS organization, {cycle_start} AS cycle_start
+                         {payload}{tally}
+                    FROM {table}
+                   WHERE ({active_when})
+                  {fence}) AS a
+            CROSS JOIN (SELECT * FROM followup.policies WHERE organization = '*') AS dflt
+            LEFT JOIN followup.policies AS own
+                   ON own.organization = a.organization AND own.organization <> '*') AS s",
+        id = assignments.id_column,
+        mentor = assignments.mentor_column,
+        coordinator = or_null(&assignments.coordinator_column),
+        organization = or_null(&assignments.organization_column),
+        cycle_start = cycle_start_sql(assignments),
+        table = assignments.table,
+        active_when = active_when_sql(assignments),
+    )
+}
+
+/// One kind's messages due: a SELECT over its own scan. The first branch
+/// keeps the outbox's column names.
+fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool) -> String {
+    let payload = payload_columns(assignments, "s");
+    format!(
+        "SELECT (s.id)::pg_catalog.text AS assignment_id, s.cycle_start, '{kind}'::followup.message_kind AS kind,
+                {sequence} AS sequence, '{role}'::followup.recipient_role AS recipient_role,
+                ({recipient})::pg_catalog.text AS recipient_id, s.age AS days_since_contact{payload}
+           FROM {scan}
+          WHERE s.enabled AND {recipient} IS NOT NULL AND {due}",
+        kind = kind.kind,
+        sequence = kind.sequence,
+        role = kind.recipient_role,
+        recipient = kind.recipient,
+        scan = scan_sql(assignments, tallied),
+        due = kind.due_sql(),
+    )
+}
+
+/// One row per message due on `$1` (a date), in the outbox's column names:
+/// assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
+/// days_since_contact, then the payload columns as p1..pn (see payload_sql).
+/// With `tally`, the first kind's scan counts the active assignments it reads.
+///
+/// Shaped for a million assignments: one plain scan per message kind (a
+/// second sequential scan is cheaper than expanding every row into both
+/// kinds), texts built only for the messages actually due, and no scan at all
+/// for a kind that does not apply (kinds.rs).
+pub fn due_sql(assignments: &AssignmentTable, tally: bool, any_policy_escalates: bool) -> String {
+    kinds::ALL
+        .iter()
+        .filter(|kind| kind.applies(assignments, any_policy_escalates))
+        .enumerate()
+        .map(|(i, kind)| branch_sql(assignments, kind, tally && i == 0))
+        .collect::<Vec<_>>()
+        .join("\n         UNION ALL\n         ")
+}
+
+/// `, alias.p1, …, alias.pn`: the payload columns of a row aliased `alias`
+/// that carries them (the assignments scan, or a row of due_sql).
+fn payload_columns(assignments: &AssignmentTable, alias: &str) -> String {
+    (1..=assignments.payload_columns.len()).map(|i| format!(", {alias}.p{i}")).collect()
+}
+
+/// The JSON payload of a row of due_sql aliased `alias`: the registered
+/// payload columns by name.
+fn payload_sql(assignments: &AssignmentTable, alias: &str) -> String {
+    if assignments.payload_columns.is_empty() {
+        return "'{}'::pg_catalog.jsonb".to_string();
+    }
+    let pairs: Vec<String> = assignments
+        .payload_columns
+        .iter()
+        .enumerate()
+        .map(|(i, (raw, _))| format!("{}, {alias}.p{}", quote_literal(raw), i + 1))
+        .collect();
+    format!("pg_catalog.jsonb_build_object({})", pairs.join(", "))
+}
+
+/// Is `o` (an outbox row) the message `d` (a row of due_sql)? The
+/// idempotency key.
+const SAME_MESSAGE: &str = "o.assignment_id = d.assignment_id AND o.cycle_start = d.cycle_start
+                            AND o.kind = d.kind AND o.sequence = d.sequence";
+
+/// `followup.preview`: the due messages not yet in the outbox, as outbox rows.
+pub fn preview_sql(assignments: &AssignmentTable, any_policy_escalates: bool) -> String {
+    format!(
+        "SELECT NULL::pg_catalog.int8 AS message_id, NULL::pg_catalog.int8 AS run_id,
+                d.assignment_id, d.cycle_start, d.kind, d.sequence, d.recipient_role, d.recipient_id,
+                d.days_since_contact, {payload} AS payload, pg_catalog.now() AS enqueued_at,
+                'pending'::followup.message_status AS status, 0 AS attempts, pg_catalog.now() AS visible_at,
+                NULL::pg_catalog.uuid AS lease_id, NULL::pg_catalog.text AS claimed_by,
+                NULL::pg_catalog.timestamptz AS delivered_at, NULL::pg_catalog.text AS last_error
+           FROM ({due}) AS d
+          WHERE NOT EXISTS (SELECT 1 FROM followup.outbox AS o WHERE {SAME_MESSAGE})
+          ORDER BY d.assignment_id, d.kind",
+        payload = payload_sql(assignments, "d"),
+        due = due_sql(assignments, false, any_policy_escalates)
+    )
+}
+
+/// The run's one INSERT. `$1` as-of date, `$2` run id.
+///
+/// ON CONFLICT DO NOTHING on the idempotency key is what makes any number of
+/// runs, with or without the lock, enqueue each message once.
+///
+/// `skip_enqueued` adds an anti-join against the outbox in front of it: a
+/// rerun, or any day's run where most due messages were enqueued on earlier
+/// days, then drops those with one hash (or index) anti-join instead of
+/// building each row and probing the unique index for it — about 4× cheaper
+/// for a same-day rerun. The caller leaves it out when the outbox has no pages:
+/// there is nothing to skip, and a planner that sees an empty table may choose
+/// to rescan it (the table this statement is filling) for every candidate.
+///
+/// The due tally sits behind an OFFSET 0 fence, so it counts every due
+/// message, enqueued before or not; the difference is `duplicates_suppressed`.
+/// The JSON payload is built only for rows that get past the anti-join.
+pub fn enqueue_sql(assignments: &AssignmentTable, any_policy_escalates: bool, skip_enqueued: bool) -> String {
+    let payload_columns = payload_columns(assignments, "due");
+    let anti_join = if skip_enqueued {
+        format!("WHERE NOT EXISTS (SELECT 1 FROM followup.outbox AS o WHERE {SAME_MESSAGE})")
+    } else {
+        String::new()
+    };
+    format!(
+        "INSERT INTO followup.outbox (run_id, assignment_id, cycle_start, kind, sequence, recipient_role,
+                                      recipient_id, days_since_contact, payload)
+         SELECT $2, d.assignment_id, d.cycle_start, d.kind, d.sequence, d.recipient_role,
+                d.recipient_id, d.days_since_contact, {payload}
+           FROM (SELECT followup._tally_due(due.assignment_id) AS assignment_id, due.cycle_start, due.kind,
+                        due.sequence, due.recipient_role, due.recipient_id, due.days_since_contact{payload_columns}
+                   FROM ({due}) AS due
+                 OFFSET 0) AS d
+         {anti_join}
+         ON CONFLICT ON CONSTRAINT outbox_idempotency_key DO NOTHING",
+        payload = payload_sql(assignments, "d"),
+        due = due_sql(assignments, true, any_policy_escalates)
+    )
+}
