@@ -77,7 +77,8 @@ requests_from() { awk -F'\t' -v id="$1" '$2 + 0 >= id' "$REQUESTS" | wc -l; }
 # load_requests: the webhook's log as table webhook_requests, for SQL checks.
 load_requests() {
     q "SET client_min_messages = warning; DROP TABLE IF EXISTS webhook_requests;
-       CREATE TABLE webhook_requests (n int, message_id bigint, idempotency_key text, answer text, nth int, check_ text)"
+       CREATE TABLE webhook_requests (n int, message_id bigint, idempotency_key text, answer text, nth int, check_ text,
+                                      conn int)"
     q "\\copy webhook_requests FROM '$REQUESTS'"
 }
 
@@ -106,8 +107,8 @@ stop_notifier() {
     for p in "${STARTED_PIDS[@]}"; do [ "$p" = "$pid" ] || rest+=("$p"); done
     STARTED_PIDS=("${rest[@]}")
 }
-# released_lines CONSUMER: its 'released' log lines, without the timestamp.
-released_lines() { grep ' released ' "$WORK/$1.log" | cut -d' ' -f2- || true; }
+# released_lines CONSUMER: its 'released' log lines, without the timestamp and level.
+released_lines() { grep ' released ' "$WORK/$1.log" | sed -E 's/^[^ ]+ +[A-Z]+ +//' || true; }
 # idle_claimer: some notifier's last statement was a claim, and it is idle
 # (waiting for a notification or its poll interval).
 idle_claimer() {
@@ -147,7 +148,7 @@ requests_are() { [ "$(requests_for "$1")" -eq "$2" ]; }
 add_messages() {
     q "INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
                                     days_since_contact, payload)
-       SELECT '$1-' || g, current_date, 'reminder', 1, 'mentor', 'mentor-' || g, 30, jsonb_build_object('n', g)
+       SELECT '$1-' || g, date '2026-11-02', 'reminder', 1, 'mentor', 'mentor-' || g, 30, jsonb_build_object('n', g)
          FROM generate_series(1, $2) AS g"
 }
 
