@@ -6,7 +6,6 @@
 //! certificates of `--ca-file`. Redirects are not followed: a 3xx is a failed
 //! delivery, like any answer outside 2xx.
 
-use std::error::Error as _;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -146,15 +145,25 @@ impl Webhook {
             return PostError(format!("request timed out after {}", human(self.timeout)));
         }
         // A certificate problem says so plainly, whatever wraps it.
-        let mut source = e.source();
-        while let Some(cause) = source {
-            if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-                return PostError(format!("TLS error: {tls}"));
-            }
-            source = cause.source();
+        if let Some(tls) = rustls_error(e) {
+            return PostError(format!("TLS error: {tls}"));
         }
         PostError(format!("connection error: {}", chain(e)))
     }
+}
+
+/// The rustls error behind an error, if any. (An io::Error's source() skips
+/// the error it wraps, so io::Errors are looked inside too.)
+fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        if let Some(tls) = rustls_error(inner) {
+            return Some(tls);
+        }
+    }
+    rustls_error(e.source()?)
 }
 
 /// An error and its causes, "outer: inner: innermost", without the repeats
@@ -204,6 +213,14 @@ mod tests {
     fn one_lines() {
         assert_eq!(one_line("a\r\nb", 10), "a  b");
         assert_eq!(one_line("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn tls_errors_are_found_inside_io_errors() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls.clone()));
+        assert_eq!(rustls_error(&nested), Some(&tls));
+        assert_eq!(rustls_error(&std::io::Error::other("no")), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 #                                  and "$WEBHOOK_URL", logging to $WORK/CONSUMER.log; waits until
 #                                  it listens; sets NOTIFIER_PID
 #   stop_notifier SIGNAL [PID]     signals it, waits, sets STATUS
+#   run_notifier CONSUMER [FLAGS...]     runs it in the foreground (a start that must fail); STATUS
 #   wait_until WHAT SECONDS CMD... retries CMD every 0.1 s (the seconds are only a safety net
 #                                  against a hang: no check depends on how fast anything is)
 #   rules LINE... / requests_for ID / requests_are ID N / load_requests (table webhook_requests)
@@ -128,4 +129,13 @@ add_messages() {
                                     days_since_contact, payload)
        SELECT '$1-' || g, date '2026-11-02', 'reminder', 1, 'mentor', 'mentor-' || g, 30, jsonb_build_object('n', g)
          FROM generate_series(1, $2) AS g"
+}
+
+# run_notifier CONSUMER [FLAGS...]: runs it in the foreground, for a start that
+# must fail; sets STATUS. (timeout only guards against a hang.)
+run_notifier() {
+    local consumer=$1; shift
+    STATUS=0
+    timeout 60 "$NOTIFIER" --database "${NOTIFIER_DB:-dbname=$DB}" --webhook-url "$WEBHOOK_URL" \
+        --consumer "$consumer" "$@" 2>>"$WORK/$consumer.log" || STATUS=$?
 }
