@@ -32,12 +32,6 @@ requests_from() { awk -F'\t' -v id="$1" '$2 + 0 >= id' "$REQUESTS" | wc -l; }
 
 # released_lines CONSUMER: its 'released' log lines, without the timestamp and level.
 released_lines() { grep ' released ' "$WORK/$1.log" | sed -E 's/^[^ ]+ +[A-Z]+ +//' || true; }
-# idle_claimer: some notifier's last statement was a claim, and it is idle
-# (waiting for a notification or its poll interval).
-idle_claimer() {
-    [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle'
-                AND query LIKE '%followup.claim(%' AND pid <> pg_backend_pid()")" -ge 1 ]
-}
 
 # listen_start / listen_stop: a psql session LISTENing on followup_outbox in
 # the background; listen_stop ends it and sets NOTIFICATIONS to the payloads

@@ -15,6 +15,8 @@
 #                                  against a hang: no check depends on how fast anything is)
 #   rules LINE... / requests_for ID / requests_are ID N / load_requests (table webhook_requests)
 #   count CONDITION / count_is CONDITION N / add_messages PREFIX N / next_message_id
+#   idle_claimer                   some notifier waits for work after a claim
+#   metric URL NAME                a sample's value from a /metrics page
 #   cleanup_hook CMD               run CMD at exit (servers the script started)
 
 NOTIFIER_PIDS=()   # every notifier started, so that an abort leaves none behind
@@ -138,4 +140,18 @@ run_notifier() {
     STATUS=0
     timeout 60 "$NOTIFIER" --database "${NOTIFIER_DB:-dbname=$DB}" --webhook-url "$WEBHOOK_URL" \
         --consumer "$consumer" "$@" 2>>"$WORK/$consumer.log" || STATUS=$?
+}
+
+# idle_claimer: some notifier's last statement was a claim, and it is idle
+# (waiting for a notification or its poll interval).
+idle_claimer() {
+    [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle'
+                AND query LIKE '%followup.claim(%' AND pid <> pg_backend_pid()")" -ge 1 ]
+}
+
+# metric URL SAMPLE: the value of SAMPLE (e.g. followup_notifier_delivered_total,
+# or with its labels: followup_notifier_delivery_duration_seconds_bucket{le="+Inf"})
+# on the /metrics page at URL; empty if absent.
+metric() {
+    curl -sf "$1" | awk -v name="$2" '$1 == name { print $2 }'
 }
