@@ -176,7 +176,7 @@ impl Deliverer<'_> {
             // because the ack did not survive: ack it, do not send it twice.
             db.ack(lease_id, ids).await?;
             info!(
-                message_id = %message_id, key,
+                message_id = %message_id, key = %key,
                 "already delivered by this notifier before the connection was lost; acked without posting it again"
             );
             return Ok(());
@@ -198,13 +198,13 @@ impl Deliverer<'_> {
                 self.metrics.delivered.inc_by(ids.len() as u64);
                 self.delivered.insert(ids);
                 if db.ack(lease_id, ids).await? == ids.len() as i64 {
-                    info!(message_id = %message_id, key, status, elapsed_ms, "delivered");
+                    info!(message_id = %message_id, key = %key, status, elapsed_ms, "delivered");
                 } else {
                     // Only possible after our lease expired and another consumer
                     // re-claimed the message: it may be delivered once more, with
                     // the same Idempotency-Key.
                     warn!(
-                        message_id = %message_id, key, status, elapsed_ms,
+                        message_id = %message_id, key = %key, status, elapsed_ms,
                         "delivered, but the ack was refused: the lease is no longer ours"
                     );
                 }
@@ -233,7 +233,7 @@ impl Deliverer<'_> {
             Some(FailOutcome::Dead) => "dead: max attempts reached (followup.requeue_dead to retry)",
             _ => "not recorded: the lease is no longer ours",
         };
-        warn!(message_id = %message_id, key, elapsed_ms, error = %error, outcome, "failed");
+        warn!(message_id = %message_id, key = %key, elapsed_ms, error = %error, outcome, "failed");
         Ok(())
     }
 

@@ -14,7 +14,7 @@
 #   wait_until WHAT SECONDS CMD... retries CMD every 0.1 s (the seconds are only a safety net
 #                                  against a hang: no check depends on how fast anything is)
 #   rules LINE... / requests_for ID / requests_are ID N / load_requests (table webhook_requests)
-#   count CONDITION / count_is CONDITION N / add_messages PREFIX N / next_message_id
+#   count CONDITION / count_is CONDITION N / count_at_least CONDITION N / add_messages PREFIX N / next_message_id
 #   idle_claimer                   some notifier waits for work after a claim
 #   metric URL NAME                a sample's value from a /metrics page
 #   cleanup_hook CMD               run CMD at exit (servers the script started)
@@ -124,6 +124,7 @@ next_message_id() {
 }
 count() { q "SELECT count(*) FROM followup.outbox WHERE $1"; }
 count_is() { [ "$(count "$1")" -eq "$2" ]; }
+count_at_least() { [ "$(count "$1")" -ge "$2" ]; }
 # add_messages PREFIX N: N pending messages inserted by hand (like a run would),
 # for a fixed cycle date.
 add_messages() {
