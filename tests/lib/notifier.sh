@@ -57,6 +57,7 @@ notifier_setup() {
     WORK="$CLUSTER_ROOT/$1"
     rm -rf "$WORK" && mkdir -p "$WORK" && chmod 755 "$WORK"
     trap notifier_cleanup EXIT
+    trap "exit 1" INT TERM  # (so that the EXIT trap runs)
     echo "# building the notifier"
     (cd "$REPO" && cargo build --quiet -p followup-notifier) || abort "cargo build -p followup-notifier"
     local target_dir

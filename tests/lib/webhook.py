@@ -4,8 +4,9 @@
 A real HTTP/1.1 server on 127.0.0.1 (an OS-chosen port, written to --port-file)
 that records every request and answers as a rules file says. Written in Python's
 standard library on purpose: an HTTP implementation independent of the
-notifier's. Connections are kept alive unless the client asks otherwise. With
---tls-cert and --tls-key it speaks HTTPS (TLS from Python's ssl module).
+notifier's. Connections are kept alive unless the client asks otherwise (or
+--close: every answer closes its connection). With --tls-cert and --tls-key it
+speaks HTTPS (TLS from Python's ssl module).
 
 Rules (--rules, re-read on every request, so a test can change them while the
 server runs), one per line, '#' starts a comment:
@@ -107,6 +108,10 @@ def check(handler, body, message_id, key):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The status line and headers, then the body, are separate writes: without
+    # TCP_NODELAY the body would wait for the client's delayed ACK (40 ms) on a
+    # kept-alive connection.
+    disable_nagle_algorithm = True
 
     def setup(self):
         super().setup()
@@ -145,6 +150,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(answer)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(text)))
+        if self.server.close_each:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(text)
 
@@ -161,10 +169,11 @@ def main():
     parser.add_argument("--rules", required=True)
     parser.add_argument("--tls-cert", help="PEM certificate (chain) to serve HTTPS with")
     parser.add_argument("--tls-key", help="its PEM private key")
+    parser.add_argument("--close", action="store_true", help="close the connection after each answer")
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    server.rules, server.log = args.rules, args.log
+    server.rules, server.log, server.close_each = args.rules, args.log, args.close
     if args.tls_cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.tls_cert, args.tls_key)
