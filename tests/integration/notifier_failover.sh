@@ -42,13 +42,12 @@ wait_until "the standby has the messages" 30 standby_has_all
 start_webhook web
 WEBHOOK_URL="http://127.0.0.1:$WEBHOOK_PORT/hooks/followup"
 rules "* delay 0.02"
-metrics_port=$(free_port)
-HEALTHZ="http://127.0.0.1:$metrics_port/healthz"
 healthz() { curl -s -o /dev/null -w '%{http_code}' "$HEALTHZ"; }
 healthz_is() { [ "$(healthz)" = "$1" ]; }
 NOTIFIER_DB="host=127.0.0.1,127.0.0.1 port=$primary_port,$standby_port dbname=$DB user=postgres target_session_attrs=read-write"
 start_notifier f1 --batch-size 20 --lease '10 seconds' --request-timeout 2s --poll-interval 1s \
-    --metrics-addr "127.0.0.1:$metrics_port"
+    --metrics-addr 127.0.0.1:0
+HEALTHZ="$(metrics_base f1)/healthz"
 expect "connected to the primary, the first host: /healthz 200" \
     "$(grep -c "connected to 127.0.0.1:$primary_port " "$WORK/f1.log") $(healthz)" "1 200"
 

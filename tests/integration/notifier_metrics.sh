@@ -27,14 +27,17 @@ start_webhook web
 WEBHOOK_URL="http://127.0.0.1:$WEBHOOK_PORT/hooks/followup"
 
 # --- 1. counters against the outbox -------------------------------------------
-port=$(free_port)
-METRICS="http://127.0.0.1:$port/metrics"
 first=$(next_message_id)
 dead=$((first + 1)) retried=$((first + 2))
 rules "$dead status 500" "$retried status 500 1"
 add_messages metrics 20
 start_notifier m1 --lease '3 seconds' --request-timeout 1s --batch-size 10 --poll-interval 1s \
-    --metrics-addr "127.0.0.1:$port" --log-format json
+    --metrics-addr 127.0.0.1:0 --log-format json
+METRICS="$(python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)["message"]
+    if m.startswith("serving /metrics"):
+        print(m.split(" on ")[1] + "/metrics")' "$WORK/m1.log")"
 wait_until "the first attempts are done" 30 \
     count_is "status = 'delivered' OR (message_id IN ($dead, $retried) AND last_error IS NOT NULL)" 20
 q "UPDATE followup.outbox SET visible_at = now() WHERE message_id IN ($dead, $retried)"  # the backoff is over
@@ -89,9 +92,8 @@ print(len(ev), all(e["status"] == 200 and e["key"].endswith("/2026-11-02/reminde
 # --- 2. the age of the oldest claimable message --------------------------------
 # m2 polls every 60 s and rows inserted by hand send no NOTIFY: the message
 # below stays claimable until the pg_notify that wakes m2.
-port=$(free_port)
-METRICS="http://127.0.0.1:$port/metrics" HEALTHZ="http://127.0.0.1:$port/healthz"
-start_notifier m2 --poll-interval 60s --metrics-addr "127.0.0.1:$port"
+start_notifier m2 --poll-interval 60s --metrics-addr 127.0.0.1:0
+METRICS="$(metrics_base m2)/metrics" HEALTHZ="$(metrics_base m2)/healthz"
 wait_until "m2 has made its first claim and waits" 10 idle_claimer
 rules
 aged=$(next_message_id)

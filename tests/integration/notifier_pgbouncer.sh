@@ -32,8 +32,7 @@ expect "PgBouncer pools by transaction, one server connection per database" \
 start_webhook web
 WEBHOOK_URL="http://127.0.0.1:$WEBHOOK_PORT/hooks/followup"
 NOTIFIER_DB="host=127.0.0.1 port=$(pgbouncer_port "$BOUNCER") dbname=$DB user=postgres"
-metrics_port=$(free_port)
-start_notifier p1 --batch-size 10 --poll-interval 1s --metrics-addr "127.0.0.1:$metrics_port"
+start_notifier p1 --batch-size 10 --poll-interval 1s --metrics-addr 127.0.0.1:0
 P1=$NOTIFIER_PID
 start_notifier p2 --batch-size 10 --poll-interval 1s
 P2=$NOTIFIER_PID
@@ -46,7 +45,7 @@ total=300
 slow=$((first + 154))
 rules "$slow delay 1.5" "* delay 0.01"
 add_messages bounce "$total"
-healthz() { curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$metrics_port/healthz"; }
+healthz() { curl -s -o /dev/null -w '%{http_code}' "$(metrics_base p1)/healthz"; }
 codes=""
 for _ in 1 2 3 4 5; do codes+="$(healthz) "; sleep 0.1; done
 expect "/healthz through PgBouncer, with both notifiers at work: 200 each time" "$codes" "200 200 200 200 200 "

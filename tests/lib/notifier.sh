@@ -17,6 +17,8 @@
 #   count CONDITION / count_is CONDITION N / count_at_least CONDITION N / add_messages PREFIX N / next_message_id
 #   idle_claimer                   some notifier waits for work after a claim
 #   metric URL NAME                a sample's value from a /metrics page
+#   metrics_base CONSUMER          http://HOST:PORT of its metrics server (start it with
+#                                  --metrics-addr 127.0.0.1:0: the port it got is in its log)
 #   cleanup_hook CMD               run CMD at exit (servers the script started)
 
 NOTIFIER_PIDS=()   # every notifier started, so that an abort leaves none behind
@@ -156,4 +158,8 @@ idle_claimer() {
 # on the /metrics page at URL; empty if absent.
 metric() {
     curl -sf "$1" | awk -v name="$2" '$1 == name { print $2 }'
+}
+
+metrics_base() {
+    sed -n 's|.*serving /metrics and /healthz on \(http://[0-9.:]*\).*|\1|p' "$WORK/$1.log" | tail -n 1
 }

@@ -8,11 +8,14 @@
 # clusters), and runs as postgres: PgBouncer refuses to run as root.
 
 pgbouncer_start() {
-    local dir=$1 cluster=$2 mode=${3:-transaction} pool=${4:-1} port
-    port=$(free_port)
+    local dir=$1 cluster=$2 mode=${3:-transaction} pool=${4:-1} port attempt _
     mkdir -p "$dir"
     echo '"postgres" ""' >"$dir/userlist.txt"
-    cat >"$dir/pgbouncer.ini" <<EOF
+    # a port free a moment ago may be taken by then (as the local end of some
+    # connection): then PgBouncer listens on its socket only; try another
+    for attempt in 1 2 3 4 5; do
+        port=$(free_port)
+        cat >"$dir/pgbouncer.ini" <<EOF
 [databases]
 * = host=127.0.0.1 port=$(cluster_port "$cluster")
 
@@ -29,13 +32,16 @@ max_client_conn = 100
 logfile = $dir/pgbouncer.log
 pidfile = $dir/pgbouncer.pid
 EOF
-    echo "$port" >"$dir/port"
-    chown -R postgres: "$dir"
-    as_postgres pgbouncer -d "$dir/pgbouncer.ini" || { cat "$dir/pgbouncer.log" >&2; return 1; }
-    local _
-    for _ in $(seq 1 100); do
-        psql -X -At -h 127.0.0.1 -p "$port" -U postgres -d pgbouncer -c "SHOW VERSION" >/dev/null 2>&1 && return 0
-        sleep 0.1
+        echo "$port" >"$dir/port"
+        : >"$dir/pgbouncer.log"
+        chown -R postgres: "$dir"
+        as_postgres pgbouncer -d "$dir/pgbouncer.ini" || { cat "$dir/pgbouncer.log" >&2; return 1; }
+        for _ in $(seq 1 100); do
+            psql -X -At -h 127.0.0.1 -p "$port" -U postgres -d pgbouncer -c "SHOW VERSION" >/dev/null 2>&1 && return 0
+            grep -q "cannot listen on 127.0.0.1" "$dir/pgbouncer.log" && break
+            sleep 0.1
+        done
+        pgbouncer_stop "$dir"
     done
     echo "pgbouncer did not start" >&2
     cat "$dir/pgbouncer.log" >&2
