@@ -174,16 +174,22 @@ impl Deliverer<'_> {
         if self.delivered.contains_all(ids) {
             // POSTed with success before a reconnect, and handed out again
             // because the ack did not survive: ack it, do not send it twice.
-            db.ack(lease_id, ids).await?;
-            info!(
-                message_id = %message_id, key = %key,
-                "already delivered by this notifier before the connection was lost; acked without posting it again"
-            );
+            if db.ack(lease_id, ids).await? == ids.len() as i64 {
+                info!(
+                    message_id = %message_id, key = %key,
+                    "already delivered by this notifier before the connection was lost; acked without posting it again"
+                );
+            } else {
+                warn!(
+                    message_id = %message_id, key = %key,
+                    "already delivered by this notifier before the connection was lost; not posted again, \
+                     but the ack was refused: the lease is no longer ours"
+                );
+            }
             return Ok(());
         }
 
-        let id_header = message_id.clone();
-        let headers = [("Idempotency-Key", key), ("X-Followup-Message-Id", id_header.as_str())];
+        let headers = [("Idempotency-Key", key), ("X-Followup-Message-Id", message_id.as_str())];
         let started = Instant::now();
         let answer = self.webhook.post(&headers, item.body.clone()).await;
         let elapsed = started.elapsed();
