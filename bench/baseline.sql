@@ -1,7 +1,14 @@
 -- What a DBA would write without pg_followup, for bench/run.sh to compare with
--- on the same data: an outbox with a text idempotency key filled by one
--- INSERT … SELECT … ON CONFLICT DO NOTHING, and last_contact_date kept by a
--- FOR EACH ROW trigger. Plus the tables the bulk-insert comparison uses.
+-- on the same data:
+--   * the same contract by hand: an outbox with the same columns and indexes
+--     as followup.outbox but a text idempotency key, filled by one
+--     INSERT … SELECT … ON CONFLICT DO NOTHING applying the policies;
+--   * the minimal one, what a DBA writes in 20 lines: a bigserial key, one
+--     text unique idempotency key, a fixed 14-day / 7-day rule, one statement;
+--   * last_contact_date kept by a typical FOR EACH ROW trigger, and by a
+--     FOR EACH STATEMENT trigger with a transition table doing one raise-only
+--     UPDATE.
+-- Plus the tables the bulk-insert comparison uses.
 CREATE SCHEMA bench;
 
 -- Same columns and indexes as followup.outbox (primary key, unique
@@ -62,6 +69,37 @@ BEGIN
     RETURN enqueued;
 END $$;
 
+-- The minimal outbox: a bigserial key and one text idempotency key, nothing
+-- for a consumer protocol (no status, lease or claim index).
+CREATE TABLE bench.outbox_minimal (
+    id                 bigserial PRIMARY KEY,
+    idempotency_key    text NOT NULL UNIQUE,
+    assignment_id      bigint NOT NULL,
+    mentor_id          bigint NOT NULL,
+    sequence           int NOT NULL,
+    days_since_contact int NOT NULL,
+    payload            jsonb NOT NULL,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    sent_at            timestamptz
+);
+
+-- A reminder 14 days after the last contact (or the creation), then every 7.
+CREATE FUNCTION bench.minimal_run(as_of date) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    enqueued bigint;
+BEGIN
+    INSERT INTO bench.outbox_minimal (idempotency_key, assignment_id, mentor_id, sequence, days_since_contact, payload)
+    SELECT a.id || '/' || c.cycle_start || '/' || (1 + (c.age - 14) / 7), a.id, a.mentor_id, 1 + (c.age - 14) / 7,
+           c.age, jsonb_build_object('organization', a.organization, 'contact_id', a.contact_id)
+      FROM app.assignments a,
+           LATERAL (SELECT coalesce(a.last_contact_date, a.created_at) AS cycle_start,
+                           as_of - coalesce(a.last_contact_date, a.created_at) AS age) c
+     WHERE a.status = 'active' AND c.age >= 14
+    ON CONFLICT (idempotency_key) DO NOTHING;
+    GET DIAGNOSTICS enqueued = ROW_COUNT;
+    RETURN enqueued;
+END $$;
+
 -- The bulk-insert comparison: the rows to insert, an untracked copy of the
 -- activity table, and one with a typical row trigger keeping a copy of the
 -- assignments up to date.
@@ -92,8 +130,12 @@ BEGIN
     INSERT INTO bench.assignments_copy SELECT * FROM app.assignments;
     CREATE TABLE bench.activities_rowtrigger (LIKE app.activities INCLUDING ALL);
     INSERT INTO bench.activities_rowtrigger OVERRIDING SYSTEM VALUE SELECT * FROM app.activities;
+    CREATE TABLE bench.assignments_stmt (LIKE app.assignments INCLUDING ALL);
+    INSERT INTO bench.assignments_stmt SELECT * FROM app.assignments;
+    CREATE TABLE bench.activities_stmttrigger (LIKE app.activities INCLUDING ALL);
+    INSERT INTO bench.activities_stmttrigger OVERRIDING SYSTEM VALUE SELECT * FROM app.activities;
     PERFORM pg_catalog.setval(pg_catalog.pg_get_serial_sequence(t, 'id'), (SELECT max(id) FROM app.activities))
-       FROM unnest(ARRAY['bench.activities_plain', 'bench.activities_rowtrigger']) AS t;
+       FROM unnest(ARRAY['bench.activities_plain', 'bench.activities_rowtrigger', 'bench.activities_stmttrigger']) AS t;
     CREATE TABLE bench.last_contact_before AS SELECT id, last_contact_date FROM app.assignments;
     CREATE FUNCTION bench.touch_last_contact() RETURNS trigger LANGUAGE plpgsql AS $f$
     BEGIN
@@ -105,6 +147,19 @@ BEGIN
     END $f$;
     CREATE TRIGGER touch_last_contact AFTER INSERT ON bench.activities_rowtrigger
         FOR EACH ROW EXECUTE FUNCTION bench.touch_last_contact();
+    -- the hand-written set-based trigger: one raise-only UPDATE per statement
+    CREATE FUNCTION bench.raise_last_contact() RETURNS trigger LANGUAGE plpgsql AS $f$
+    BEGIN
+        UPDATE bench.assignments_stmt a
+           SET last_contact_date = n.latest
+          FROM (SELECT mentor_id, contact_id, max(occurred_at)::date AS latest
+                  FROM new_rows GROUP BY mentor_id, contact_id) n
+         WHERE a.mentor_id = n.mentor_id AND a.contact_id = n.contact_id
+           AND (a.last_contact_date IS NULL OR a.last_contact_date < n.latest);
+        RETURN NULL;
+    END $f$;
+    CREATE TRIGGER raise_last_contact AFTER INSERT ON bench.activities_stmttrigger
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION bench.raise_last_contact();
 END $$;
 
 -- Back to the state before a bulk-insert trial: no benchmark activities, the
@@ -115,6 +170,7 @@ BEGIN
     -- benchmark's rows would recompute every assignment: skip it.
     DELETE FROM bench.activities_plain WHERE note IS NULL;
     DELETE FROM bench.activities_rowtrigger WHERE note IS NULL;
+    DELETE FROM bench.activities_stmttrigger WHERE note IS NULL;
     ALTER TABLE app.activities DISABLE TRIGGER followup_activity_delete;
     DELETE FROM app.activities WHERE note IS NULL;
     ALTER TABLE app.activities ENABLE TRIGGER followup_activity_delete;
@@ -124,10 +180,13 @@ BEGIN
     UPDATE bench.assignments_copy a SET last_contact_date = b.last_contact_date
       FROM bench.last_contact_before b
      WHERE a.id = b.id AND a.last_contact_date IS DISTINCT FROM b.last_contact_date;
+    UPDATE bench.assignments_stmt a SET last_contact_date = b.last_contact_date
+      FROM bench.last_contact_before b
+     WHERE a.id = b.id AND a.last_contact_date IS DISTINCT FROM b.last_contact_date;
 END $$;
 
 -- After the bulk inserts: pg_followup's last contacts are exactly the latest
--- activities, and the row trigger agrees.
+-- activities, and both hand-written triggers agree.
 CREATE FUNCTION bench.tracking_is_exact() RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     RETURN NOT EXISTS (
@@ -137,5 +196,8 @@ BEGIN
                         WHERE x.mentor_id = a.mentor_id AND x.contact_id = a.contact_id))
        AND NOT EXISTS (
                SELECT 1 FROM app.assignments a JOIN bench.assignments_copy c USING (id)
+                WHERE a.last_contact_date IS DISTINCT FROM c.last_contact_date)
+       AND NOT EXISTS (
+               SELECT 1 FROM app.assignments a JOIN bench.assignments_stmt c USING (id)
                 WHERE a.last_contact_date IS DISTINCT FROM c.last_contact_date);
 END $$;

@@ -2,7 +2,7 @@
 # pg_followup benchmark (not a test): every figure is a ratio against a
 # baseline measured in the same run, on the same data, in the same cluster.
 #
-#   bench/run.sh                      N = 10,000  100,000  1,000,000
+#   bench/run.sh                      N = 10,000  300,000  1,000,000
 #   bench/run.sh 10000 100000         other sizes
 #   PGBENCH_SECONDS=30 (default)      length of each single-row insert run
 #
@@ -10,18 +10,27 @@
 # closed, 1 in 7 never contacted, contacts spread over 60 days, two policies)
 # with tracking on, then measures:
 #   1. the reminder run vs the best hand-written INSERT … SELECT … ON CONFLICT
-#      DO NOTHING into an equivalent outbox table with a text idempotency key;
-#      first run and same-day rerun (best of 3, each on an empty outbox);
-#   2. a bulk INSERT of N activities into the tracked table vs an identical
-#      untracked table vs one with a typical FOR EACH ROW PL/pgSQL trigger;
-#   3. single-row activity inserts with pgbench (2 clients), tracked vs untracked;
-#   4. how much memory the backend doing the run allocates (peak RssAnon growth).
-# Runs on a private cluster with durable settings (fsync, synchronous_commit on).
+#      DO NOTHING into an equivalent outbox table with a text idempotency key
+#      (same contract: policies, escalations, the consumer protocol's columns
+#      and indexes); first run and same-day rerun (best of 3, each on an empty
+#      outbox);
+#   2. the same against the minimal hand-written baseline (bigserial key, one
+#      text unique key, fixed 14/7 rule, one statement), with the policies
+#      reduced to the default 14/7 row so both enqueue the same messages;
+#   3. a bulk INSERT of N activities into the tracked table vs an identical
+#      untracked table, one with a typical FOR EACH ROW PL/pgSQL trigger, and
+#      one with a hand-written FOR EACH STATEMENT trigger (transition table,
+#      one raise-only UPDATE);
+#   4. single-row activity inserts with pgbench (2 clients), tracked vs untracked;
+#   5. how much memory the backend doing the run allocates (peak RssAnon growth).
+# Runs on a private cluster with PostgreSQL's defaults for every planner and
+# JIT setting (what users run: jit = on), and durable settings (fsync,
+# synchronous_commit on); only memory and checkpoint settings are raised.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 SIZES=("$@")
-[ ${#SIZES[@]} -gt 0 ] || SIZES=(10000 100000 1000000)
+[ ${#SIZES[@]} -gt 0 ] || SIZES=(10000 300000 1000000)
 PGBENCH_SECONDS=${PGBENCH_SECONDS:-30}
 
 tests/setup.sh >/dev/null
@@ -31,7 +40,7 @@ source tests/lib/cluster.sh
 trap cluster_cleanup_all EXIT
 cluster_init bench "fsync = on" "synchronous_commit = on" "shared_buffers = 2GB" "work_mem = 64MB" \
     "maintenance_work_mem = 1GB" "max_wal_size = 16GB" "checkpoint_timeout = 1h" \
-    "jit = off" "followup.database = 'postgres'"
+    "followup.database = 'postgres'"
 cluster_start bench
 export PGHOST=$(cluster_host bench) PGPORT=$(cluster_port bench) PGUSER=postgres
 
@@ -63,14 +72,15 @@ setup_database() {
     psql -X -q -d "$DB" -c "CHECKPOINT" >/dev/null
 }
 
-# 1. The run vs the hand-written baseline, best of 3 on an empty outbox
+# 1, 2. The run vs a baseline (function, table), best of 3, each on an empty
+# outbox: a first run, then a same-day rerun.
 bench_run() {
-    local ours=() base=() ours_rerun=() base_rerun=() i
+    local fn=$1 table=$2 ours=() base=() ours_rerun=() base_rerun=() i
     for i in 1 2 3; do
-        q "TRUNCATE followup.outbox, bench.outbox_baseline, followup.runs" >/dev/null
-        psql -X -q -d "$DB" -c "VACUUM ANALYZE followup.outbox, bench.outbox_baseline" -c "CHECKPOINT" >/dev/null
-        base+=("$(ms "SELECT bench.baseline_run(current_date)")")
-        base_rerun+=("$(ms "SELECT bench.baseline_run(current_date)")")
+        q "TRUNCATE followup.outbox, $table, followup.runs" >/dev/null
+        psql -X -q -d "$DB" -c "VACUUM ANALYZE followup.outbox, $table" -c "CHECKPOINT" >/dev/null
+        base+=("$(ms "SELECT $fn(current_date)")")
+        base_rerun+=("$(ms "SELECT $fn(current_date)")")
         psql -X -q -d "$DB" -c "CHECKPOINT" >/dev/null
         ours+=("$(ms "SELECT status FROM followup.run_now(current_date)")")
         ours_rerun+=("$(ms "SELECT status FROM followup.run_now(current_date)")")
@@ -79,7 +89,7 @@ bench_run() {
     RERUN_OURS=$(min "${ours_rerun[@]}") RERUN_BASE=$(min "${base_rerun[@]}")
     MESSAGES=$(q "SELECT count(*) FROM followup.outbox")
     local baseline_messages
-    baseline_messages=$(q "SELECT count(*) FROM bench.outbox_baseline")
+    baseline_messages=$(q "SELECT count(*) FROM $table")
     if [ "$MESSAGES" != "$baseline_messages" ]; then
         echo "the run enqueued $MESSAGES messages, the baseline $baseline_messages: not the same work" >&2
         exit 1
@@ -88,30 +98,35 @@ bench_run() {
         || { echo "a run did not succeed" >&2; exit 1; }
 }
 
-# 2. Bulk insert of N activities: tracked vs untracked vs row trigger (best of
-# 2), for the rows of bench.$1 (new_activities or old_activities)
+# 3. Bulk insert of N activities: tracked vs untracked vs row trigger vs
+# statement trigger (best of 2), for the rows of bench.$1 (new_activities or
+# old_activities)
 bench_bulk() {
-    local source=$1 tracked=() plain=() rowtrig=() i
+    local source=$1 tracked=() plain=() rowtrig=() stmttrig=() i
     for i in 1 2; do
         q "SELECT bench.reset_activities()" >/dev/null
-        psql -X -q -d "$DB" -c "VACUUM ANALYZE app.assignments, bench.assignments_copy, app.activities,
-                                               bench.activities_plain, bench.activities_rowtrigger" \
+        psql -X -q -d "$DB" -c "VACUUM ANALYZE app.assignments, bench.assignments_copy, bench.assignments_stmt,
+                                               app.activities, bench.activities_plain, bench.activities_rowtrigger,
+                                               bench.activities_stmttrigger" \
             -c "CHECKPOINT" >/dev/null
         plain+=("$(ms "INSERT INTO bench.activities_plain (mentor_id, contact_id, occurred_at, registration)
                        SELECT mentor_id, contact_id, occurred_at, registration FROM bench.$source")")
         rowtrig+=("$(ms "INSERT INTO bench.activities_rowtrigger (mentor_id, contact_id, occurred_at, registration)
                          SELECT mentor_id, contact_id, occurred_at, registration FROM bench.$source")")
+        stmttrig+=("$(ms "INSERT INTO bench.activities_stmttrigger (mentor_id, contact_id, occurred_at, registration)
+                          SELECT mentor_id, contact_id, occurred_at, registration FROM bench.$source")")
         tracked+=("$(ms "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
                          SELECT mentor_id, contact_id, occurred_at, registration FROM bench.$source")")
     done
     BULK_TRACKED=$(min "${tracked[@]}") BULK_PLAIN=$(min "${plain[@]}") BULK_ROW=$(min "${rowtrig[@]}")
+    BULK_STMT=$(min "${stmttrig[@]}")
     BULK_MOVED=$(q "SELECT count(*) FROM app.assignments a JOIN bench.last_contact_before b USING (id)
                      WHERE a.last_contact_date IS DISTINCT FROM b.last_contact_date")
     [ "$(q "SELECT bench.tracking_is_exact()")" = "t" ] || { echo "tracking drifted" >&2; exit 1; }
     q "SELECT bench.reset_activities()" >/dev/null
 }
 
-# 3. Single-row inserts with pgbench, 2 clients
+# 4. Single-row inserts with pgbench, 2 clients
 bench_single() {
     local n=$1
     for table in app.activities bench.activities_plain; do
@@ -129,7 +144,7 @@ SQL
         | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
 }
 
-# 4. Memory of the backend doing the run: its anonymous resident memory
+# 5. Memory of the backend doing the run: its anonymous resident memory
 # (RssAnon in /proc/PID/status: palloc'd memory, not the shared buffers it
 # touches), sampled every 20 ms, peak minus what the idle backend held. The run
 # goes in-session (followup.run_in_worker = off) so that the sampler knows the
@@ -153,30 +168,41 @@ bench_memory() {
     PEAK_KB=$((peak > idle ? peak - idle : 0))
 }
 
-run_rows=() track_rows=() tps_rows=()
+run_rows=() minimal_rows=() track_rows=() tps_rows=()
+run_row() {
+    printf '| %s | %s | %s | %s | **%s** | %s | %s | **%s** |' \
+        "$1" "$MESSAGES" "$(fmt_ms "$RUN_OURS")" "$(fmt_ms "$RUN_BASE")" "$(ratio "$RUN_OURS" "$RUN_BASE")" \
+        "$(fmt_ms "$RERUN_OURS")" "$(fmt_ms "$RERUN_BASE")" "$(ratio "$RERUN_OURS" "$RERUN_BASE")"
+}
 for n in "${SIZES[@]}"; do
     echo "== N = $n: building the data set" >&2
     setup_database "$n"
-    echo "== N = $n: reminder run vs baseline" >&2
-    bench_run
+    echo "== N = $n: reminder run vs the same-contract baseline" >&2
+    bench_run bench.baseline_run bench.outbox_baseline
+    contract_row=$(run_row "$n")
+    echo "== N = $n: reminder run vs the minimal baseline (default 14/7 policy only)" >&2
+    q "CREATE TABLE bench.policies_saved AS SELECT * FROM followup.policies WHERE organization <> '*';
+       DELETE FROM followup.policies WHERE organization <> '*'"
+    bench_run bench.minimal_run bench.outbox_minimal
+    minimal_rows+=("$(run_row "$n")")
+    q "INSERT INTO followup.policies SELECT * FROM bench.policies_saved; DROP TABLE bench.policies_saved"
     echo "== N = $n: bulk inserts" >&2
     bench_bulk old_activities
-    OLD_TRACKED=$BULK_TRACKED OLD_PLAIN=$BULK_PLAIN OLD_ROW=$BULK_ROW OLD_MOVED=$BULK_MOVED
+    OLD_TRACKED=$BULK_TRACKED OLD_PLAIN=$BULK_PLAIN OLD_ROW=$BULK_ROW OLD_STMT=$BULK_STMT OLD_MOVED=$BULK_MOVED
     bench_bulk new_activities
     echo "== N = $n: single-row inserts (pgbench, ${PGBENCH_SECONDS}s each)" >&2
     bench_single "$n"
     echo "== N = $n: memory" >&2
     bench_memory
-    run_rows+=("$(printf '| %s | %s | %s | %s | **%s** | %s | %s | **%s** | %s MB |' \
-        "$n" "$MESSAGES" "$(fmt_ms "$RUN_OURS")" "$(fmt_ms "$RUN_BASE")" "$(ratio "$RUN_OURS" "$RUN_BASE")" \
-        "$(fmt_ms "$RERUN_OURS")" "$(fmt_ms "$RERUN_BASE")" "$(ratio "$RERUN_OURS" "$RERUN_BASE")" \
-        "$(awk -v k="$PEAK_KB" 'BEGIN { printf "%.1f", k / 1024 }')")")
-    track_rows+=("$(printf '| %s | new contacts | %s | %s | %s | %s | **%s** | %s |' \
-        "$n" "$BULK_MOVED" "$(fmt_ms "$BULK_TRACKED")" "$(fmt_ms "$BULK_PLAIN")" "$(fmt_ms "$BULK_ROW")" \
-        "$(ratio "$BULK_TRACKED" "$BULK_PLAIN")" "$(ratio "$BULK_ROW" "$BULK_PLAIN")")")
-    track_rows+=("$(printf '| %s | history import | %s | %s | %s | %s | **%s** | %s |' \
-        "$n" "$OLD_MOVED" "$(fmt_ms "$OLD_TRACKED")" "$(fmt_ms "$OLD_PLAIN")" "$(fmt_ms "$OLD_ROW")" \
-        "$(ratio "$OLD_TRACKED" "$OLD_PLAIN")" "$(ratio "$OLD_ROW" "$OLD_PLAIN")")")
+    run_rows+=("$contract_row $(awk -v k="$PEAK_KB" 'BEGIN { printf "%.1f", k / 1024 }') MB |")
+    track_rows+=("$(printf '| %s | new contacts | %s | %s | %s | %s | %s | **%s** | **%s** | %s |' \
+        "$n" "$BULK_MOVED" "$(fmt_ms "$BULK_TRACKED")" "$(fmt_ms "$BULK_PLAIN")" "$(fmt_ms "$BULK_STMT")" \
+        "$(fmt_ms "$BULK_ROW")" "$(ratio "$BULK_TRACKED" "$BULK_PLAIN")" "$(ratio "$BULK_TRACKED" "$BULK_STMT")" \
+        "$(ratio "$BULK_ROW" "$BULK_PLAIN")")")
+    track_rows+=("$(printf '| %s | history import | %s | %s | %s | %s | %s | **%s** | **%s** | %s |' \
+        "$n" "$OLD_MOVED" "$(fmt_ms "$OLD_TRACKED")" "$(fmt_ms "$OLD_PLAIN")" "$(fmt_ms "$OLD_STMT")" \
+        "$(fmt_ms "$OLD_ROW")" "$(ratio "$OLD_TRACKED" "$OLD_PLAIN")" "$(ratio "$OLD_TRACKED" "$OLD_STMT")" \
+        "$(ratio "$OLD_ROW" "$OLD_PLAIN")")")
     tps_rows+=("$(printf '| %s | %s | %s | **%s** |' "$n" "${TPS_TRACKED%.*}" "${TPS_PLAIN%.*}" "$(ratio "$TPS_TRACKED" "$TPS_PLAIN")")")
     dropdb "$DB"
 done
@@ -184,10 +210,12 @@ done
 cat <<EOT
 
 pg_followup benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo),
-PostgreSQL $(psql -X -At -d postgres -c "SHOW server_version"), fsync and synchronous_commit on, shared_buffers 2GB.
+PostgreSQL $(psql -X -At -d postgres -c "SHOW server_version"), default planner and JIT settings (jit $(psql -X -At -d postgres -c "SHOW jit")),
+fsync and synchronous_commit on, shared_buffers 2GB, work_mem 64MB.
 Times are the best of 3 (runs) or 2 (bulk inserts) as psql measures them; a ratio is ours / the baseline's.
 
-The reminder run vs the hand-written INSERT … SELECT … ON CONFLICT DO NOTHING (same messages):
+The reminder run vs the same contract by hand: one INSERT … SELECT … ON CONFLICT DO NOTHING applying the
+policies, into an outbox with followup.outbox's columns and indexes and a text idempotency key (same messages):
 
 | N assignments | messages | run | baseline | ratio | same-day rerun | baseline rerun | ratio | run's peak memory growth |
 |---|---|---|---|---|---|---|---|---|
@@ -195,11 +223,22 @@ EOT
 printf '%s\n' "${run_rows[@]}"
 cat <<EOT
 
-A bulk INSERT … SELECT of N activities: tracked vs the same insert into an untracked copy of the table, and
-into a copy with a typical FOR EACH ROW PL/pgSQL trigger:
+The reminder run vs the minimal hand-written baseline: a bigserial key, one text unique idempotency key, a fixed
+14-day / 7-day rule, one INSERT … SELECT … ON CONFLICT DO NOTHING (policies reduced to the default 14/7 row, so
+both enqueue the same messages):
 
-| N activities | rows | last contacts moved | tracked | untracked | row trigger | tracked ratio | row-trigger ratio |
+| N assignments | messages | run | minimal | ratio | same-day rerun | minimal rerun | ratio |
 |---|---|---|---|---|---|---|---|
+EOT
+printf '%s\n' "${minimal_rows[@]}"
+cat <<EOT
+
+A bulk INSERT … SELECT of N activities: tracked vs the same insert into an untracked copy of the table, into a
+copy with a hand-written FOR EACH STATEMENT trigger (transition table, one raise-only UPDATE), and into a copy
+with a typical FOR EACH ROW PL/pgSQL trigger:
+
+| N activities | rows | last contacts moved | tracked | untracked | statement trigger | row trigger | tracked / untracked | tracked / statement trigger | row trigger / untracked |
+|---|---|---|---|---|---|---|---|---|---|
 EOT
 printf '%s\n' "${track_rows[@]}"
 cat <<EOT

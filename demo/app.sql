@@ -45,11 +45,13 @@ CREATE TABLE app.activities (
 );
 CREATE INDEX activities_pair_idx ON app.activities (mentor_id, contact_id, occurred_at);
 
--- app.seed(n): n assignments in 20 organizations (ids 1..n), one mentor per
--- four assignments, 10% closed, 1 in 7 never contacted, created and last
--- contacted over the past 60 to 120 days. Activities are inserted with
--- registration 'bulk' (an import). Deterministic for a given n.
-CREATE FUNCTION app.seed(n int) RETURNS void LANGUAGE plpgsql AS $$
+-- app.seed(n, as_of): n assignments in 20 organizations (ids 1..n), one
+-- mentor per four assignments, 10% closed, 1 in 7 never contacted, created 60
+-- to 120 days and last contacted 0 to 60 days before `as_of` (default: today).
+-- Activities are inserted with registration 'bulk' (an import), at 10:00 UTC.
+-- Deterministic for a given n and as_of: tests pass a fixed as_of, so what is
+-- due does not depend on the day they run.
+CREATE FUNCTION app.seed(n int, as_of date DEFAULT current_date) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     mentors int := greatest(n / 4, 1);
 BEGIN
@@ -65,12 +67,12 @@ BEGIN
            1 + (g % 20),
            'org-' || lpad((1 + g % 20)::text, 2, '0'),
            CASE WHEN g % 10 = 0 THEN 'closed' ELSE 'active' END,
-           current_date - (60 + g % 61)::int
+           as_of - (60 + g % 61)::int
       FROM generate_series(1, n) g;
     -- every assignment but ~15% has one to three activities in the last 60 days
     INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration, note)
     SELECT a.mentor_id, a.contact_id,
-           (current_date - ((a.id * 7 + k * 13) % 60)::int)::timestamptz + interval '10 hours',
+           ((as_of - ((a.id * 7 + k * 13) % 60)::int) + time '10:00') AT TIME ZONE 'UTC',
            'bulk', 'imported'
       FROM app.assignments a
      CROSS JOIN LATERAL generate_series(1, 1 + (a.id % 3)) k

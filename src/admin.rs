@@ -29,8 +29,9 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
         let (is_future, today): (bool, String) = client
             .select(
                 &format!(
+                    // ISO 8601 whatever the session's DateStyle
                     "SELECT $1 > (pg_catalog.now() AT TIME ZONE {TIMEZONE_SQL})::pg_catalog.date,
-                            ((pg_catalog.now() AT TIME ZONE {TIMEZONE_SQL})::pg_catalog.date)::pg_catalog.text"
+                            pg_catalog.to_char((pg_catalog.now() AT TIME ZONE {TIMEZONE_SQL})::pg_catalog.date, 'YYYY-MM-DD')"
                 ),
                 None,
                 &[contact_date.into()],

@@ -11,6 +11,7 @@ mod active_when;
 mod admin;
 mod errors;
 mod gucs;
+mod planner;
 mod query;
 mod registration;
 mod registry;

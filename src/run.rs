@@ -471,9 +471,8 @@ pub fn scan_and_finish(run_id: i64, as_of: &str) -> &'static str {
     })
 }
 
-/// Runs `f` with `enable_mergejoin = off`, and with `hash_only` also
-/// `enable_nestloop = off`, restored afterwards (on error, by the
-/// subtransaction's abort), like a function's `SET` clause.
+/// Runs `f` (the run's INSERT) with JIT off (see planner.rs), with
+/// `enable_mergejoin = off`, and with `hash_only` also `enable_nestloop = off`.
 ///
 /// The planner underestimates how many messages are due. With statistics on
 /// the outbox it still weighs the anti-join well, except that it once chose a
@@ -483,28 +482,17 @@ pub fn scan_and_finish(run_id: i64, as_of: &str) -> &'static str {
 /// created or truncated, before autovacuum analyzed it) it believes few due
 /// messages are enqueued and probes the index for each: 1.5 s for a same-day
 /// rerun at 1,000,000, against 0.75 s with a hash anti-join. Such an outbox
-/// holds at most a few runs' messages, so hashing it is cheap.
+/// holds at most a few runs' messages, so hashing it is cheap. A disabled
+/// join method adds 1e10 to the cost of any plan that still needs one, which
+/// is one more reason JIT must not decide by cost here.
 fn with_join_methods<T>(hash_only: bool, f: impl FnOnce() -> T) -> T {
-    let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
-    let off = |name: &std::ffi::CStr| unsafe {
-        pg_sys::set_config_option(
-            name.as_ptr(),
-            c"off".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-    };
-    off(c"enable_mergejoin");
+    let no_mergejoin = (c"enable_mergejoin", c"off");
+    let no_nestloop = (c"enable_nestloop", c"off");
     if hash_only {
-        off(c"enable_nestloop");
+        crate::planner::with_settings(&[crate::planner::NO_JIT, no_mergejoin, no_nestloop], f)
+    } else {
+        crate::planner::with_settings(&[crate::planner::NO_JIT, no_mergejoin], f)
     }
-    let result = f();
-    unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
-    result
 }
 
 pub fn release_lock() {

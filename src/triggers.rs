@@ -248,7 +248,16 @@ fn track(trigger: &PgTrigger<'_>, row_level: bool) {
             nulls.push(if is_null { b'n' as std::ffi::c_char } else { b' ' as std::ffi::c_char });
         }
         let _executing = Executing::enter();
-        let status = unsafe { pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0) };
+        let mut execute = || unsafe { pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0) };
+        // A kept plan is planned at its first execution (and again after an
+        // invalidation), here: the settings in force now decide whether it
+        // JIT-compiles. Single-row statements never cost enough for JIT and
+        // skip the setting on the hottest path.
+        let status = if key.size_class == SINGLE_ROW || row_level {
+            execute()
+        } else {
+            crate::planner::with_settings(&[crate::planner::NO_JIT], execute)
+        };
         if status < 0 {
             error!("pg_followup: tracking statement failed (SPI error {status})");
         }

@@ -7,15 +7,15 @@
 # (pg_restore) and plain SQL (psql).
 source "$(dirname "$0")/../lib/integration.sh"
 new_db it_dump
-q "SELECT app.seed(50)" >/dev/null
+seed 50
 q "CREATE TABLE app.visits (mentor_id bigint, contact_id bigint, visited_on date) PARTITION BY RANGE (visited_on)"
 q "CREATE TABLE app.visits_2026 PARTITION OF app.visits FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
 register_app
 q "SELECT followup.track_activities('app.visits', 'visited_on', '{mentor_id,contact_id}')" >/dev/null
 q "UPDATE followup.policies SET remind_after_days = 10 WHERE organization = '*'"
 q "INSERT INTO followup.policies VALUES ('org-03', 7, 3, 21, 4, true)"
-q "SELECT followup.set_last_contact('7', current_date - 5, 'paper log')" >/dev/null
-q "SELECT status FROM followup.run_now()" >/dev/null
+q "SELECT followup.set_last_contact('7', '$(day -5)', 'paper log')" >/dev/null
+q "SELECT status FROM followup.run_now('$AS_OF')" >/dev/null
 outbox_in_every_state dump-test
 q "SELECT followup._raise_alert('run_failed', NULL, 'an alert to keep')" >/dev/null
 
@@ -45,18 +45,18 @@ check_restored() {
     DB=$target
     expect "$how: registrations, policies, run log, outbox, alerts, corrections, triggers and dates are as dumped" "$(snapshot "$target")" "$before"
     q "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
-       SELECT mentor_id, contact_id, now(), 'direct' FROM app.assignments WHERE id = 11"
-    expect "$how: tracking works after restore" "$(last_contact 11)" "$(q "SELECT current_date")"
+       SELECT mentor_id, contact_id, '$(day 1) 09:00+00', 'direct' FROM app.assignments WHERE id = 11"
+    expect "$how: tracking works after restore" "$(last_contact 11)" "$(day 1)"
     q "INSERT INTO app.visits_2026 SELECT mentor_id, contact_id, date '2026-12-31' FROM app.assignments WHERE id = 12"
     expect "$how: tracking works on a restored partition" "$(last_contact 12)" "2026-12-31"
     q "CREATE TABLE app.visits_2027 PARTITION OF app.visits FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')"
     q "INSERT INTO app.visits_2027 SELECT mentor_id, contact_id, date '2027-01-02' FROM app.assignments WHERE id = 13"
     expect "$how: a partition created after restore is tracked" "$(last_contact 13)" "2027-01-02"
     expect "$how: a rerun the same day enqueues nothing new" \
-        "$(q "SELECT status || ':' || reminders_enqueued || ':' || (duplicates_suppressed > 0) FROM followup.run_now()")" \
+        "$(q "SELECT status || ':' || reminders_enqueued || ':' || (duplicates_suppressed > 0) FROM followup.run_now('$AS_OF')")" \
         "succeeded:0:true"
     expect "$how: sequences continue after the restored rows" \
-        "$(q "SELECT correction_id FROM followup.set_last_contact('8', current_date, 'after restore')")" "2"
+        "$(q "SELECT correction_id FROM followup.set_last_contact('8', '$AS_OF', 'after restore')")" "2"
     expect "$how: new runs get new ids" "$(q "SELECT max(run_id) FROM followup.runs")" "2"
     expect "$how: the default policy row is not duplicated" \
         "$(q "SELECT count(*) || ':' || min(remind_after_days) FROM followup.policies WHERE organization = '*'")" "1:10"

@@ -9,19 +9,21 @@ source "$(dirname "$0")/../lib/integration.sh"
 trap 'cluster_stop faults immediate' EXIT
 
 DB=followup_faults
-cluster_init faults "followup.database = '$DB'"
+# The scheduler stays off (no 03:00 run may join in, whatever the hour) until
+# the immediate-shutdown scenario, which turns it on to catch up.
+cluster_init faults "followup.database = '$DB'" "followup.enabled = off"
 cluster_start faults
 export PGHOST=$(cluster_host faults) PGPORT=$(cluster_port faults)
 createdb "$DB"
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE EXTENSION pg_followup" -f "$REPO/demo/app.sql" >/dev/null
-q "SELECT app.seed(3000)" >/dev/null
+seed 3000
 register_app
 
 # Half the assignments paused: the first run enqueues their half only.
 q "UPDATE app.assignments SET status = 'paused' WHERE status = 'active' AND id % 2 = 0"
-first=$(q "SELECT reminders_enqueued FROM followup.run_now()")
+first=$(q "SELECT reminders_enqueued FROM followup.run_now('$AS_OF')")
 q "UPDATE app.assignments SET status = 'active' WHERE status = 'paused'"
-missing=$(q "SELECT count(*) FROM followup.preview()")
+missing=$(q "SELECT count(*) FROM followup.preview('$AS_OF')")
 expect "a first run enqueued some, and some are still missing" \
     "$([ "$first" -gt 0 ] && [ "$missing" -gt 0 ] && echo yes)" "yes"
 
@@ -55,11 +57,11 @@ stop_locker() {
 worker_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_followup run'"; }
 
 # --- 1. pg_terminate_backend of the run's worker ------------------------------
-start_blocked_run "SELECT followup.run_now()"
+start_blocked_run "SELECT followup.run_now('$AS_OF')"
 run_id=$(q "SELECT run_id FROM followup.runs WHERE status = 'running'")
 q "SELECT pg_terminate_backend($(worker_pid))" >/dev/null
 stop_locker
-after=$(q "SELECT status FROM followup.run_now()")
+after=$(q "SELECT status FROM followup.run_now('$AS_OF')")
 expect "terminated: the next run succeeds" "$after" "succeeded"
 expect "terminated: the killed run is abandoned" "$(q "SELECT status FROM followup.runs WHERE run_id = $run_id")" "abandoned"
 expect "terminated: with a run_abandoned alert" \
@@ -70,8 +72,8 @@ expect "terminated: the next run enqueued exactly what was missing" \
 lock_free "terminated"
 no_duplicates "terminated"
 
-# the next scenarios need messages missing again: a new day
-day=$(q "SELECT current_date + 7")
+# the next scenario needs messages missing again: a later day
+day=$(day 7)
 missing=$(q "SELECT count(*) FROM followup.preview('$day')")
 already=$(q "SELECT count(*) FROM followup.outbox")
 
@@ -95,23 +97,26 @@ expect "SIGKILL: the outbox grew by exactly that" "$(q "SELECT count(*) FROM fol
 no_duplicates "SIGKILL"
 
 # --- 3. immediate shutdown mid-run: abandoned, missed_schedule, catch-up -------
-# A time zone whose local date is not today's UTC date (so the runs above do
-# not cover it), local time safely away from midnight; run_at two minutes ago;
-# the tables registered before that. Today's manual run is cut short by an
-# immediate shutdown; after the restart the scheduler marks it abandoned and
-# catches up.
+# The scheduler works on the real clock, so this scenario does too, with the
+# expectations computed from it: a time zone where it is about noon now (so
+# nothing here crosses local midnight, whatever the hour in UTC), run_at two
+# minutes ago, the tables registered before that. The data were seeded months
+# before today, so every active assignment has a reminder due today that the
+# runs above (as of $AS_OF and a week later) did not enqueue. Today's manual
+# run is cut short by an immediate shutdown; after the restart the scheduler
+# marks it abandoned and catches up.
 q "UPDATE followup.assignment_tables SET registered_at = now() - interval '2 days'"
-tz=$(q "SELECT CASE WHEN extract(hour FROM now() AT TIME ZONE 'UTC') < 12 THEN 'Etc/GMT+12' ELSE 'Etc/GMT-14' END")
+tz=$(q "SELECT format('Etc/GMT%s', to_char(-(12 - extract(hour FROM now() AT TIME ZONE 'UTC')::int), 'FMSG99'))")
 run_at=$(q "SELECT to_char(now() AT TIME ZONE '$tz' - interval '2 minutes', 'HH24:MI')")
 today=$(q "SELECT (now() AT TIME ZONE '$tz')::date")
 psql -X -q -d postgres -c "ALTER SYSTEM SET followup.timezone = '$tz'" -c "ALTER SYSTEM SET followup.run_at = '$run_at'" \
-    -c "SELECT pg_reload_conf()" >/dev/null
+    -c "ALTER SYSTEM SET followup.enabled = on" -c "SELECT pg_reload_conf()" >/dev/null
 # reloading moves the schedule to tomorrow: no catch-up while the server runs
 sleep 2
 missing=$(q "SELECT count(*) FROM followup.preview('$today')")
 already=$(q "SELECT count(*) FROM followup.outbox")
-expect "immediate: the local day is not today's UTC date, and has messages due" \
-    "$([ "$today" != "$(q "SELECT current_date")" ] && [ "$missing" -gt 0 ] && echo yes)" "yes"
+expect "immediate: today has messages due that no run enqueued yet" \
+    "$([ "$missing" -gt 0 ] && [ "$missing" = "$(q "SELECT count(*) FROM app.assignments WHERE status = 'active'")" ] && echo yes)" "yes"
 expect "immediate: no catch-up happened while the server ran" \
     "$(q "SELECT count(*) FROM followup.runs WHERE trigger = 'catch_up'")" "0"
 start_blocked_run "SET followup.timezone = '$tz'; SELECT followup.run_now()"

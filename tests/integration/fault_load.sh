@@ -8,16 +8,16 @@
 # table, so that all ten calls overlap it whatever the machine's speed.
 source "$(dirname "$0")/../lib/integration.sh"
 new_db it_load
-q "SELECT app.seed(20000)" >/dev/null
+seed 20000
 register_app
 
 # 4 sessions inserting activities (single rows, random assignments, dates in
-# the last 30 days) for 12 seconds
-cat >"$CLUSTER_ROOT/load_insert.sql" <<'SQL'
+# the 30 days before $AS_OF) for 12 seconds
+cat >"$CLUSTER_ROOT/load_insert.sql" <<SQL
 \set id random(1, 20000)
 \set days random(0, 30)
 INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
-SELECT mentor_id, contact_id, now() - make_interval(days => :days), 'direct' FROM app.assignments WHERE id = :id;
+SELECT mentor_id, contact_id, timestamptz '$AS_OF 12:00+00' - make_interval(days => :days), 'direct' FROM app.assignments WHERE id = :id;
 SQL
 "$PG_BIN/pgbench" -n -c 4 -j 4 -T 12 -f "$CLUSTER_ROOT/load_insert.sql" "$DB" >"$CLUSTER_ROOT/load_pgbench.log" 2>&1 &
 inserts=$!
@@ -28,7 +28,7 @@ locker=$!
 sleep 0.3
 pids=()
 for i in $(seq 1 10); do
-    q "SELECT status FROM followup.run_now(current_date)" >"$CLUSTER_ROOT/load_run_$i.out" 2>&1 &
+    q "SELECT status FROM followup.run_now('$AS_OF')" >"$CLUSTER_ROOT/load_run_$i.out" 2>&1 &
     pids+=($!)
 done
 wait "${pids[@]}" "$locker"
@@ -36,7 +36,7 @@ wait "$inserts"
 
 expect "the activity streams ran" "$(grep -c 'number of failed transactions: 0' "$CLUSTER_ROOT/load_pgbench.log")" "1"
 expect "ten runs for the day: one succeeded, nine skipped" \
-    "$(q "SELECT string_agg(status || '=' || n, ',' ORDER BY status) FROM (SELECT status, count(*) AS n FROM followup.runs WHERE as_of = current_date GROUP BY status) s")" \
+    "$(q "SELECT string_agg(status || '=' || n, ',' ORDER BY status) FROM (SELECT status, count(*) AS n FROM followup.runs WHERE as_of = '$AS_OF' GROUP BY status) s")" \
     "succeeded=1,skipped=9"
 expect "each run_now call returned its run's status" \
     "$(cat "$CLUSTER_ROOT"/load_run_*.out | sort | uniq -c | awk '{print $2 "=" $1}' | paste -sd, -)" "skipped=9,succeeded=1"
@@ -52,8 +52,8 @@ expect "every last_contact_date matches its activities" \
            WHERE a.last_contact_date IS DISTINCT FROM
                  (SELECT max(occurred_at)::date FROM app.activities x
                    WHERE x.mentor_id = a.mentor_id AND x.contact_id = a.contact_id)")" "0"
-missing=$(q "SELECT count(*) FROM followup.preview(current_date)")
+missing=$(q "SELECT count(*) FROM followup.preview('$AS_OF')")
 expect "a rerun after the load enqueues exactly what contacts logged during the run made due" \
-    "$(q "SELECT reminders_enqueued FROM followup.run_now(current_date)")" "$missing"
-expect "and then nothing is due any more" "$(q "SELECT count(*) FROM followup.preview(current_date)")" "0"
+    "$(q "SELECT reminders_enqueued FROM followup.run_now('$AS_OF')")" "$missing"
+expect "and then nothing is due any more" "$(q "SELECT count(*) FROM followup.preview('$AS_OF')")" "0"
 finish

@@ -4,7 +4,7 @@
 # coordinator app role that may only insert and update activities.
 source "$(dirname "$0")/../lib/integration.sh"
 new_db it_kind_coordinator
-q "SELECT app.seed(40)" >/dev/null
+seed 40
 q "ALTER TABLE app.activities ADD COLUMN external_id text UNIQUE" >/dev/null
 register_app
 app_role followup_it_coordinator
@@ -15,10 +15,10 @@ upsert() {
                                 VALUES ($(pair 14), '$1', 'coordinator_proxy', 'crm-77')
                                 ON CONFLICT (external_id) DO UPDATE SET occurred_at = EXCLUDED.occurred_at"
 }
-upsert "$(q "SELECT now() - interval '3 days'")"
-expect "coordinator's contact counts" "$(last_contact 14)" "$(q "SELECT current_date - 3")"
-upsert "$(q "SELECT now() - interval '1 day'")"
-expect "the upsert's update part moves it forward" "$(last_contact 14)" "$(q "SELECT current_date - 1")"
+upsert "$(day -3) 15:00+00"
+expect "coordinator's contact counts" "$(last_contact 14)" "$(day -3)"
+upsert "$(day -1) 15:00+00"
+expect "the upsert's update part moves it forward" "$(last_contact 14)" "$(day -1)"
 expect "still one activity from the coordinator" \
     "$(q "SELECT count(*) FROM app.activities WHERE registration = 'coordinator_proxy'")" "1"
 expect "no assignment drifts from its latest activity" "$(drifted)" "0"

@@ -4,13 +4,13 @@
 # registered_by. The proxy's role may only insert activities.
 source "$(dirname "$0")/../lib/integration.sh"
 new_db it_kind_proxy
-q "SELECT app.seed(40)" >/dev/null
+seed 40
 register_app
 app_role followup_it_proxy
 
 as followup_it_proxy "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration, note)
-                      VALUES ($(pair 9), now() - interval '2 days', 'proxy', 'logged by the front desk')"
-expect "proxy contact counts for the mentor's assignment" "$(last_contact 9)" "$(q "SELECT current_date - 2")"
+                      VALUES ($(pair 9), '$(day -2) 11:00+00', 'proxy', 'logged by the front desk')"
+expect "proxy contact counts for the mentor's assignment" "$(last_contact 9)" "$(day -2)"
 expect "registered_by names the proxy" \
     "$(q "SELECT registered_by FROM app.activities WHERE registration = 'proxy'")" "followup_it_proxy"
 # the proxy mis-typed the date and corrects it: an UPDATE moving it back recomputes

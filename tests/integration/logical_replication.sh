@@ -8,7 +8,7 @@ trap 'cluster_stop sub immediate' EXIT
 
 # publisher: the main cluster
 new_db it_logrepl_pub
-q "SELECT app.seed(60)" >/dev/null
+seed 60
 q "CREATE TABLE app.visits (mentor_id bigint, contact_id bigint, visited_on date, PRIMARY KEY (mentor_id, contact_id, visited_on))"
 q "ALTER TABLE app.activities REPLICA IDENTITY FULL"
 q "CREATE PUBLICATION followup_pub FOR TABLE app.activities, app.visits"
@@ -22,7 +22,7 @@ sq() { psql -X -At -q -v ON_ERROR_STOP=1 -h "$SUB_HOST" -p "$SUB_PORT" -U postgr
 createdb -h "$SUB_HOST" -p "$SUB_PORT" -U postgres sub
 psql -X -q -v ON_ERROR_STOP=1 -h "$SUB_HOST" -p "$SUB_PORT" -U postgres -d sub \
     -c "CREATE EXTENSION pg_followup" -f "$REPO/demo/app.sql" >/dev/null
-sq "SELECT app.seed(60)" >/dev/null
+sq "SELECT app.seed(60, '$AS_OF')" >/dev/null
 sq "TRUNCATE app.activities"
 sq "UPDATE app.assignments SET last_contact_date = NULL"
 sq "CREATE TABLE app.visits (mentor_id bigint, contact_id bigint, visited_on date, PRIMARY KEY (mentor_id, contact_id, visited_on))
@@ -57,35 +57,35 @@ expect "and some assignments have a last contact" \
 
 # streamed changes: single insert, multi-row insert, update, delete
 q "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
-   SELECT mentor_id, contact_id, now(), 'direct' FROM app.assignments WHERE id = 3"
+   SELECT mentor_id, contact_id, '$(day 1) 12:00+00', 'direct' FROM app.assignments WHERE id = 3"
 q "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
-   SELECT mentor_id, contact_id, now() - interval '1 day', 'bulk' FROM app.assignments WHERE id BETWEEN 10 AND 19"
-wait_for "SELECT last_contact_date = current_date FROM app.assignments WHERE id = 3" "t" || true
-expect "a replicated single insert sets the date" "$(sq "SELECT last_contact_date = current_date FROM app.assignments WHERE id = 3")" "t"
-wait_for "SELECT count(*) FROM app.assignments WHERE id BETWEEN 10 AND 19 AND last_contact_date >= current_date - 1" "10" || true
+   SELECT mentor_id, contact_id, '$AS_OF 12:00+00', 'bulk' FROM app.assignments WHERE id BETWEEN 10 AND 19"
+wait_for "SELECT last_contact_date FROM app.assignments WHERE id = 3" "$(day 1)" || true
+expect "a replicated single insert sets the date" "$(sq "SELECT last_contact_date FROM app.assignments WHERE id = 3")" "$(day 1)"
+wait_for "SELECT count(*) FROM app.assignments WHERE id BETWEEN 10 AND 19 AND last_contact_date = '$AS_OF'" "10" || true
 expect "a replicated multi-row insert sets every date" \
-    "$(sq "SELECT count(*) FROM app.assignments WHERE id BETWEEN 10 AND 19 AND last_contact_date >= current_date - 1")" "10"
+    "$(sq "SELECT count(*) FROM app.assignments WHERE id BETWEEN 10 AND 19 AND last_contact_date = '$AS_OF'")" "10"
 
 q "UPDATE app.activities SET occurred_at = occurred_at - interval '400 days'
     WHERE (mentor_id, contact_id) = (SELECT mentor_id, contact_id FROM app.assignments WHERE id = 3)
-      AND occurred_at > now() - interval '1 hour'"
-q "DELETE FROM app.activities WHERE registration = 'bulk' AND occurred_at > now() - interval '2 days'
+      AND occurred_at = '$(day 1) 12:00+00'"
+q "DELETE FROM app.activities WHERE registration = 'bulk' AND occurred_at >= '$(day -1) 12:00+00'
       AND (mentor_id, contact_id) IN (SELECT mentor_id, contact_id FROM app.assignments WHERE id BETWEEN 10 AND 14)"
 wait_for "SELECT count(*) FROM app.activities" "$(q "SELECT count(*) FROM app.activities")" || true
-wait_for "SELECT last_contact_date = current_date FROM app.assignments WHERE id = 3" "f" || true
+wait_for "SELECT last_contact_date = '$(day 1)' FROM app.assignments WHERE id = 3" "f" || true
 wait_for "$drift" "0" || true
 expect "replicated update and delete recompute: no drift" "$(sq "$drift")" "0"
-expect "the re-dated activity no longer counts as today" \
-    "$(sq "SELECT last_contact_date = current_date FROM app.assignments WHERE id = 3")" "f"
+expect "the re-dated activity no longer counts" \
+    "$(sq "SELECT last_contact_date = '$(day 1)' FROM app.assignments WHERE id = 3")" "f"
 
 # into a partitioned table on the subscriber
-q "INSERT INTO app.visits SELECT mentor_id, contact_id, current_date + 1 FROM app.assignments WHERE id IN (21, 22)"
+q "INSERT INTO app.visits SELECT mentor_id, contact_id, date '$(day 2)' FROM app.assignments WHERE id IN (21, 22)"
 q "INSERT INTO app.visits SELECT mentor_id, contact_id, date '2025-06-01' FROM app.assignments WHERE id = 23"
 wait_for "SELECT count(*) FROM app.visits" "3" || true
 wait_for "$drift" "0" || true
 expect "replicated rows routed into partitions set the dates" \
     "$(sq "SELECT string_agg(last_contact_date::text, ',' ORDER BY id) FROM app.assignments WHERE id IN (21, 22)")" \
-    "$(q "SELECT string_agg((current_date + 1)::text, ',') FROM generate_series(1, 2)")"
+    "$(day 2),$(day 2)"
 expect "no drift after replicating into partitions" "$(sq "$drift")" "0"
 expect "the row trigger is enabled for replication only, on the table and its partitions" \
     "$(sq "SELECT string_agg(DISTINCT tgenabled::text, '') FROM pg_trigger WHERE tgname = 'followup_activity_replica'")" "R"

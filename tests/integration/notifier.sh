@@ -56,7 +56,7 @@ listen_stop() {
 }
 
 new_db it_notifier
-q "SELECT app.seed(200)" >/dev/null
+seed 200
 register_app
 
 # --- 1 and 2: a run's messages, SIGTERM in the middle of a batch, restart ---
@@ -68,7 +68,7 @@ listen_start  # records the NOTIFYs of the run and of n1's release
 # A 60 s poll interval: only the run's NOTIFY can wake it within the wait below.
 start_notifier n1 --poll-interval 60s --request-timeout 5s
 started=$SECONDS
-total=$(q "SELECT reminders_enqueued FROM followup.run_now()")
+total=$(q "SELECT reminders_enqueued FROM followup.run_now('$AS_OF')")
 expect "the run enqueued more than one batch of 100" "$((total > 100))" "1"
 wait_until "the 40th message is being delivered" 20 requests_are "$slow" 1
 expect "woken by the run's NOTIFY (well before its 60 s poll)" "$((SECONDS - started < 30))" "1"

@@ -86,8 +86,8 @@ expect "  one 'delivered' event per delivery, with message_id, key, status and e
     "$(python3 -c 'import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
 ev = [e for e in ev if e["message"] == "delivered"]
-print(len(ev), all(e["status"] == 200 and e["key"].endswith("/2026-11-02/reminder/1") and "elapsed_ms" in e
-                   and e["message_id"].isdigit() for e in ev))' "$WORK/m1.log")" "29 True"
+print(len(ev), all(e["status"] == 200 and e["key"].endswith("/" + sys.argv[2] + "/reminder/1") and "elapsed_ms" in e
+                   and e["message_id"].isdigit() for e in ev))' "$WORK/m1.log" "$AS_OF")" "29 True"
 
 # --- 2. the age of the oldest claimable message --------------------------------
 # m2 polls every 60 s and rows inserted by hand send no NOTIFY: the message
@@ -99,7 +99,7 @@ rules
 aged=$(next_message_id)
 q "INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
                                 days_since_contact, payload, enqueued_at)
-   VALUES ('aged-1', date '2026-11-02', 'reminder', 1, 'mentor', 'mentor-1', 30, '{}', timestamptz '2026-11-02 03:00+00')"
+   VALUES ('aged-1', date '$AS_OF', 'reminder', 1, 'mentor', 'mentor-1', 30, '{}', timestamptz '$AS_OF 03:00+00')"
 age_now() { q "SELECT extract(epoch FROM clock_timestamp() - enqueued_at) FROM followup.outbox WHERE message_id = $aged"; }
 before=$(age_now)
 age=$(metric "$METRICS" followup_notifier_oldest_claimable_age_seconds)

@@ -4,14 +4,14 @@
 # running row is visible to other sessions while the run is in progress.
 source "$(dirname "$0")/../lib/integration.sh"
 new_db it_run_notify
-q "SELECT app.seed(300)" >/dev/null
+seed 300
 register_app
 
 # psql prints notifications received while it waits for the next command
 listen() {
-    psql -X -q -d "$DB" -v ON_ERROR_STOP=1 <<'SQL' 2>&1
+    psql -X -q -d "$DB" -v ON_ERROR_STOP=1 <<SQL 2>&1
 LISTEN followup_outbox;
-SELECT 'run ' || run_id || ' enqueued ' || reminders_enqueued FROM followup.run_now(current_date) \g /dev/null
+SELECT 'run ' || run_id || ' enqueued ' || reminders_enqueued FROM followup.run_now('$AS_OF') \g /dev/null
 SELECT 1 \g /dev/null
 SQL
 }
@@ -31,11 +31,11 @@ expect "a rerun that enqueues nothing does not notify" \
 psql -X -q -d "$DB" -c "BEGIN; LOCK TABLE app.assignments; SELECT pg_sleep(3); COMMIT;" >/dev/null &
 locker=$!
 sleep 0.5
-q "SELECT status FROM followup.run_now(current_date + 1)" >"$CLUSTER_ROOT/run_notify.out" &
+q "SELECT status FROM followup.run_now('$(day 1)')" >"$CLUSTER_ROOT/run_notify.out" &
 runner=$!
 seen=""
 for _ in $(seq 1 40); do
-    seen=$(q "SELECT string_agg(status::text, ',') FROM followup.runs WHERE as_of = current_date + 1")
+    seen=$(q "SELECT string_agg(status::text, ',') FROM followup.runs WHERE as_of = '$(day 1)'")
     [ "$seen" = "running" ] && break
     sleep 0.1
 done

@@ -12,7 +12,12 @@
 source "$(dirname "$0")/../lib/integration.sh"
 trap 'cluster_stop sched immediate' EXIT
 
-cluster_init sched "followup.database = 'followup_sched'" "followup.alert_after = 1"
+# The scheduler works on the real clock, so this test does too, with every
+# expectation computed from it. followup.timezone is a zone where it is about
+# noon now: nothing here crosses local midnight or meets the 03:00 default
+# run_at, whatever the hour in UTC.
+NOON_TZ=$(awk -v h="$(date -u +%H)" 'BEGIN { o = h - 12; printf "Etc/GMT%s%d", (o < 0 ? "-" : "+"), (o < 0 ? -o : o) }')
+cluster_init sched "followup.database = 'followup_sched'" "followup.alert_after = 1" "followup.timezone = '$NOON_TZ'"
 cluster_start sched
 export PGHOST=$(cluster_host sched) PGPORT=$(cluster_port sched)
 LOG="$(cluster_dir sched)/server.log"
@@ -51,7 +56,7 @@ expect "once the database exists, the missing extension is reported" \
     "$(grep -c 'the extension is not installed in database "followup_sched"' "$LOG")" "1"
 
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE EXTENSION pg_followup" -f "$REPO/demo/app.sql" >/dev/null
-q "SELECT app.seed(400)" >/dev/null
+seed 400
 register_app
 wait_for_log 'pg_followup scheduler started in database "followup_sched"' 45 || true
 expect "the scheduler starts once the extension exists" \
@@ -87,15 +92,16 @@ secs=$(q "SELECT 60 - floor(extract(second FROM now()))::int")
 ahead=$(( secs < 20 ? secs + 60 : secs ))
 run_at=$(local_hhmm "$ahead")
 psql -X -q -d postgres -c "ALTER SYSTEM SET followup.run_at = '$run_at'" -c "SELECT pg_reload_conf()" >/dev/null
-wait_for_log "schedule changed to $run_at UTC" 10 || true
-expect "SIGHUP applies the new run_at" "$(grep -c "schedule changed to $run_at UTC; rescheduling" "$LOG")" "1"
+wait_for_log "schedule changed to $run_at $NOON_TZ" 10 || true
+expect "SIGHUP applies the new run_at" "$(grep -c "schedule changed to $run_at $NOON_TZ; rescheduling" "$LOG")" "1"
 # hold the assignments table so the run blocks
 psql -X -q -d "$DB" -c "BEGIN; LOCK TABLE app.assignments; SELECT pg_sleep(200); COMMIT;" >/dev/null 2>&1 &
 locker=$!
 wait_for "SELECT status FROM followup.runs WHERE trigger = 'schedule'" "running" 90 || true
 expect "the scheduled run starts at run_at and is visible as running" \
-    "$(q "SELECT trigger || ':' || status || ':' || (as_of = current_date) FROM followup.runs")" "schedule:running:true"
-started=$(q "SELECT to_char(started_at AT TIME ZONE 'UTC', 'HH24:MI') FROM followup.runs WHERE trigger = 'schedule'")
+    "$(q "SELECT trigger || ':' || status || ':' || (as_of = (started_at AT TIME ZONE '$NOON_TZ')::date) FROM followup.runs")" \
+    "schedule:running:true"
+started=$(q "SELECT to_char(started_at AT TIME ZONE '$NOON_TZ', 'HH24:MI') FROM followup.runs WHERE trigger = 'schedule'")
 expect "it started in the run_at minute" "$started" "$run_at"
 wait_for "SELECT count(*) FROM followup.alerts WHERE kind = 'long_run'" "1" 90 || true
 expect "a long_run alert is raised while it still runs" \
@@ -115,16 +121,14 @@ expect "the day's scheduled run is not started again" "$(q "SELECT count(*) FROM
 # --- downtime over the scheduled time: missed_schedule and a catch-up run ----
 # registered long before the scheduled time that will be missed
 q "UPDATE followup.assignment_tables SET registered_at = now() - interval '2 days'"
-# local time about noon, so the missed time is today and not near midnight
-offset=$(q "SELECT to_char(-(12 - extract(hour FROM now() AT TIME ZONE 'UTC')::int), 'FMSG99')")
-missed_at=$(q "SELECT to_char(now() AT TIME ZONE 'Etc/GMT$offset' - interval '2 minutes', 'HH24:MI')")
-psql -X -q -d postgres -c "ALTER SYSTEM SET followup.timezone = 'Etc/GMT$offset'" \
-     -c "ALTER SYSTEM SET followup.run_at = '$missed_at'" >/dev/null
+# local time is about noon (NOON_TZ), so the missed time is today and not near midnight
+missed_at=$(q "SELECT to_char(now() AT TIME ZONE '$NOON_TZ' - interval '2 minutes', 'HH24:MI')")
+psql -X -q -d postgres -c "ALTER SYSTEM SET followup.run_at = '$missed_at'" >/dev/null
 cluster_stop sched fast
 cluster_start sched
 wait_for "SELECT status FROM followup.runs WHERE trigger = 'catch_up'" "succeeded" 60 || true
 expect "after the restart a catch-up run succeeds for today" \
-    "$(q "SELECT trigger || ':' || status || ':' || (as_of = (now() AT TIME ZONE 'Etc/GMT$offset')::date) FROM followup.runs WHERE trigger = 'catch_up'")" \
+    "$(q "SELECT trigger || ':' || status || ':' || (as_of = (now() AT TIME ZONE '$NOON_TZ')::date) FROM followup.runs WHERE trigger = 'catch_up'")" \
     "catch_up:succeeded:true"
 expect "a missed_schedule alert names the day and the catch-up run" \
     "$(q "SELECT count(*) FROM followup.alerts a JOIN followup.runs r USING (run_id)

@@ -11,11 +11,11 @@ dropdb --if-exists "$DB" && createdb "$DB"
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE EXTENSION pg_followup VERSION '0.1.0'" -f "$REPO/demo/app.sql" >/dev/null
 expect "0.1.0 installs" "$(q "SELECT extversion FROM pg_extension WHERE extname = 'pg_followup'")" "0.1.0"
 
-q "SELECT app.seed(500)" >/dev/null
+seed 500
 register_app
 q "INSERT INTO followup.policies VALUES ('org-02', 7, 3, 21, 5, true)"
-q "SELECT followup.set_last_contact('9', current_date - 3, 'paper log')" >/dev/null
-q "SELECT status FROM followup.run_now(current_date - 1)" >/dev/null
+q "SELECT followup.set_last_contact('9', '$(day -3)', 'paper log')" >/dev/null
+q "SELECT status FROM followup.run_now('$(day -1)')" >/dev/null
 outbox_in_every_state upgrade-test
 q "SELECT followup._raise_alert('run_failed', NULL, 'kept across the upgrade')" >/dev/null
 
@@ -107,13 +107,15 @@ expect "the upgraded schema is exactly a fresh $new_version install's ($(echo "$
 
 # and it works
 q "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
-   SELECT mentor_id, contact_id, now(), 'direct' FROM app.assignments WHERE id = 11"
-expect "tracking works after the upgrade" "$(last_contact 11)" "$(q "SELECT current_date")"
+   SELECT mentor_id, contact_id, '$AS_OF 12:00+00', 'direct' FROM app.assignments WHERE id = 11"
+expect "tracking works after the upgrade" "$(last_contact 11)" "$AS_OF"
 expect "a rerun for the same day enqueues nothing new" \
-    "$(q "SELECT status || ':' || reminders_enqueued FROM followup.run_now(current_date - 1)")" "succeeded:0"
-expect "a run for today works" "$(q "SELECT status FROM followup.run_now()")" "succeeded"
+    "$(q "SELECT status || ':' || reminders_enqueued FROM followup.run_now('$(day -1)')")" "succeeded:0"
+expect "a run for today (the default as_of) works" \
+    "$(q "SELECT status || ':' || (as_of = (now() AT TIME ZONE current_setting('followup.timezone'))::date) FROM followup.run_now()")" \
+    "succeeded:true"
 lease=$(q "SELECT DISTINCT lease_id FROM followup.claim('after-upgrade', 5)")
 expect "claim and ack work" "$(q "SELECT followup.ack('$lease')")" "5"
 expect "corrections work, ids continue" \
-    "$(q "SELECT correction_id FROM followup.set_last_contact('12', current_date - 1, 'after upgrade')")" "2"
+    "$(q "SELECT correction_id FROM followup.set_last_contact('12', '$(day -1)', 'after upgrade')")" "2"
 finish

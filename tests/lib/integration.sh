@@ -33,6 +33,18 @@ expect() {
     fi
 }
 
+# The day the tests pretend it is. The sample app is seeded relative to it
+# (`seed N`) and runs are as of it (or of days computed from it), so what is
+# due never depends on the day or the hour a test runs.
+AS_OF=2026-06-15
+
+# seed N: the sample app with N assignments, relative to $AS_OF.
+seed() { q "SELECT app.seed($1, '$AS_OF')" >/dev/null; }
+
+# day N: the date N days after $AS_OF (negative: before); calendar arithmetic
+# only, it reads no clock.
+day() { date -u -d "$AS_OF $1 days" +%F; }
+
 finish() {
     [ "$FAILED" -eq 0 ] && echo "all checks passed" || echo "some checks FAILED"
     exit "$FAILED"

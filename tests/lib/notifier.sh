@@ -129,11 +129,11 @@ count() { q "SELECT count(*) FROM followup.outbox WHERE $1"; }
 count_is() { [ "$(count "$1")" -eq "$2" ]; }
 count_at_least() { [ "$(count "$1")" -ge "$2" ]; }
 # add_messages PREFIX N: N pending messages inserted by hand (like a run would),
-# for a fixed cycle date.
+# for the cycle of $AS_OF (a fixed date, tests/lib/integration.sh).
 add_messages() {
     q "INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
                                     days_since_contact, payload)
-       SELECT '$1-' || g, date '2026-11-02', 'reminder', 1, 'mentor', 'mentor-' || g, 30, jsonb_build_object('n', g)
+       SELECT '$1-' || g, date '$AS_OF', 'reminder', 1, 'mentor', 'mentor-' || g, 30, jsonb_build_object('n', g)
          FROM generate_series(1, $2) AS g"
 }
 

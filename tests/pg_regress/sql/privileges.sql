@@ -93,7 +93,11 @@ SELECT try($$SELECT followup.set_last_contact('99', '2026-11-15', 'no such assig
 SELECT try($$SELECT followup.set_last_contact('abc', '2026-11-15', 'not even an integer')$$);
 SELECT try($$SELECT followup.set_last_contact(NULL, '2026-11-15', 'x')$$);
 SELECT try($$SELECT followup.set_last_contact('2', NULL, 'x')$$);
-SELECT try($$SELECT followup.set_last_contact('2', current_date + 2, 'the day after tomorrow')$$);
+-- a future date: the message names today in followup.timezone, in ISO form
+-- whatever the session's DateStyle (pg_regress runs with Postgres, MDY)
+SELECT replace(try($$SELECT followup.set_last_contact('2', current_date + 2, 'the day after tomorrow')$$),
+               to_char((now() AT TIME ZONE current_setting('followup.timezone'))::date, 'YYYY-MM-DD'),
+               '<today>') AS refused;
 SELECT try($$SELECT followup.set_last_contact('2', '2026-11-15', '')$$);
 SELECT try($$SELECT followup.set_last_contact('2', '2026-11-15', '   ')$$);
 SELECT try($$SELECT followup.set_last_contact('2', '2026-11-15', NULL)$$);
