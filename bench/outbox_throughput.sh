@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Claim + ack throughput of the outbox protocol (README, "Consuming the outbox"). Not a test:
-# it measures and prints.
+# Throughput of the outbox protocol, and of the notifier end to end. Not a
+# test: it measures and prints.
 #
 # Starts a private PostgreSQL 15 cluster (tests/lib/cluster.sh; the extension
 # must already be installed in the system PostgreSQL), fills followup.outbox
@@ -35,6 +35,25 @@
 # A run that drains the outbox stops early (pgbench aborts a client whose claim
 # returns no row); its rate is then over the time until the outbox ran dry, and
 # the script says so.
+#
+# End to end (after the pgbench runs): the reference notifier delivering
+# E2E_MESSAGES pending messages (default 20,000) to a local webhook
+# (tests/lib/webhook.py, answering 200 at once, nothing logged per request),
+# one notifier, batches of 100, messages/s over the span from the first
+# delivered_at to the last:
+#   http keep-alive    this tree's notifier (reqwest, one pooled connection)
+#   http old           the notifier before it was rebuilt, with its hand-written
+#                      client (a new TCP connection per message, Connection: close),
+#                      built from git history (OLD_NOTIFIER_REV, default: the parent
+#                      of the commit that removed notifier/src/http.rs)
+#   http per-message   this tree's notifier, the webhook closing the connection
+#                      after each answer (webhook.py --close): the same client, no reuse
+#   https keep-alive / https per-message   the same two over HTTPS (a throwaway CA,
+#                      tests/lib/tls.sh); the old notifier has no HTTPS
+# The notifiers are release builds without LTO into target/bench-notifier (kept,
+# so a second run builds nothing); the first build takes a few minutes.
+#   PGBENCH=0                    only the end-to-end part
+#   E2E=0                        only the pgbench part
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 MESSAGES=${MESSAGES:-1200000}
@@ -43,10 +62,14 @@ DURATION=${DURATION:-20}
 CLIENTS=${CLIENTS:-"1 4"}
 ACKS=${ACKS:-"lease ids"}
 FILLFACTOR=${FILLFACTOR:-}
+PGBENCH=${PGBENCH:-1}
+E2E=${E2E:-1}
+E2E_MESSAGES=${E2E_MESSAGES:-20000}
 BATCH=100
 
 source "$REPO/tests/lib/cluster.sh"
 trap cluster_cleanup_all EXIT
+trap "exit 1" INT TERM  # (so that the EXIT trap runs)
 # Defaults, but shared buffers that hold the whole outbox (about 200 bytes a
 # message, more as it churns): the figure is the protocol's, not the disk's.
 cluster_init bench "shared_buffers = 1GB" "max_connections = 20"
@@ -96,6 +119,7 @@ echo "machine: $(nproc) cores; PostgreSQL $(sql "SHOW server_version"); followup
     "$(sql "SELECT coalesce(array_to_string(reloptions, ', '), 'default options') FROM pg_class
              WHERE oid = 'followup.outbox'::regclass")"
 summary=()
+[ "$PGBENCH" = 1 ] || ACKS=""
 for ack in $ACKS; do
     case $ack in
         lease) messages=$MESSAGES form="ack(lease_id)" ;;
@@ -148,6 +172,79 @@ for ack in $ACKS; do
         fi
     done
 done
+if [ ${#summary[@]} -gt 0 ]; then
+    echo
+    echo "=== summary: messages/s, a claim of $BATCH and its ack per transaction ==="
+    printf '%s\n' "${summary[@]}"
+fi
+[ "$E2E" = 1 ] || exit 0
+
+# --- end to end: notifier -> local webhook ------------------------------------
 echo
-echo "=== summary: messages/s, a claim of $BATCH and its ack per transaction ==="
-printf '%s\n' "${summary[@]}"
+echo "=== end to end: one notifier delivering $E2E_MESSAGES messages to a local webhook ==="
+BUILD="$REPO/target/bench-notifier"
+export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+echo "building the notifier (release, no LTO) into $BUILD"
+(cd "$REPO" && cargo build --quiet --release -p followup-notifier --target-dir "$BUILD/new")
+NEW_NOTIFIER="$BUILD/new/release/followup-notifier"
+OLD_NOTIFIER_REV=${OLD_NOTIFIER_REV:-$(git -C "$REPO" rev-list -n 1 HEAD -- notifier/src/http.rs)^}
+old_rev=$(git -C "$REPO" rev-parse --short "$OLD_NOTIFIER_REV")
+echo "building the old notifier (git $old_rev, hand-written HTTP client) into $BUILD"
+rm -rf "$BUILD/old-src" && mkdir -p "$BUILD/old-src"
+git -C "$REPO" archive "$OLD_NOTIFIER_REV" notifier Cargo.lock | tar -x -C "$BUILD/old-src"
+# a package of its own, out of this workspace
+mv "$BUILD/old-src/Cargo.lock" "$BUILD/old-src/notifier/"
+printf '\n[workspace]\n' >>"$BUILD/old-src/notifier/Cargo.toml"
+(cd "$BUILD/old-src/notifier" && cargo build --quiet --release --target-dir "$BUILD/old")
+OLD_NOTIFIER="$BUILD/old/release/followup-notifier"
+
+source "$REPO/tests/lib/tls.sh"
+CERTS="$CLUSTER_ROOT/certs"
+mkdir -p "$CERTS"
+tls_ca "$CERTS" ca && tls_cert "$CERTS" ca web "IP:127.0.0.1"
+WEBHOOK_PID=""
+trap '[ -n "$WEBHOOK_PID" ] && kill "$WEBHOOK_PID" 2>/dev/null; cluster_cleanup_all' EXIT
+
+# e2e LABEL BINARY SCHEME CONNECTIONS [FLAGS...]: one measured delivery of the
+# whole outbox; CONNECTIONS keep-alive, or per-message (the webhook closes each)
+e2e_summary=()
+e2e() {
+    local label=$1 binary=$2 scheme=$3 connections=$4; shift 4
+    local dir="$CLUSTER_ROOT/e2e-${label// /-}" args=() pid rate served
+    mkdir -p "$dir"
+    : >"$dir/rules"
+    [ "$scheme" = https ] && args+=(--tls-cert "$CERTS/web.crt" --tls-key "$CERTS/web.key")
+    [ "$connections" = per-message ] && args+=(--close)
+    python3 "$REPO/tests/lib/webhook.py" --port-file "$dir/port" --rules "$dir/rules" "${args[@]}" 2>"$dir/webhook.err" &
+    WEBHOOK_PID=$!
+    until [ -s "$dir/port" ]; do sleep 0.1; done
+    refill "$E2E_MESSAGES" >/dev/null
+    "$binary" --database "dbname=postgres" --webhook-url "$scheme://127.0.0.1:$(cat "$dir/port")/hook" \
+        --consumer "${label// /-}" --batch-size "$BATCH" --poll-interval 1s "$@" 2>"$dir/notifier.log" &
+    pid=$!
+    until [ "$(sql "SELECT count(*) FROM followup.outbox WHERE status = 'delivered'")" -ge "$E2E_MESSAGES" ]; do
+        kill -0 "$pid" 2>/dev/null || { tail "$dir/notifier.log"; echo "the notifier stopped"; exit 1; }
+        sleep 0.5
+    done
+    kill -TERM "$pid" && wait "$pid" || true
+    kill -TERM "$WEBHOOK_PID" && wait "$WEBHOOK_PID" || true
+    WEBHOOK_PID=""
+    served=$(cat "$dir/count")
+    rate=$(sql "SELECT round(count(*) / extract(epoch FROM max(delivered_at) - min(delivered_at)))
+                  FROM followup.outbox WHERE status = 'delivered'")
+    echo "$label: $rate messages/s ($E2E_MESSAGES delivered, the webhook answered $served requests)"
+    e2e_summary+=("$label: $rate messages/s")
+}
+e2e "http keep-alive" "$NEW_NOTIFIER" http keep-alive
+e2e "http old" "$OLD_NOTIFIER" http keep-alive   # (it sends Connection: close itself)
+e2e "http per-message" "$NEW_NOTIFIER" http per-message
+e2e "https keep-alive" "$NEW_NOTIFIER" https keep-alive --ca-file "$CERTS/ca.crt"
+e2e "https per-message" "$NEW_NOTIFIER" https per-message --ca-file "$CERTS/ca.crt"
+echo
+echo "=== summary: end to end, one notifier, batches of $BATCH, webhook on 127.0.0.1 ==="
+printf '%s\n' "${e2e_summary[@]}"
+echo "(keep-alive: this tree's notifier on one pooled connection; old: git $old_rev, its hand-written"
+echo " client, a new connection per message; per-message: this tree's notifier, the webhook closing every"
+echo " connection. Every message is acked after its 200, one database round trip each. The webhook is"
+echo " Python's ThreadingHTTPServer, single-threaded in effect (a thread per connection, one GIL), and"
+echo " $(nproc) cores are shared by it, PostgreSQL and the notifier.)"

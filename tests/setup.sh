@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-packages=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo)
+packages=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo pgbouncer openssl curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

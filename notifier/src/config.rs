@@ -1,210 +1,155 @@
-//! Configuration: command-line flags, each with an environment-variable
+//! Configuration: command-line flags (clap), each with an environment-variable
 //! fallback and a default, so the notifier can be configured either way (a
-//! unit file's `Environment=`, a container's env, or flags by hand).
-//!
-//! Hand-written rather than clap: seven options do not justify the compile
-//! time, and the table below doubles as the `--help` text.
+//! systemd EnvironmentFile, a container's env, or flags by hand). A flag wins
+//! over its environment variable, which wins over the default; a variable set
+//! to the empty string counts as unset.
 
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::http::Webhook;
+use clap::{Parser, ValueEnum};
 
-/// One option: its flags, its environment variable, its default, its help.
-struct Opt {
-    long: &'static str,
-    short: char,
-    value: &'static str,
-    env: &'static str,
-    default: Option<&'static str>,
-    help: &'static str,
+use crate::conninfo::{self, Database};
+
+const ABOUT: &str = "Delivers pg_followup's outbox (followup.outbox) to an HTTP(S) webhook.";
+const LONG_ABOUT: &str = "Delivers pg_followup's outbox (followup.outbox) to an HTTP(S) webhook.
+
+LISTENs on followup_outbox (a hint: polling alone delivers everything), claims messages \
+in batches with followup.claim, POSTs each one as JSON with the headers Idempotency-Key \
+and X-Followup-Message-Id, acks it on a 2xx answer and fails it (retried after a backoff) \
+otherwise. SIGTERM or SIGINT: finish the message in flight, release the rest of the batch \
+(followup.release: claimable at once, no attempt counted), exit 0.
+
+A flag wins over its environment variable, which wins over the default. DURATION: a \
+number of seconds, or a number with a unit: 500ms, 10s, 2m.";
+
+#[derive(Parser, Debug)]
+#[command(name = "followup-notifier", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Args {
+    /// libpq-style connection string ('host=... dbname=...') or postgres:// URL.
+    /// Parts it leaves out come from PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD,
+    /// PGSSLMODE and PGSSLROOTCERT, as with psql. sslmode (disable, prefer, require,
+    /// verify-ca, verify-full) and sslrootcert work as in libpq; several hosts with
+    /// target_session_attrs=read-write follow a failover.
+    #[arg(short = 'd', long, env = "FOLLOWUP_DATABASE", value_name = "CONNINFO", hide_env_values = true)]
+    pub database: Option<String>,
+
+    /// Where each message is POSTed as JSON (http:// or https://).
+    #[arg(short = 'w', long, env = "FOLLOWUP_WEBHOOK_URL", value_name = "URL", value_parser = parse_webhook_url)]
+    pub webhook_url: reqwest::Url,
+
+    /// Consumer name recorded in followup.outbox.claimed_by [default: <hostname>-<pid>].
+    #[arg(short = 'c', long, env = "FOLLOWUP_CONSUMER", value_name = "NAME")]
+    pub consumer: Option<String>,
+
+    /// Messages claimed at a time, 1 to 10000.
+    #[arg(short = 'b', long, env = "FOLLOWUP_BATCH_SIZE", value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub batch_size: i32,
+
+    /// How long a claimed batch is ours (a PostgreSQL interval). Messages not acked or
+    /// failed by then go to another consumer. Must exceed the request timeout.
+    #[arg(short = 'l', long, env = "FOLLOWUP_LEASE", value_name = "INTERVAL", default_value = "5 minutes")]
+    pub lease: String,
+
+    /// Limit on one webhook request (connect, TLS, send, the answer); past it the
+    /// delivery counts as failed. Also bounds how long a shutdown waits.
+    #[arg(short = 't', long, env = "FOLLOWUP_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "10s",
+          value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// When idle, look for work at least this often even without a notification
+    /// (retries whose backoff ended and expired leases do not notify).
+    #[arg(short = 'p', long, env = "FOLLOWUP_POLL_INTERVAL", value_name = "DURATION", default_value = "10s",
+          value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// PEM file of CA certificates trusted for the webhook, in addition to the
+    /// system's trusted roots.
+    #[arg(long, env = "FOLLOWUP_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Serve GET /metrics (Prometheus) and GET /healthz on this address.
+    #[arg(long, env = "FOLLOWUP_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+
+    /// Log lines as text or as JSON objects (one a line, on stderr).
+    #[arg(long, env = "FOLLOWUP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
-const OPTS: &[Opt] = &[
-    Opt {
-        long: "database",
-        short: 'd',
-        value: "CONNINFO",
-        env: "FOLLOWUP_DATABASE",
-        default: None,
-        help: "libpq-style connection string ('host=... dbname=...') or postgres:// URL. \
-               Parts it leaves out come from PGHOST, PGPORT, PGUSER, PGDATABASE and \
-               PGPASSWORD, as with psql. No TLS: use a local socket or a trusted network.",
-    },
-    Opt {
-        long: "webhook-url",
-        short: 'w',
-        value: "URL",
-        env: "FOLLOWUP_WEBHOOK_URL",
-        default: None,
-        help: "Required. Where each message is POSTed as JSON; http:// only \
-               (put a TLS-terminating proxy in front for https).",
-    },
-    Opt {
-        long: "consumer",
-        short: 'c',
-        value: "NAME",
-        env: "FOLLOWUP_CONSUMER",
-        default: None,
-        help: "Consumer name recorded in followup.outbox.claimed_by [default: <hostname>-<pid>].",
-    },
-    Opt {
-        long: "batch-size",
-        short: 'b',
-        value: "N",
-        env: "FOLLOWUP_BATCH_SIZE",
-        default: Some("100"),
-        help: "Messages claimed at a time, 1 to 10000.",
-    },
-    Opt {
-        long: "lease",
-        short: 'l',
-        value: "INTERVAL",
-        env: "FOLLOWUP_LEASE",
-        default: Some("5 minutes"),
-        help: "How long a claimed batch is ours (a PostgreSQL interval). Messages not \
-               acked or failed by then go to another consumer. Must exceed the request timeout.",
-    },
-    Opt {
-        long: "request-timeout",
-        short: 't',
-        value: "DURATION",
-        env: "FOLLOWUP_REQUEST_TIMEOUT",
-        default: Some("10s"),
-        help: "Limit on one webhook request (connect, send, response headers); \
-               past it the delivery counts as failed. Also bounds how long a shutdown waits.",
-    },
-    Opt {
-        long: "poll-interval",
-        short: 'p',
-        value: "DURATION",
-        env: "FOLLOWUP_POLL_INTERVAL",
-        default: Some("10s"),
-        help: "When idle, look for work at least this often even without a notification \
-               (retries whose backoff ended and expired leases do not notify).",
-    },
-];
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// The validated configuration.
 pub struct Config {
-    pub database: tokio_postgres::Config,
-    pub webhook: Webhook,
+    pub database: Database,
+    pub webhook_url: reqwest::Url,
+    pub ca_file: Option<PathBuf>,
     pub consumer: String,
     pub batch_size: i32,
     /// Passed to followup.claim as is; PostgreSQL parses it (see db::lease_seconds).
     pub lease: String,
     pub request_timeout: Duration,
     pub poll_interval: Duration,
+    pub metrics_addr: Option<SocketAddr>,
 }
 
-pub enum Command {
-    Run(Box<Config>),
-    Help,
-    Version,
-}
-
-pub fn usage() -> String {
-    let mut text = String::from(
-        "followup-notifier: delivers pg_followup's outbox (followup.outbox) to an HTTP webhook.\n\n\
-         LISTENs on followup_outbox, claims messages in batches with followup.claim, POSTs each\n\
-         one as JSON with the headers Idempotency-Key and X-Followup-Message-Id, acks it on a\n\
-         2xx answer and fails it (retried after a backoff) otherwise. SIGTERM or SIGINT: finish\n\
-         the message in flight, release the rest of the batch (followup.release: claimable\n\
-         at once, no attempt counted), exit 0.\n\n\
-         Usage: followup-notifier [OPTIONS]\n\n\
-         Options (a flag wins over its environment variable, which wins over the default):\n",
-    );
-    for opt in OPTS {
-        text.push_str(&format!("  -{}, --{} {}\n", opt.short, opt.long, opt.value));
-        text.push_str(&format!("        {}\n", wrap(opt.help, 70).join("\n        ")));
-        text.push_str(&format!("        env: {}", opt.env));
-        if let Some(default) = opt.default {
-            text.push_str(&format!("    default: {default}"));
-        }
-        text.push('\n');
-    }
-    text.push_str(
-        "  -h, --help       print this help\n  -V, --version    print the version\n\n\
-         DURATION: a number of seconds, or a number with a unit: 500ms, 10s, 2m.\n",
-    );
-    text
-}
-
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = vec![String::new()];
-    for word in text.split_whitespace() {
-        let line = lines.last_mut().unwrap();
-        if !line.is_empty() && line.len() + 1 + word.len() > width {
-            lines.push(word.to_string());
-        } else {
-            if !line.is_empty() {
-                line.push(' ');
-            }
-            line.push_str(word);
+/// Empty FOLLOWUP_* variables count as unset (clap would take them as
+/// values). Call before `Args::parse`, while the process has one thread.
+pub fn drop_empty_env() {
+    for (name, value) in std::env::vars_os() {
+        if value.is_empty() && name.to_string_lossy().starts_with("FOLLOWUP_") {
+            std::env::remove_var(name);
         }
     }
-    lines
 }
 
-/// Parses the command line (without the program name) and the environment.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
-    let mut given: Vec<(&'static Opt, String)> = Vec::new();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            _ => {}
-        }
-        // --name=value, --name value, -x value
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) if arg.starts_with("--") => (name.to_string(), Some(value.to_string())),
-            _ => (arg.clone(), None),
+impl Config {
+    /// Checks what clap could not, and reads the libpq environment.
+    pub fn from_args(args: Args) -> Result<Config, String> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let database =
+            conninfo::parse(args.database.as_deref().unwrap_or(""), &env).map_err(|e| format!("--database: {e}"))?;
+        let metrics_addr = match args.metrics_addr {
+            Some(addr) => Some(
+                addr.to_socket_addrs()
+                    .ok()
+                    .and_then(|mut addrs| addrs.next())
+                    .ok_or_else(|| format!("--metrics-addr: '{addr}' is not a HOST:PORT address"))?,
+            ),
+            None => None,
         };
-        let opt = OPTS
-            .iter()
-            .find(|o| name == format!("--{}", o.long) || name == format!("-{}", o.short))
-            .ok_or_else(|| format!("unknown argument '{arg}'"))?;
-        let value = match inline {
-            Some(value) => value,
-            None => args.next().ok_or_else(|| format!("--{} needs a value", opt.long))?,
-        };
-        given.push((opt, value));
+        Ok(Config {
+            database,
+            webhook_url: args.webhook_url,
+            ca_file: args.ca_file,
+            consumer: args.consumer.unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id())),
+            batch_size: args.batch_size,
+            lease: args.lease,
+            request_timeout: args.request_timeout,
+            poll_interval: args.poll_interval,
+            metrics_addr,
+        })
     }
-    let value = |long: &str| -> Option<String> {
-        let opt = OPTS.iter().find(|o| o.long == long).expect("known option");
-        given
-            .iter()
-            .rev()
-            .find(|(o, _)| o.long == long)
-            .map(|(_, v)| v.clone())
-            .or_else(|| std::env::var(opt.env).ok().filter(|v| !v.is_empty()))
-            .or_else(|| opt.default.map(str::to_string))
-    };
+}
 
-    let request_timeout =
-        parse_duration(&value("request-timeout").unwrap()).map_err(|e| format!("--request-timeout: {e}"))?;
-    let poll_interval =
-        parse_duration(&value("poll-interval").unwrap()).map_err(|e| format!("--poll-interval: {e}"))?;
-    let url = value("webhook-url").ok_or("a webhook URL is required (--webhook-url or FOLLOWUP_WEBHOOK_URL)")?;
-    let webhook = Webhook::new(&url, request_timeout).map_err(|e| format!("--webhook-url: {e}"))?;
-    let batch_size = value("batch-size")
-        .unwrap()
-        .parse::<i32>()
-        .ok()
-        .filter(|n| (1..=10_000).contains(n))
-        .ok_or("--batch-size must be a whole number from 1 to 10000")?;
-    let consumer = value("consumer").unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
-    let database = database_config(value("database").as_deref())?;
-
-    Ok(Command::Run(Box::new(Config {
-        database,
-        webhook,
-        consumer,
-        batch_size,
-        lease: value("lease").unwrap(),
-        request_timeout,
-        poll_interval,
-    })))
+fn parse_webhook_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("'{text}': {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("'{text}' is not an http:// or https:// URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("'{text}' has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("'{text}': credentials in the URL are not supported"));
+    }
+    Ok(url)
 }
 
 /// "10", "10s", "1.5s", "500ms", "2m" -> Duration. Zero is refused: a zero
@@ -226,52 +171,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-/// The connection string, completed from the libpq environment variables
-/// (tokio-postgres, unlike libpq, does not read them itself).
-fn database_config(conninfo: Option<&str>) -> Result<tokio_postgres::Config, String> {
-    let mut config: tokio_postgres::Config = conninfo.unwrap_or("").parse().map_err(|e| format!("--database: {e}"))?;
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
-        match env("PGHOST") {
-            Some(hosts) => hosts.split(',').for_each(|h| {
-                config.host(h);
-            }),
-            // libpq's default on Debian-family systems, else TCP to localhost
-            None if std::path::Path::new("/var/run/postgresql").is_dir() => {
-                config.host("/var/run/postgresql");
-            }
-            None => {
-                config.host("localhost");
-            }
-        }
+/// 1.5 s -> "1.5s", 0.5 s -> "500ms": durations in log lines and errors.
+pub fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs_f64())
     }
-    if config.get_ports().is_empty() {
-        if let Some(port) = env("PGPORT") {
-            config.port(port.parse().map_err(|_| format!("PGPORT '{port}' is not a port number"))?);
-        }
-    }
-    if config.get_user().is_none() {
-        if let Some(user) = env("PGUSER") {
-            config.user(user);
-        }
-    }
-    if config.get_dbname().is_none() {
-        if let Some(dbname) = env("PGDATABASE") {
-            config.dbname(dbname);
-        }
-    }
-    if config.get_password().is_none() {
-        if let Some(password) = env("PGPASSWORD") {
-            config.password(password);
-        }
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("followup-notifier");
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(10));
-    }
-    Ok(config)
 }
 
 /// The machine's name, for the default consumer name (std has no hostname()).
@@ -289,6 +195,10 @@ fn hostname() -> String {
 mod tests {
     use super::*;
 
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("followup-notifier").chain(args.iter().copied()))
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
@@ -298,21 +208,29 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("3h").is_err());
+        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(human(Duration::from_millis(500)), "500ms");
     }
 
     #[test]
     fn flags_win_over_defaults() {
-        let args = ["--webhook-url=http://127.0.0.1:9/hook", "-b", "7", "--lease", "2 seconds", "-c", "me"];
-        let Command::Run(config) = parse(args.map(String::from)).unwrap() else { panic!("not a run") };
-        assert_eq!(config.batch_size, 7);
-        assert_eq!(config.lease, "2 seconds");
-        assert_eq!(config.consumer, "me");
+        let args =
+            parse(&["--webhook-url=https://127.0.0.1:9/hook", "-b", "7", "--lease", "2 seconds", "-c", "me"]).unwrap();
+        assert_eq!(args.batch_size, 7);
+        assert_eq!(args.lease, "2 seconds");
+        assert_eq!(args.consumer.as_deref(), Some("me"));
+        assert_eq!(args.request_timeout, Duration::from_secs(10));
+        assert_eq!(args.log_format, LogFormat::Text);
+        assert_eq!(args.webhook_url.scheme(), "https");
     }
 
     #[test]
     fn bad_arguments() {
-        assert!(parse(["--nope".to_string()]).is_err());
-        assert!(parse(["--webhook-url=http://h/".to_string(), "--batch-size=0".to_string()]).is_err());
-        assert!(parse(["--webhook-url=https://h/".to_string()]).is_err());
+        assert!(parse(&["--nope"]).is_err());
+        assert!(parse(&["--webhook-url=http://h/", "--batch-size=0"]).is_err());
+        assert!(parse(&["--webhook-url=ftp://h/"]).is_err());
+        assert!(parse(&["--webhook-url=http://u:p@h/"]).is_err());
+        assert!(parse(&["--webhook-url=http://h/", "--log-format=xml"]).is_err());
+        assert!(parse(&["--webhook-url=http://h/", "--request-timeout=0"]).is_err());
     }
 }

@@ -1,35 +1,28 @@
 //! The database side: one connection that LISTENs on followup_outbox and
-//! speaks the outbox protocol (SPEC §8) through followup.claim / ack / fail /
-//! release.
+//! speaks the outbox protocol through followup.claim / ack / fail / release.
 //!
-//! Lease ids travel as text (`::text` / `::text::uuid` in the SQL) so that the
+//! Every statement is sent with `query_typed`: parse, bind and execute of an
+//! unnamed statement in one round trip, so nothing outlives its transaction
+//! on the server. That is what PgBouncer's transaction pooling needs (the
+//! next transaction may run on another server connection, where a named
+//! prepared statement would be missing, or collide with another client's).
+//! For the same reason every result column is of a built-in type (casts to
+//! text): a column of the extension's enum types would make tokio-postgres
+//! look the type up with a prepared statement of its own.
+//!
+//! Lease ids travel as text (`::text` / `::uuid` in the SQL) so that the
 //! uuid crate is not needed for a value we only hand back.
 
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, NoTls, Statement};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{AsyncMessage, Client};
+use tokio_postgres_rustls::MakeRustlsConnect;
+use tracing::{info, warn};
 
-use crate::log::log;
-
-/// One claimed message.
-pub struct Message {
-    pub message_id: i64,
-    pub assignment_id: String,
-    /// ISO date, formatted by PostgreSQL with to_char so DateStyle cannot change it.
-    pub cycle_start: String,
-    pub kind: String,
-    pub sequence: i32,
-    /// The outbox row as a JSON object: the webhook's request body.
-    pub json: String,
-}
-
-/// Messages claimed together under one lease.
-pub struct Batch {
-    pub lease_id: String,
-    pub messages: Vec<Message>,
-}
+use crate::delivery::{Batch, Item};
 
 /// What followup.fail said.
 #[derive(Debug, PartialEq)]
@@ -41,6 +34,11 @@ pub enum FailOutcome {
     /// Our lease no longer holds the message (it expired and another consumer
     /// re-claimed it): that consumer now owns the outcome.
     LeaseNotCurrent,
+    /// An admin withdrew the message (followup.cancel): nothing to retry.
+    Cancelled,
+    /// An answer this notifier does not know (a newer extension?): reported
+    /// as an error, never taken for one of the above.
+    Unknown(String),
 }
 
 impl FailOutcome {
@@ -48,21 +46,26 @@ impl FailOutcome {
         match text {
             "pending" => FailOutcome::Pending,
             "dead" => FailOutcome::Dead,
-            _ => FailOutcome::LeaseNotCurrent,
+            "lease_not_current" => FailOutcome::LeaseNotCurrent,
+            "cancelled" => FailOutcome::Cancelled,
+            other => FailOutcome::Unknown(other.to_string()),
         }
     }
 }
 
+/// The claim: the outbox rows of one new lease, each with the parts of its
+/// idempotency key and the row as JSON (the webhook's body).
+const CLAIM: &str = "SELECT m.lease_id::text, m.message_id, m.assignment_id,
+                            to_char(m.cycle_start, 'YYYY-MM-DD'), m.kind::text, m.sequence,
+                            to_jsonb(m)::text
+                       FROM followup.claim($1, $2, $3::interval) AS m";
+
 pub struct Db {
-    client: Client,
+    client: Arc<Client>,
     /// Signalled on every NOTIFY followup_outbox, and when the connection
     /// ends (so a waiting consumer notices at once and reconnects).
     pub wakeups: Arc<Notify>,
     driver: JoinHandle<()>,
-    claim: Statement,
-    ack: Statement,
-    fail: Statement,
-    release: Statement,
 }
 
 impl Drop for Db {
@@ -72,11 +75,14 @@ impl Drop for Db {
 }
 
 impl Db {
-    /// Connects, prepares the protocol statements and LISTENs. LISTEN comes
-    /// before the first claim, so a run that commits in between is not missed:
-    /// either the claim sees its messages or its notification wakes us.
-    pub async fn connect(config: &tokio_postgres::Config) -> Result<Db, tokio_postgres::Error> {
-        let (client, mut connection) = config.connect(NoTls).await?;
+    /// Connects (trying the hosts in order, as the connection string says)
+    /// and LISTENs. LISTEN comes before the first claim, so a run that commits
+    /// in between is not missed: either the claim sees its messages or its
+    /// notification wakes us. Through a transaction-pooling PgBouncer the
+    /// LISTEN may land on a server connection we never see again: then the
+    /// poll interval is what finds new work.
+    pub async fn connect(config: &tokio_postgres::Config, tls: MakeRustlsConnect) -> Result<Db, tokio_postgres::Error> {
+        let (client, mut connection) = config.connect(tls).await?;
         let wakeups = Arc::new(Notify::new());
 
         // tokio-postgres needs its connection polled to make progress; this
@@ -88,63 +94,75 @@ impl Db {
             while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                 match message {
                     Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
-                    Ok(AsyncMessage::Notice(notice)) => log!("server notice: {}", notice.message()),
+                    Ok(AsyncMessage::Notice(notice)) => info!("server notice: {}", notice.message()),
                     Ok(_) => {}
                     Err(e) => {
-                        log!("database connection lost: {}", error_text(&e));
+                        warn!("database connection lost: {}", error_text(&e));
                         break;
                     }
                 }
             }
             wake.notify_one();
         });
+        client.batch_execute("LISTEN followup_outbox").await?;
+        Ok(Db { client: Arc::new(client), wakeups, driver })
+    }
 
-        let claim = client
-            .prepare(
-                "SELECT m.lease_id::text, m.message_id, m.assignment_id,
-                        to_char(m.cycle_start, 'YYYY-MM-DD'), m.kind::text, m.sequence,
-                        to_jsonb(m)::text
-                   FROM followup.claim($1::text, $2::int, $3::text::interval) AS m",
+    /// A handle for the metrics server's checks, on the same connection.
+    pub fn probe(&self) -> Probe {
+        Probe { client: Arc::clone(&self.client) }
+    }
+
+    /// Where we are connected: "host:port" as the server sees it (behind a
+    /// PgBouncer, the server's own address), or "local socket".
+    pub async fn server(&self) -> Result<String, tokio_postgres::Error> {
+        let row = self
+            .client
+            .query_typed_one(
+                "SELECT coalesce(host(inet_server_addr()) || ':' || inet_server_port(), 'local socket')",
+                &[],
             )
             .await?;
-        let ack = client.prepare("SELECT followup.ack($1::text::uuid, ARRAY[$2::bigint])").await?;
-        let fail = client.prepare("SELECT followup.fail($1::text::uuid, $2::bigint, $3::text)").await?;
-        // Hands messages back undelivered: pending and claimable at once (by us
-        // or another consumer, whom its NOTIFY wakes), without counting an
-        // attempt and without touching last_error. One round trip for the lot.
-        let release = client.prepare("SELECT followup.release($1::text::uuid, $2::bigint[])").await?;
-        client.batch_execute("LISTEN followup_outbox").await?;
-        Ok(Db { client, wakeups, driver, claim, ack, fail, release })
+        Ok(row.get(0))
     }
 
     /// The lease as seconds, asking PostgreSQL to parse the interval the
     /// same way followup.claim will ('5 minutes', '00:05:00', 'PT5M'...).
     pub async fn lease_seconds(&self, lease: &str) -> Result<f64, tokio_postgres::Error> {
-        let row = self.client.query_one("SELECT extract(epoch FROM $1::text::interval)::float8", &[&lease]).await?;
+        let row = self
+            .client
+            .query_typed_one("SELECT extract(epoch FROM $1::interval)::float8", &[(&lease, Type::TEXT)])
+            .await?;
         Ok(row.get(0))
     }
 
+    /// One claim of up to `batch_size` messages, one delivery each.
     pub async fn claim(&self, consumer: &str, batch_size: i32, lease: &str) -> Result<Batch, tokio_postgres::Error> {
-        let rows = self.client.query(&self.claim, &[&consumer, &batch_size, &lease]).await?;
+        let params: [(&(dyn ToSql + Sync), Type); 3] =
+            [(&consumer, Type::TEXT), (&batch_size, Type::INT4), (&lease, Type::TEXT)];
+        let rows = self.client.query_typed(CLAIM, &params).await?;
         let lease_id = rows.first().map(|r| r.get::<_, String>(0)).unwrap_or_default();
-        let messages = rows
+        let items = rows
             .iter()
-            .map(|r| Message {
-                message_id: r.get(1),
-                assignment_id: r.get(2),
-                cycle_start: r.get(3),
-                kind: r.get(4),
-                sequence: r.get(5),
-                json: r.get(6),
+            .map(|r| {
+                let message_id: i64 = r.get(1);
+                let key = crate::delivery::idempotency_key(r.get(2), r.get(3), r.get(4), r.get(5));
+                Item { message_ids: vec![message_id], key, body: r.get(6) }
             })
             .collect();
-        Ok(Batch { lease_id, messages })
+        Ok(Batch { lease_id, items })
     }
 
-    /// Marks one message delivered; false when our lease no longer holds it.
-    pub async fn ack(&self, lease_id: &str, message_id: i64) -> Result<bool, tokio_postgres::Error> {
-        let row = self.client.query_one(&self.ack, &[&lease_id, &message_id]).await?;
-        Ok(row.get::<_, i64>(0) == 1)
+    /// Marks messages delivered; returns how many our lease still held.
+    pub async fn ack(&self, lease_id: &str, message_ids: &[i64]) -> Result<i64, tokio_postgres::Error> {
+        let row = self
+            .client
+            .query_typed_one(
+                "SELECT followup.ack($1::uuid, $2)",
+                &[(&lease_id, Type::TEXT), (&message_ids, Type::INT8_ARRAY)],
+            )
+            .await?;
+        Ok(row.get(0))
     }
 
     pub async fn fail(
@@ -153,25 +171,82 @@ impl Db {
         message_id: i64,
         error: &str,
     ) -> Result<FailOutcome, tokio_postgres::Error> {
-        let row = self.client.query_one(&self.fail, &[&lease_id, &message_id, &error]).await?;
+        let row = self
+            .client
+            .query_typed_one(
+                "SELECT followup.fail($1::uuid, $2, $3)",
+                &[(&lease_id, Type::TEXT), (&message_id, Type::INT8), (&error, Type::TEXT)],
+            )
+            .await?;
         Ok(FailOutcome::from_sql(row.get(0)))
     }
 
     /// Gives undelivered messages back without waiting for the lease to
     /// expire; returns how many our lease still held (and so were released).
     pub async fn release(&self, lease_id: &str, message_ids: &[i64]) -> Result<i64, tokio_postgres::Error> {
-        let row = self.client.query_one(&self.release, &[&lease_id, &message_ids]).await?;
+        let row = self
+            .client
+            .query_typed_one(
+                "SELECT followup.release($1::uuid, $2)",
+                &[(&lease_id, Type::TEXT), (&message_ids, Type::INT8_ARRAY)],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+}
+
+/// The metrics server's view of the connection: shares the delivery loop's
+/// client (tokio-postgres pipelines the two), so /healthz says whether *that*
+/// connection works.
+#[derive(Clone)]
+pub struct Probe {
+    client: Arc<Client>,
+}
+
+impl Probe {
+    /// Whether the server takes writes: a primary, not in recovery, and not
+    /// read-only (default_transaction_read_only).
+    pub async fn writable(&self) -> Result<bool, tokio_postgres::Error> {
+        let row = self
+            .client
+            .query_typed_one(
+                "SELECT NOT pg_catalog.pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'",
+                &[],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Seconds since the claimable message with the lowest id (the one the
+    /// next claim hands out first) was enqueued; 0 when none is claimable.
+    /// Needs SELECT on those columns of followup.outbox.
+    pub async fn oldest_claimable_age(&self) -> Result<f64, tokio_postgres::Error> {
+        let row = self
+            .client
+            .query_typed_one(
+                "SELECT coalesce((SELECT extract(epoch FROM clock_timestamp() - o.enqueued_at)::float8
+                                    FROM followup.outbox AS o
+                                   WHERE o.delivered_at IS NULL AND o.status IN ('pending', 'claimed')
+                                     AND o.visible_at <= clock_timestamp()
+                                   ORDER BY o.message_id LIMIT 1), 0)",
+                &[],
+            )
+            .await?;
         Ok(row.get(0))
     }
 }
 
 /// tokio-postgres's Display says only what failed ("db error", "error
-/// connecting to server"); the why (the server's message, the OS error) is
-/// in the source.
+/// connecting to server"); the why (the server's message, the OS error, the
+/// TLS alert) is in the sources.
 pub fn error_text(e: &tokio_postgres::Error) -> String {
-    match (e.as_db_error(), std::error::Error::source(e)) {
-        (Some(db), _) => format!("{}: {}", db.severity(), db.message()),
-        (None, Some(source)) => format!("{e}: {source}"),
-        (None, None) => e.to_string(),
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => crate::webhook::chain(e),
     }
+}
+
+/// Whether the server refused a statement for lack of privilege.
+pub fn is_permission_denied(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
 }

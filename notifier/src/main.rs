@@ -5,44 +5,54 @@
 //! and hands back what it did not send (followup.release).
 //! See notifier/README.md for the configuration and the delivery semantics.
 //!
-//! Modules: config (flags and environment), db (connection and the protocol's
-//! SQL), delivery (the claim/deliver/ack loop), http (the webhook client),
-//! shutdown (signals), log (stderr lines).
+//! Modules: config (flags and environment), conninfo (the connection string
+//! as libpq reads it), tls (rustls for the database), db (connection and the
+//! protocol's SQL), delivery (the claim/deliver/ack loop), webhook (the HTTP
+//! client), metrics (/metrics and /healthz), shutdown (signals), log.
 
 mod config;
+mod conninfo;
 mod db;
 mod delivery;
-mod http;
 mod log;
+mod metrics;
 mod shutdown;
+mod tls;
+mod webhook;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use config::{Command, Config};
-use db::Db;
-use log::log;
-use shutdown::Shutdown;
+use clap::Parser;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
-/// Pause before reconnecting after the database connection failed.
-const RECONNECT_DELAY: Duration = Duration::from_secs(5);
+use config::{human, Config};
+use db::{Db, Probe};
+use delivery::{Delivered, Deliverer};
+use metrics::Metrics;
+use shutdown::Shutdown;
+use webhook::Webhook;
+
+/// Pauses before reconnecting after the database connection failed: doubled
+/// after each failed attempt, from the first to the last.
+const RECONNECT_FIRST: Duration = Duration::from_secs(1);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
-    let config = match config::parse(std::env::args().skip(1)) {
-        Ok(Command::Run(config)) => config,
-        Ok(Command::Help) => {
-            print!("{}", config::usage());
-            return ExitCode::SUCCESS;
-        }
-        Ok(Command::Version) => {
-            println!("followup-notifier {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
+    config::drop_empty_env();
+    // clap prints its own errors (and --help, --version) and exits 2 on bad flags
+    let args = config::Args::parse();
+    log::init(args.log_format);
+    let config = match Config::from_args(args) {
+        Ok(config) => config,
         Err(e) => {
-            eprintln!("followup-notifier: {e}\nTry 'followup-notifier --help'.");
+            error!("{e}");
             return ExitCode::from(2);
         }
     };
+    tls::install_provider();
     // One thread is plenty: the work is one connection and one request at a
     // time, and it keeps the order of events in the log the order they ran.
     let runtime =
@@ -66,66 +76,113 @@ async fn run(config: &Config) -> ExitCode {
     let shutdown = match Shutdown::install() {
         Ok(shutdown) => shutdown,
         Err(e) => {
-            log!("cannot install signal handlers: {e}");
+            error!("cannot install signal handlers: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let webhook = match Webhook::new(config.webhook_url.clone(), config.request_timeout, config.ca_file.as_deref()) {
+        Ok(webhook) => webhook,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = Arc::new(Metrics::new());
+    let (probe_tx, probe_rx) = watch::channel::<Option<Probe>>(None);
+    if let Some(addr) = config.metrics_addr {
+        match metrics::serve(addr, Arc::clone(&metrics), probe_rx).await {
+            Ok(bound) => info!("serving /metrics and /healthz on http://{bound}"),
+            Err(e) => {
+                error!("--metrics-addr {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mut deliverer = Deliverer {
+        config,
+        webhook: &webhook,
+        metrics: &metrics,
+        shutdown: &shutdown,
+        delivered: Delivered::default(),
+    };
     let mut started = false;
+    let mut pause = RECONNECT_FIRST;
     loop {
-        match session(config, &shutdown, &mut started).await {
+        let mut connected = false;
+        let result = session(&mut deliverer, &probe_tx, &mut started, &mut connected).await;
+        probe_tx.send_replace(None);
+        metrics.connected.set(0);
+        match result {
             Ok(()) => {
-                log!("stopped");
+                info!("stopped");
                 return ExitCode::SUCCESS;
             }
             Err(Stop::Fatal(message)) => {
-                log!("{message}");
+                error!("{message}");
                 return ExitCode::FAILURE;
             }
             // Failing at start is most likely the configuration (wrong
-            // database, extension not installed): say so and exit, and let a
-            // service manager decide about restarts. Once running, a lost
-            // connection is an outage to ride out.
+            // database, extension not installed, a certificate refused): say
+            // so and exit, and let a service manager decide about restarts.
+            // Once running, a lost connection is an outage to ride out.
             Err(Stop::Db(e)) if !started => {
-                log!("cannot start: {}", db::error_text(&e));
+                error!("cannot start: {}", db::error_text(&e));
                 return ExitCode::FAILURE;
             }
             Err(Stop::Db(e)) => {
-                log!("database error: {}; reconnecting in {}", db::error_text(&e), http::human(RECONNECT_DELAY));
+                if connected {
+                    pause = RECONNECT_FIRST;
+                }
+                warn!("database error: {}; reconnecting in {}", db::error_text(&e), human(pause));
                 tokio::select! {
-                    _ = tokio::time::sleep(RECONNECT_DELAY) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.wait() => {
-                        log!("stopped");
+                        info!("stopped");
                         return ExitCode::SUCCESS;
                     }
                 }
+                pause = (pause * 2).min(RECONNECT_MAX);
             }
         }
     }
 }
 
 /// One connection's life: connect, check the lease, serve.
-async fn session(config: &Config, shutdown: &Shutdown, started: &mut bool) -> Result<(), Stop> {
-    let db = Db::connect(&config.database).await?;
+async fn session(
+    deliverer: &mut Deliverer<'_>,
+    probe: &watch::Sender<Option<Probe>>,
+    started: &mut bool,
+    connected: &mut bool,
+) -> Result<(), Stop> {
+    let config = deliverer.config;
+    let tls = tls::postgres(&config.database).map_err(Stop::Fatal)?;
+    let db = Db::connect(&config.database.config, tls).await?;
+    *connected = true;
     let seconds = db.lease_seconds(&config.lease).await?;
     if !(seconds > 0.0 && seconds <= 86_400.0) {
         return Err(Stop::Fatal(format!("the lease '{}' must be positive and at most 1 day", config.lease)));
     }
     let lease = Duration::from_secs_f64(seconds);
     delivery::check_lease(lease, config.request_timeout).map_err(Stop::Fatal)?;
+    let server = db.server().await?;
+    probe.send_replace(Some(db.probe()));
+    deliverer.metrics.connected.set(1);
+    let sslmode = config.database.sslmode.name();
     if *started {
-        log!("reconnected; listening on followup_outbox");
+        info!("reconnected to {server} (sslmode {sslmode}); listening on followup_outbox");
     } else {
-        log!(
-            "consumer {} listening on followup_outbox; delivering to {} (batch {}, lease {}, request timeout {}, poll every {})",
+        info!(
+            "consumer {} connected to {server} (sslmode {sslmode}), listening on followup_outbox; delivering to {} \
+             (batch {}, lease {}, request timeout {}, poll every {})",
             config.consumer,
-            config.webhook.url(),
+            deliverer.webhook.url(),
             config.batch_size,
-            http::human(lease),
-            http::human(config.request_timeout),
-            http::human(config.poll_interval)
+            human(lease),
+            human(config.request_timeout),
+            human(config.poll_interval)
         );
     }
     *started = true;
-    delivery::serve(config, &db, lease, shutdown).await?;
+    deliverer.serve(&db, lease).await?;
     Ok(())
 }

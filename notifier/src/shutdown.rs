@@ -6,7 +6,7 @@
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-use crate::log::log;
+use tracing::info;
 
 #[derive(Clone)]
 pub struct Shutdown {
@@ -26,7 +26,7 @@ impl Shutdown {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
             };
-            log!("{name} received: finishing the message in flight, then releasing the rest of the batch");
+            info!("{name} received: finishing the message in flight, then releasing the rest of the batch");
             let _ = tx.send(true);
             // Later signals are ignored: the handlers stay installed, and the
             // wait they would cut short is at most one request timeout.

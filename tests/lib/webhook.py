@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""A webhook for the notifier's integration test (tests/integration/notifier.sh).
+"""A webhook for the notifier's integration tests (tests/integration/notifier*.sh).
 
 A real HTTP/1.1 server on 127.0.0.1 (an OS-chosen port, written to --port-file)
 that records every request and answers as a rules file says. Written in Python's
 standard library on purpose: an HTTP implementation independent of the
-notifier's own hand-written client.
+notifier's. Connections are kept alive unless the client asks otherwise (or
+--close: every answer closes its connection). With --tls-cert and --tls-key it
+speaks HTTPS (TLS from Python's ssl module).
 
 Rules (--rules, re-read on every request, so a test can change them while the
 server runs), one per line, '#' starts a comment:
@@ -21,17 +23,26 @@ no rule: 200 at once.
 Log (--log): one tab-separated line per request, written when the request has
 been read and before it is answered:
 
-    <n> <message_id> <idempotency_key> <answer> <nth> <check>
+    <n> <message_id> <idempotency_key> <answer> <nth> <check> <connection>
 
 n counts all requests; answer is the status code decided, or 'hang'; nth
 counts this message's requests; check is 'ok' when the request is well-formed
 (POST, Content-Type application/json, a JSON object body whose message_id is
 the header's and whose assignment_id/cycle_start/kind/sequence make the
-Idempotency-Key), else what is wrong.
+Idempotency-Key), else what is wrong; connection numbers the TCP connection
+the request came on (1, 2, ... in the order they were accepted), so a test can
+see connections being reused.
+
+Without --log nothing is written per request (the benchmark). On SIGTERM the
+number of requests served is written to the file 'count' beside --port-file.
 """
 import argparse
 import json
+import itertools
 import os
+import signal
+import ssl
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +50,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 lock = threading.Lock()
 requests_seen = 0
 per_message = {}
+connection_numbers = itertools.count(1)
 
 
 def load_rules(path):
@@ -96,6 +108,22 @@ def check(handler, body, message_id, key):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The status line and headers, then the body, are separate writes: without
+    # TCP_NODELAY the body would wait for the client's delayed ACK (40 ms) on a
+    # kept-alive connection.
+    disable_nagle_algorithm = True
+
+    def setup(self):
+        super().setup()
+        self.connection_number = next(connection_numbers)
+
+    def handle(self):
+        if isinstance(self.request, ssl.SSLSocket):
+            try:
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError):
+                return  # e.g. the client refused our certificate
+        super().handle()
 
     def do_POST(self):
         global requests_seen
@@ -109,8 +137,10 @@ class Handler(BaseHTTPRequestHandler):
             answer, delay = decide(load_rules(self.server.rules), message_id, nth)
             if verdict != "ok":
                 answer = 400
-            with open(self.server.log, "a") as log:
-                log.write(f"{requests_seen}\t{message_id}\t{key}\t{answer}\t{nth}\t{verdict}\n")
+            if self.server.log:
+                with open(self.server.log, "a") as log:
+                    log.write(f"{requests_seen}\t{message_id}\t{key}\t{answer}\t{nth}\t{verdict}"
+                              f"\t{self.connection_number}\n")
         if answer == "hang":
             # Hold the connection without answering; the client's timeout ends it.
             time.sleep(600)
@@ -120,10 +150,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(answer)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(text)))
-        self.send_header("Connection", "close")
+        if self.server.close_each:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(text)
-        self.close_connection = True
 
     do_GET = do_PUT = do_POST
 
@@ -134,13 +165,32 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port-file", required=True)
-    parser.add_argument("--log", required=True)
+    parser.add_argument("--log")
     parser.add_argument("--rules", required=True)
+    parser.add_argument("--tls-cert", help="PEM certificate (chain) to serve HTTPS with")
+    parser.add_argument("--tls-key", help="its PEM private key")
+    parser.add_argument("--close", action="store_true", help="close the connection after each answer")
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    server.rules, server.log = args.rules, args.log
-    open(args.log, "a").close()
+    server.rules, server.log, server.close_each = args.rules, args.log, args.close
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        # The handshake happens in the connection's own thread (Handler.handle),
+        # so a client that refuses our certificate blocks no one.
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    if args.log:
+        open(args.log, "a").close()
+    # SIGTERM: write the request count next to the port file, then exit
+    count_file = os.path.join(os.path.dirname(os.path.abspath(args.port_file)), "count")
+
+    def stop(*_):
+        with open(count_file, "w") as f:
+            f.write(f"{requests_seen}\n")
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     with open(args.port_file + ".tmp", "w") as f:
         f.write(str(server.server_address[1]))
     os.replace(args.port_file + ".tmp", args.port_file)
