@@ -7,6 +7,7 @@
 --   fail     records a failed delivery: back to pending after an exponential
 --            backoff, or dead after followup.max_attempts.
 --   requeue_dead  gives dead messages a fresh start.
+--   cancel   withdraws pending or claimed messages by hand (an admin).
 --   release  hands claimed messages back without counting
 --            an attempt, e.g. when a consumer shuts down mid-batch.
 --
@@ -25,13 +26,18 @@ CREATE FUNCTION followup._max_attempts() RETURNS int
 LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', '_max_attempts_wrapper';
 
+-- One claim (src/outbox.rs): picks, checks each message is still due, withdraws
+-- those that are not, hands out the rest under lease_id; returns their ids.
+CREATE FUNCTION followup._claim(consumer text, max_messages int, lease interval, lease_id uuid) RETURNS bigint[]
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', '_claim_wrapper';
+
 CREATE FUNCTION followup.claim(consumer text, max_messages int DEFAULT 100, lease interval DEFAULT '5 minutes')
 RETURNS SETOF followup.outbox
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    attempts_allowed int := followup._max_attempts();
-    new_lease uuid := gen_random_uuid();  -- one lease for the whole batch
+    claimed bigint[];
 BEGIN
     IF consumer IS NULL OR btrim(consumer) = '' THEN
         RAISE EXCEPTION 'consumer must name the claiming consumer' USING ERRCODE = 'invalid_parameter_value';
@@ -48,42 +54,13 @@ BEGIN
     DELETE FROM followup.outbox_leases
      WHERE lease_id IN (SELECT l.lease_id FROM followup.outbox_leases AS l
                          WHERE l.expires_at < clock_timestamp() - interval '1 hour' LIMIT 100);
-    RETURN QUERY
-    WITH picked AS (
-        SELECT o.message_id,
-               -- a lease that expired as often as attempts allow belongs to a
-               -- message that keeps killing its consumer: it goes dead, not out again
-               o.status = 'claimed' AND o.attempts >= attempts_allowed AS exhausted
-          FROM followup.outbox AS o
-         WHERE o.delivered_at IS NULL
-           AND o.status IN ('pending', 'claimed')
-           AND o.visible_at <= clock_timestamp()
-         ORDER BY o.message_id
-         LIMIT max_messages
-           FOR UPDATE SKIP LOCKED),
-    handed_out AS (
-        UPDATE followup.outbox AS o
-           SET status = CASE WHEN picked.exhausted THEN 'dead'::followup.message_status ELSE 'claimed' END,
-               attempts = CASE WHEN picked.exhausted THEN o.attempts ELSE o.attempts + 1 END,
-               last_error = CASE WHEN picked.exhausted
-                                 THEN format('lease expired %s times without ack or fail', o.attempts)
-                                 ELSE o.last_error END,
-               lease_id = CASE WHEN picked.exhausted THEN NULL ELSE new_lease END,
-               claimed_by = CASE WHEN picked.exhausted THEN NULL ELSE consumer END,
-               visible_at = clock_timestamp() + lease
-          FROM picked
-         WHERE o.message_id = picked.message_id
-        RETURNING o.*),
-    recorded AS (
-        INSERT INTO followup.outbox_leases (lease_id, consumer, message_ids, expires_at)
-        SELECT new_lease, consumer, array_agg(h.message_id), clock_timestamp() + lease
-          FROM handed_out AS h WHERE h.status = 'claimed'
-        HAVING count(*) > 0)
-    SELECT * FROM handed_out WHERE handed_out.status = 'claimed' ORDER BY handed_out.message_id;
+    -- one lease for the whole batch
+    claimed := followup._claim(consumer, max_messages, lease, gen_random_uuid());
+    RETURN QUERY SELECT * FROM followup.outbox AS o WHERE o.message_id = ANY (claimed) ORDER BY o.message_id;
 END
 $$;
 COMMENT ON FUNCTION followup.claim(text, int, interval) IS
-    'Claims up to max_messages visible messages for consumer under a new lease (FOR UPDATE SKIP LOCKED).';
+    'Claims up to max_messages visible, still-due messages for consumer under a new lease (FOR UPDATE SKIP LOCKED); withdraws those no longer due.';
 
 -- The messages an ack or release means: the ids given, or all of the lease's
 -- (from its outbox_leases row; once that is gone, found among the undelivered).
@@ -156,13 +133,19 @@ BEGIN
        AND o.status = 'claimed'
     RETURNING o.status INTO outcome;
     IF outcome IS NULL THEN
+        -- an admin withdrew it while this lease held it (followup.cancel)
+        IF EXISTS (SELECT 1 FROM followup.outbox AS o
+                    WHERE o.message_id = fail.message_id AND o.lease_id = fail.lease_id
+                      AND o.status = 'cancelled') THEN
+            RETURN 'cancelled';
+        END IF;
         RETURN 'lease_not_current';
     END IF;
     RETURN outcome::text;
 END
 $$;
 COMMENT ON FUNCTION followup.fail(uuid, bigint, text, interval) IS
-    'Records a failed delivery under the lease: returns pending (retried after retry_in or the backoff), dead, or lease_not_current.';
+    'Records a failed delivery under the lease: returns pending (retried after retry_in or the backoff), dead, cancelled or lease_not_current.';
 
 CREATE FUNCTION followup.requeue_dead(message_ids bigint[] DEFAULT NULL)
 RETURNS bigint
@@ -208,3 +191,30 @@ END
 $$;
 COMMENT ON FUNCTION followup.release(uuid, bigint[]) IS
     'Hands the lease''s messages (all, or those listed) back undelivered, without counting the attempt; returns how many.';
+
+-- Withdraws messages by hand: pending ones, and claimed ones (which stay with
+-- their lease: its ack then counts 0 for them, fail answers 'cancelled').
+CREATE FUNCTION followup.cancel(message_ids bigint[], reason text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    withdrawn bigint;
+BEGIN
+    IF cancel.message_ids IS NULL OR cancel.reason IS NULL THEN
+        RAISE EXCEPTION 'message_ids and reason must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF btrim(cancel.reason) = '' THEN
+        RAISE EXCEPTION 'reason must say why the messages are withdrawn' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE followup.outbox AS o
+       SET status = 'cancelled', cancelled_at = clock_timestamp(), cancel_reason = 'manual: ' || btrim(cancel.reason)
+     WHERE o.message_id = ANY (cancel.message_ids)
+       AND o.delivered_at IS NULL AND o.cancelled_at IS NULL
+       AND o.status IN ('pending', 'claimed');
+    GET DIAGNOSTICS withdrawn = ROW_COUNT;
+    RETURN withdrawn;
+END
+$$;
+COMMENT ON FUNCTION followup.cancel(bigint[], text) IS
+    'Withdraws pending or claimed messages by hand (status cancelled, cancel_reason ''manual: <reason>''); returns how many.';

@@ -19,6 +19,267 @@ CREATE FUNCTION followup._settings() RETURNS TABLE (run_at text, timezone text, 
 LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', '_settings_wrapper';
 
+
+-- preview never pays JIT compilation (as the run does not).
+ALTER FUNCTION followup.preview(date) SET jit = off;
+
+-------------------------------------------------------------------------------
+-- Only still-due reminders are delivered: withdrawn messages, claim-time
+-- check, followup.cancel.
+-------------------------------------------------------------------------------
+-- (A value added to an enum cannot be used in this transaction; nothing below
+-- that is parsed now uses it: the functions that do are PL/pgSQL or C.)
+ALTER TYPE followup.message_status ADD VALUE 'cancelled';
+ALTER TABLE followup.outbox
+    ADD COLUMN cancelled_at timestamptz,
+    ADD COLUMN cancel_reason text,
+    ADD CONSTRAINT outbox_cancelled_has_reason CHECK ((cancelled_at IS NULL) = (cancel_reason IS NULL));
+-- withdrawn messages leave the claim index
+DROP INDEX followup.outbox_undelivered;
+CREATE INDEX outbox_undelivered ON followup.outbox (message_id) WHERE delivered_at IS NULL AND cancelled_at IS NULL;
+CREATE INDEX outbox_cancelled ON followup.outbox (cancelled_at) WHERE cancelled_at IS NOT NULL;
+
+CREATE FUNCTION followup._claim(consumer text, max_messages int, lease interval, lease_id uuid) RETURNS bigint[]
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', '_claim_wrapper';
+
+CREATE OR REPLACE FUNCTION followup.claim(consumer text, max_messages int DEFAULT 100, lease interval DEFAULT '5 minutes')
+RETURNS SETOF followup.outbox
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    claimed bigint[];
+BEGIN
+    IF consumer IS NULL OR btrim(consumer) = '' THEN
+        RAISE EXCEPTION 'consumer must name the claiming consumer' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_messages IS NULL OR max_messages < 1 OR max_messages > 10000 THEN
+        RAISE EXCEPTION 'max_messages must be between 1 and 10000, not %', max_messages
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF lease IS NULL OR lease <= interval '0' OR lease > interval '1 day' THEN
+        RAISE EXCEPTION 'lease must be positive and at most 1 day, not %', lease
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- forget leases that ended an hour ago (a few per call)
+    DELETE FROM followup.outbox_leases
+     WHERE lease_id IN (SELECT l.lease_id FROM followup.outbox_leases AS l
+                         WHERE l.expires_at < clock_timestamp() - interval '1 hour' LIMIT 100);
+    -- one lease for the whole batch
+    claimed := followup._claim(consumer, max_messages, lease, gen_random_uuid());
+    RETURN QUERY SELECT * FROM followup.outbox AS o WHERE o.message_id = ANY (claimed) ORDER BY o.message_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION followup.fail(lease_id uuid, message_id bigint, error text, retry_in interval DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    attempts_allowed int := followup._max_attempts();
+    outcome followup.message_status;
+BEGIN
+    IF fail.lease_id IS NULL OR fail.message_id IS NULL THEN
+        RAISE EXCEPTION 'lease_id and message_id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF retry_in IS NOT NULL AND retry_in < interval '0' THEN
+        RAISE EXCEPTION 'retry_in must not be negative, not %', retry_in USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE followup.outbox AS o
+       SET status = CASE WHEN o.attempts >= attempts_allowed THEN 'dead'::followup.message_status
+                         ELSE 'pending' END,
+           -- 2^7 * 30 s is past the 1 hour cap: the exponent stops there
+           visible_at = clock_timestamp() + coalesce(fail.retry_in,
+                            least(interval '1 hour', interval '30 seconds' * power(2, least(o.attempts - 1, 7)))),
+           last_error = coalesce(fail.error, 'unspecified error'),
+           lease_id = NULL,
+           claimed_by = NULL
+     WHERE o.message_id = fail.message_id
+       AND o.lease_id = fail.lease_id
+       AND o.status = 'claimed'
+    RETURNING o.status INTO outcome;
+    IF outcome IS NULL THEN
+        -- an admin withdrew it while this lease held it (followup.cancel)
+        IF EXISTS (SELECT 1 FROM followup.outbox AS o
+                    WHERE o.message_id = fail.message_id AND o.lease_id = fail.lease_id
+                      AND o.status = 'cancelled') THEN
+            RETURN 'cancelled';
+        END IF;
+        RETURN 'lease_not_current';
+    END IF;
+    RETURN outcome::text;
+END
+$$;
+COMMENT ON FUNCTION followup.fail(uuid, bigint, text, interval) IS
+    'Records a failed delivery under the lease: returns pending (retried after retry_in or the backoff), dead, cancelled or lease_not_current.';
+
+CREATE FUNCTION followup.cancel(message_ids bigint[], reason text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    withdrawn bigint;
+BEGIN
+    IF cancel.message_ids IS NULL OR cancel.reason IS NULL THEN
+        RAISE EXCEPTION 'message_ids and reason must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF btrim(cancel.reason) = '' THEN
+        RAISE EXCEPTION 'reason must say why the messages are withdrawn' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE followup.outbox AS o
+       SET status = 'cancelled', cancelled_at = clock_timestamp(), cancel_reason = 'manual: ' || btrim(cancel.reason)
+     WHERE o.message_id = ANY (cancel.message_ids)
+       AND o.delivered_at IS NULL AND o.cancelled_at IS NULL
+       AND o.status IN ('pending', 'claimed');
+    GET DIAGNOSTICS withdrawn = ROW_COUNT;
+    RETURN withdrawn;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION followup._prune(retention_days int, batch int) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    horizon timestamptz := now() - make_interval(days => retention_days);
+    removed bigint := 0;
+    n bigint;
+BEGIN
+    DELETE FROM followup.runs
+     WHERE run_id IN (SELECT run_id FROM followup.runs
+                       WHERE status <> 'running' AND coalesce(finished_at, started_at) < horizon
+                       LIMIT batch);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    removed := removed + n;
+
+    DELETE FROM followup.alerts
+     WHERE alert_id IN (SELECT alert_id FROM followup.alerts
+                         WHERE resolved_at IS NOT NULL AND resolved_at < horizon
+                         LIMIT batch);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    removed := removed + n;
+
+    DELETE FROM followup.outbox
+     WHERE message_id IN (
+            SELECT o.message_id
+              FROM followup.outbox AS o
+             WHERE o.status IN ('delivered', 'dead', 'cancelled')
+               AND coalesce(o.delivered_at, o.cancelled_at, o.enqueued_at) < horizon
+               AND EXISTS (SELECT 1 FROM followup.outbox AS newer
+                            WHERE newer.assignment_id = o.assignment_id
+                              AND (newer.cycle_start > o.cycle_start
+                                   OR (newer.cycle_start = o.cycle_start AND newer.kind = o.kind
+                                       AND newer.sequence > o.sequence)))
+             LIMIT batch);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN removed + n;
+END
+$$;
+
+-------------------------------------------------------------------------------
+-- Snoozes
+-------------------------------------------------------------------------------
+CREATE TABLE followup.snoozes (
+    snooze_id     bigserial PRIMARY KEY,
+    assignment_id text NOT NULL,
+    until         date NOT NULL,
+    reason        text NOT NULL CHECK (btrim(reason) <> ''),
+    snoozed_by    name NOT NULL DEFAULT session_user,
+    snoozed_at    timestamptz NOT NULL DEFAULT now(),
+    ended_at      timestamptz
+);
+-- The runs and claims look for open snoozes only.
+CREATE INDEX snoozes_open_idx ON followup.snoozes (assignment_id, until) WHERE ended_at IS NULL;
+COMMENT ON TABLE followup.snoozes IS 'Snoozed assignments (followup.snooze / followup.unsnooze), kept as an audit.';
+SELECT pg_catalog.pg_extension_config_dump('followup.snoozes', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.snoozes_snooze_id_seq', '');
+REVOKE ALL ON followup.snoozes, followup.snoozes_snooze_id_seq FROM PUBLIC;
+
+CREATE FUNCTION followup._require_assignment(assignment_id text) RETURNS void
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', '_require_assignment_wrapper';
+
+CREATE FUNCTION followup._today() RETURNS date
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', '_today_wrapper';
+
+CREATE FUNCTION followup.snooze(assignment_id text, until date, reason text)
+RETURNS followup.snoozes
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    today date := followup._today();
+    created followup.snoozes;
+BEGIN
+    IF snooze.assignment_id IS NULL OR snooze.until IS NULL OR snooze.reason IS NULL THEN
+        RAISE EXCEPTION 'assignment_id, until and reason must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF btrim(snooze.reason) = '' THEN
+        RAISE EXCEPTION 'reason must say why the assignment is snoozed' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF snooze.until < today THEN
+        RAISE EXCEPTION 'until (%) is before today (% in followup.timezone)',
+                        to_char(snooze.until, 'YYYY-MM-DD'), to_char(today, 'YYYY-MM-DD')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM followup._require_assignment(snooze.assignment_id);
+    INSERT INTO followup.snoozes (assignment_id, until, reason)
+    VALUES (snooze.assignment_id, snooze.until, btrim(snooze.reason))
+    RETURNING * INTO created;
+    UPDATE followup.outbox AS o
+       SET status = 'cancelled', cancelled_at = clock_timestamp(), cancel_reason = 'snoozed'
+     WHERE o.assignment_id = snooze.assignment_id
+       AND o.status = 'pending' AND o.delivered_at IS NULL AND o.cancelled_at IS NULL;
+    RETURN created;
+END
+$$;
+
+CREATE FUNCTION followup.unsnooze(assignment_id text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ended bigint;
+BEGIN
+    IF unsnooze.assignment_id IS NULL THEN
+        RAISE EXCEPTION 'assignment_id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM followup._require_assignment(unsnooze.assignment_id);
+    UPDATE followup.snoozes AS s
+       SET ended_at = now()
+     WHERE s.assignment_id = unsnooze.assignment_id AND s.ended_at IS NULL AND s.until >= followup._today();
+    GET DIAGNOSTICS ended = ROW_COUNT;
+    RETURN ended;
+END
+$$;
+
+CREATE FUNCTION followup._explain(assignment_id text, as_of date) RETURNS jsonb
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', '_explain_wrapper';
+
+CREATE FUNCTION followup.explain(assignment_id text, as_of date DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET jit = off
+AS $$ SELECT followup._explain(assignment_id, as_of) $$;
+COMMENT ON FUNCTION followup.explain(text, date) IS
+    'Why an assignment gets (or does not get) a reminder as of a date: a jsonb document with a verdict.';
+
+REVOKE EXECUTE ON FUNCTION
+    followup._claim(text, int, interval, uuid),
+    followup.cancel(bigint[], text),
+    followup._require_assignment(text),
+    followup._today(),
+    followup.snooze(text, date, text),
+    followup.unsnooze(text),
+    followup._explain(text, date),
+    followup.explain(text, date)
+FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- followup.health: the schedule settings from the library (followup._settings,
+-- replacing followup._setting), only the scheduler's runs count, withdrawn
+-- messages of the last 24 hours.
+-------------------------------------------------------------------------------
 CREATE OR REPLACE VIEW followup.health AS
 WITH settings AS (
     SELECT s.run_at, s.timezone AS tz, s.alert_after AS alert_after_minutes FROM followup._settings() AS s
@@ -38,7 +299,7 @@ queue AS (
     SELECT count(*) FILTER (WHERE status IN ('pending', 'claimed')) AS pending,
            now() - min(enqueued_at) FILTER (WHERE status IN ('pending', 'claimed')) AS oldest_pending_age,
            count(*) FILTER (WHERE status = 'dead') AS dead
-      FROM followup.outbox WHERE delivered_at IS NULL
+      FROM followup.outbox WHERE delivered_at IS NULL AND cancelled_at IS NULL
 )
 SELECT (SELECT status FROM last_run) AS last_run_status,
        (SELECT max(finished_at) FROM followup.runs WHERE status = 'succeeded') AS last_success_at,
@@ -52,12 +313,11 @@ SELECT (SELECT status FROM last_run) AS last_run_status,
        (SELECT count(*) FROM followup.alerts WHERE resolved_at IS NULL) AS open_alerts,
        queue.pending AS outbox_pending,
        queue.oldest_pending_age,
-       queue.dead AS outbox_dead
+       queue.dead AS outbox_dead,
+       (SELECT count(*) FROM followup.outbox
+         WHERE cancelled_at > now() - interval '24 hours') AS outbox_cancelled_24h
   FROM due, queue;
 COMMENT ON VIEW followup.health IS
-    'One row: last run status, last success, the running run, whether the daily run is overdue, open alerts, outbox backlog.';
+    'One row: last run status, last success, the running run, whether the daily run is overdue, open alerts, outbox backlog, withdrawn messages.';
 
 DROP FUNCTION followup._setting(text, text);
-
--- preview never pays JIT compilation (as the run does not).
-ALTER FUNCTION followup.preview(date) SET jit = off;

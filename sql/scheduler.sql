@@ -50,7 +50,8 @@ LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', '_settings_wrapper';
 
 -- Deletes up to `batch` old rows from each history table; returns how many.
--- Kept: runs still running, undelivered messages, open alerts, and the newest
+-- Kept: runs still running, undelivered messages (cancelled ones go like
+-- delivered ones), open alerts, and the newest
 -- message of every assignment's current cycle and kind: a once-only reminder
 -- or an escalation stays due for its whole cycle, and only its outbox row
 -- stops the run from sending it again.
@@ -80,8 +81,8 @@ BEGIN
      WHERE message_id IN (
             SELECT o.message_id
               FROM followup.outbox AS o
-             WHERE o.status IN ('delivered', 'dead')
-               AND coalesce(o.delivered_at, o.enqueued_at) < horizon
+             WHERE o.status IN ('delivered', 'dead', 'cancelled')
+               AND coalesce(o.delivered_at, o.cancelled_at, o.enqueued_at) < horizon
                AND EXISTS (SELECT 1 FROM followup.outbox AS newer
                             WHERE newer.assignment_id = o.assignment_id
                               AND (newer.cycle_start > o.cycle_start
@@ -135,7 +136,7 @@ queue AS (
     SELECT count(*) FILTER (WHERE status IN ('pending', 'claimed')) AS pending,
            now() - min(enqueued_at) FILTER (WHERE status IN ('pending', 'claimed')) AS oldest_pending_age,
            count(*) FILTER (WHERE status = 'dead') AS dead
-      FROM followup.outbox WHERE delivered_at IS NULL
+      FROM followup.outbox WHERE delivered_at IS NULL AND cancelled_at IS NULL
 )
 SELECT (SELECT status FROM last_run) AS last_run_status,
        (SELECT max(finished_at) FROM followup.runs WHERE status = 'succeeded') AS last_success_at,
@@ -149,7 +150,9 @@ SELECT (SELECT status FROM last_run) AS last_run_status,
        (SELECT count(*) FROM followup.alerts WHERE resolved_at IS NULL) AS open_alerts,
        queue.pending AS outbox_pending,
        queue.oldest_pending_age,
-       queue.dead AS outbox_dead
+       queue.dead AS outbox_dead,
+       (SELECT count(*) FROM followup.outbox
+         WHERE cancelled_at > now() - interval '24 hours') AS outbox_cancelled_24h
   FROM due, queue;
 COMMENT ON VIEW followup.health IS
-    'One row: last run status, last success, the running run, whether the daily run is overdue, open alerts, outbox backlog.';
+    'One row: last run status, last success, the running run, whether the daily run is overdue, open alerts, outbox backlog, withdrawn messages.';

@@ -13,7 +13,7 @@ CREATE TYPE followup.run_trigger AS ENUM ('schedule', 'manual', 'catch_up');
 CREATE TYPE followup.run_status AS ENUM ('running', 'succeeded', 'failed', 'skipped', 'abandoned');
 CREATE TYPE followup.message_kind AS ENUM ('reminder', 'escalation');
 CREATE TYPE followup.recipient_role AS ENUM ('mentor', 'coordinator');
-CREATE TYPE followup.message_status AS ENUM ('pending', 'claimed', 'delivered', 'dead');
+CREATE TYPE followup.message_status AS ENUM ('pending', 'claimed', 'delivered', 'dead', 'cancelled');
 CREATE TYPE followup.alert_kind AS ENUM ('long_run', 'run_failed', 'run_abandoned', 'missed_schedule');
 
 -------------------------------------------------------------------------------
@@ -107,7 +107,13 @@ CREATE TABLE followup.outbox (
     claimed_by         text,
     delivered_at       timestamptz,
     last_error         text,
-    CONSTRAINT outbox_idempotency_key UNIQUE (assignment_id, cycle_start, kind, sequence)
+    -- withdrawn because it is no longer due (README, "Only still-due reminders
+    -- are delivered"): when, and why (contact_logged, assignment_inactive,
+    -- snoozed, policy_disabled, manual: ...)
+    cancelled_at       timestamptz,
+    cancel_reason      text,
+    CONSTRAINT outbox_idempotency_key UNIQUE (assignment_id, cycle_start, kind, sequence),
+    CONSTRAINT outbox_cancelled_has_reason CHECK ((cancelled_at IS NULL) = (cancel_reason IS NULL))
 ) WITH (
     -- A claim rewrites every row of a batch at once; with half of each page
     -- free, most of those new versions fit on their page (HOT, no index
@@ -120,10 +126,13 @@ CREATE TABLE followup.outbox (
     autovacuum_vacuum_threshold = 1000
 );
 -- Where consumers look for work. Only message_id is indexed and only
--- delivered_at is in the predicate, so claim, fail, release, dead and requeue
--- (which change status, lease, visible_at, attempts) can be HOT updates that
--- add no index entries; a message leaves this index once, when delivered.
-CREATE INDEX outbox_undelivered ON followup.outbox (message_id) WHERE delivered_at IS NULL;
+-- delivered_at and cancelled_at are in the predicate, so claim, fail, release,
+-- dead and requeue (which change status, lease, visible_at, attempts) can be
+-- HOT updates that add no index entries; a message leaves this index once,
+-- when delivered or withdrawn.
+CREATE INDEX outbox_undelivered ON followup.outbox (message_id) WHERE delivered_at IS NULL AND cancelled_at IS NULL;
+-- Withdrawn messages, for followup.health's count of the last 24 hours.
+CREATE INDEX outbox_cancelled ON followup.outbox (cancelled_at) WHERE cancelled_at IS NOT NULL;
 COMMENT ON TABLE followup.outbox IS
     'Reminders to deliver. (assignment_id, cycle_start, kind, sequence) is the idempotency key.';
 
@@ -171,6 +180,24 @@ CREATE TABLE followup.contact_corrections (
 CREATE INDEX contact_corrections_latest_idx
     ON followup.contact_corrections (assignment_id, corrected_at DESC, correction_id DESC);
 COMMENT ON TABLE followup.contact_corrections IS 'Audit log of followup.set_last_contact.';
+
+-------------------------------------------------------------------------------
+-- Snoozes (README, "Snoozing an assignment"): while one is open (not ended,
+-- until on or after the day in question) no run enqueues for the assignment
+-- and its pending messages are withdrawn.
+-------------------------------------------------------------------------------
+CREATE TABLE followup.snoozes (
+    snooze_id     bigserial PRIMARY KEY,
+    assignment_id text NOT NULL,
+    until         date NOT NULL,
+    reason        text NOT NULL CHECK (btrim(reason) <> ''),
+    snoozed_by    name NOT NULL DEFAULT session_user,
+    snoozed_at    timestamptz NOT NULL DEFAULT now(),
+    ended_at      timestamptz
+);
+-- The runs and claims look for open snoozes only.
+CREATE INDEX snoozes_open_idx ON followup.snoozes (assignment_id, until) WHERE ended_at IS NULL;
+COMMENT ON TABLE followup.snoozes IS 'Snoozed assignments (followup.snooze / followup.unsnooze), kept as an audit.';
 
 -------------------------------------------------------------------------------
 -- The default policy row '*'.
@@ -228,3 +255,5 @@ SELECT pg_catalog.pg_extension_config_dump('followup.alerts', '');
 SELECT pg_catalog.pg_extension_config_dump('followup.alerts_alert_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('followup.contact_corrections', '');
 SELECT pg_catalog.pg_extension_config_dump('followup.contact_corrections_correction_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.snoozes', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.snoozes_snooze_id_seq', '');

@@ -1,5 +1,7 @@
-//! `followup.set_last_contact` (README, "Correcting a last contact"): the authenticated admin path to
-//! correct an assignment's last contact, with an audit row.
+//! The admin paths on one assignment: `followup.set_last_contact` (README,
+//! "Correcting a last contact"), the authenticated path to correct an
+//! assignment's last contact with an audit row, and the lookup that
+//! `followup.snooze` / `unsnooze` (sql/admin.sql) use.
 //!
 //! Authentication is the server's, authorization is a GRANT on the function
 //! (EXECUTE is revoked from PUBLIC), the audit is `followup.contact_corrections`.
@@ -10,7 +12,6 @@ use crate::errors::{raise, required};
 use crate::local_time::{convert, iso, today, DateKind, Zone};
 use crate::registry;
 use pgrx::datum::Date;
-use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
@@ -38,21 +39,10 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
             );
         }
 
-        // Compare in the id column's own type, so its index is used; an id that
-        // is not even a valid value of that type matches no assignment.
-        let id_type = id_type(client, &assignments);
         let not_found = || -> ! {
             raise(ERRCODE_NO_DATA_FOUND, format!("no assignment with id {}", registry::quote_literal(assignment_id)))
         };
-        let typed_id = format!("$1::{id_type}");
-        PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
-            client.select(&format!("SELECT {typed_id}"), None, &[assignment_id.into()]).map(|_| ()).ok();
-        }))
-        .catch_others(|caught| match caught {
-            CaughtError::PostgresError(_) | CaughtError::ErrorReport(_) => not_found(),
-            other => other.rethrow(),
-        })
-        .execute();
+        let is_the_assignment = assignments.id_equals_sql("$1");
 
         let lc = &assignments.last_contact_column;
         // The old value in ISO 8601, whatever the session's DateStyle and
@@ -66,10 +56,8 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
         let current: Vec<Option<String>> = client
             .update(
                 &format!(
-                    "SELECT {old_value}
-                       FROM {table} WHERE {id} OPERATOR(pg_catalog.=) {typed_id} FOR UPDATE",
+                    "SELECT {old_value} FROM {table} WHERE {is_the_assignment} FOR UPDATE",
                     table = assignments.table,
-                    id = assignments.id_column,
                 ),
                 None,
                 &[assignment_id.into()],
@@ -93,9 +81,8 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
         client
             .update(
                 &format!(
-                    "UPDATE {table} SET {lc} = {new_value} WHERE {id} OPERATOR(pg_catalog.=) {typed_id}",
+                    "UPDATE {table} SET {lc} = {new_value} WHERE {is_the_assignment}",
                     table = assignments.table,
-                    id = assignments.id_column,
                     new_value =
                         convert("$2::pg_catalog.date", DateKind::Date, assignments.last_contact_kind, Zone::SETTING),
                 ),
@@ -116,16 +103,25 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
     })
 }
 
-/// The id column's type, as SQL (`pg_catalog.int4`, `"app"."my_id"`).
-fn id_type(client: &pgrx::spi::SpiClient<'_>, assignments: &registry::AssignmentTable) -> String {
-    crate::query::one::<String>(
-        client,
-        "SELECT pg_catalog.format('%I.%I', n.nspname, t.typname)
-           FROM pg_catalog.pg_attribute a
-           JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-           JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-          WHERE a.attrelid = $1 AND pg_catalog.quote_ident(a.attname) = $2 AND NOT a.attisdropped",
-        &[assignments.relid.into(), assignments.id_column.as_str().into()],
-    )
-    .unwrap_or_else(|| raise(ERRCODE_UNDEFINED_COLUMN, "the assignments table's id column is gone"))
+/// Raises `P0002` unless the registered assignments table has a row with
+/// this id (as the outbox carries it, `id::text`).
+#[pg_extern(sql = false)]
+fn _require_assignment(assignment_id: Option<&str>) {
+    let assignment_id = required(assignment_id, "assignment_id");
+    Spi::connect(|client| {
+        let assignments = registry::require_assignment_table(&client);
+        let found = crate::query::one::<bool>(
+            &client,
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM {table} WHERE {is_the_assignment})",
+                table = assignments.table,
+                is_the_assignment = assignments.id_equals_sql("$1")
+            ),
+            &[assignment_id.into()],
+        )
+        .unwrap_or(false);
+        if !found {
+            raise(ERRCODE_NO_DATA_FOUND, format!("no assignment with id {}", registry::quote_literal(assignment_id)));
+        }
+    });
 }

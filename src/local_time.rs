@@ -78,6 +78,12 @@ pub fn today() -> Date {
         .unwrap_or_else(|| crate::errors::internal("could not determine today's date"))
 }
 
+/// Today in followup.timezone, for SQL (`followup._today()`).
+#[pgrx::pg_extern(sql = false)]
+fn _today() -> Date {
+    today()
+}
+
 /// `as_of`, or today in followup.timezone when it is NULL: the date a run or
 /// a preview is for. An infinite date is refused: no age can be counted to it.
 pub fn as_of_or_today(as_of: Option<Date>) -> Date {

@@ -13,10 +13,10 @@
 
 use crate::errors::{raise, raise_with_hint, required};
 use crate::partitions::sync_triggers;
+use crate::plan_cache;
 use crate::query::execute;
 use crate::registry::{self, quote_ident, AssignmentSpec, DescribeError};
 use crate::tracking;
-use crate::triggers;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::PgSqlErrorCode::*;
@@ -200,7 +200,7 @@ fn track_assignments(
                 ],
             )
             .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
-        triggers::invalidate_registrations();
+        plan_cache::invalidate_registrations();
         backfill_all(client);
     });
 }
@@ -279,7 +279,7 @@ fn track_activities(
             )
             .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
         sync_triggers(client);
-        triggers::invalidate_registrations();
+        plan_cache::invalidate_registrations();
         suggest_index(client, &activity);
         execute(client, &tracking::raise_sql(&assignments, &activity, &activity.table), &[]);
     });
@@ -299,7 +299,7 @@ fn untrack_activities(activities: Option<pg_sys::Oid>) {
             raise(ERRCODE_UNDEFINED_OBJECT, format!("table {} is not tracked", info.name));
         }
         sync_triggers(client);
-        triggers::invalidate_registrations();
+        plan_cache::invalidate_registrations();
     });
 }
 

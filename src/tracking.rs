@@ -203,31 +203,39 @@ fn change_sql(
 /// activity over every tracked table, or the latest manual correction if that
 /// is later.
 pub fn recompute_sql(assignments: &AssignmentTable, all_activities: &[ActivityTable]) -> String {
-    let mut candidates: Vec<String> = all_activities
-        .iter()
-        .map(|act| {
-            let matches = act
-                .keys
-                .iter()
-                .map(|k| format!("r.{} {} a.{}", k.activity_column, k.equality, k.assignment_column))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let latest = convert(
-                &format!("pg_catalog.max(r.{})", act.occurred_column),
-                act.occurred_kind,
-                assignments.last_contact_kind,
-            );
-            format!("(SELECT {latest} FROM {table} AS r WHERE {matches})", table = act.table)
-        })
-        .collect();
-    candidates.push(format!(
-        "(SELECT {corrected} FROM followup.contact_corrections AS cc
-           WHERE cc.assignment_id = (a.{id})::pg_catalog.text
-           ORDER BY cc.corrected_at DESC, cc.correction_id DESC LIMIT 1)",
-        corrected = convert("cc.new_value", DateKind::Date, assignments.last_contact_kind),
-        id = assignments.id_column,
+    let mut candidates: Vec<String> =
+        all_activities.iter().map(|act| latest_activity_sql(assignments, act, true)).collect();
+    candidates.push(latest_correction_sql(
+        assignments,
+        &convert("cc.new_value", DateKind::Date, assignments.last_contact_kind),
     ));
     format!("GREATEST({})", candidates.join(",\n                 "))
+}
+
+/// SQL: the latest activity in `activity` of assignment row `a`: its
+/// occurred value as stored, or `converted` to the last-contact column's kind.
+pub fn latest_activity_sql(assignments: &AssignmentTable, activity: &ActivityTable, converted: bool) -> String {
+    let matches = activity
+        .keys
+        .iter()
+        .map(|k| format!("r.{} {} a.{}", k.activity_column, k.equality, k.assignment_column))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let latest = format!("pg_catalog.max(r.{})", activity.occurred_column);
+    let value =
+        if converted { convert(&latest, activity.occurred_kind, assignments.last_contact_kind) } else { latest };
+    format!("(SELECT {value} FROM {table} AS r WHERE {matches})", table = activity.table)
+}
+
+/// SQL: `value` (over the row `cc`) of the latest correction of assignment
+/// row `a` (`followup.contact_corrections`), or NULL.
+pub fn latest_correction_sql(assignments: &AssignmentTable, value: &str) -> String {
+    format!(
+        "(SELECT {value} FROM followup.contact_corrections AS cc
+           WHERE cc.assignment_id = (a.{id})::pg_catalog.text
+           ORDER BY cc.corrected_at DESC, cc.correction_id DESC LIMIT 1)",
+        id = assignments.id_column,
+    )
 }
 
 #[cfg(any(test, feature = "pg_test"))]

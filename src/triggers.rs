@@ -14,11 +14,12 @@
 //! 1,000,000-row COPY get plans fit for their size). A relcache invalidation of
 //! any table a plan depends on, including the registration tables, drops them.
 
+use crate::plan_cache;
 use crate::registry;
 use crate::tracking::{tracking_statement, Change};
 use pgrx::prelude::*;
-use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::CString;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,66 +37,24 @@ struct CachedPlan {
 }
 
 thread_local! {
-    static PLANS: RefCell<HashMap<PlanKey, Option<CachedPlan>>> = RefCell::new(HashMap::new());
-    /// Relations whose invalidation makes the cached plans stale.
-    static WATCHED: RefCell<HashSet<pg_sys::Oid>> = RefCell::new(HashSet::new());
-    /// Plans dropped by an invalidation; freed once no plan of ours is executing.
-    static STALE: RefCell<Vec<pg_sys::SPIPlanPtr>> = const { RefCell::new(Vec::new()) };
-    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
-    static EXECUTING: Cell<u32> = const { Cell::new(0) };
+    /// Plans by key, and the plan_cache generation they were built at.
+    static PLANS: RefCell<(u64, HashMap<PlanKey, Option<CachedPlan>>)> = RefCell::new((0, HashMap::new()));
 }
 
-/// Relcache invalidation callback: must not error, allocate much or touch catalogs.
-#[pg_guard]
-unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    let affected = relid == pg_sys::InvalidOid || WATCHED.with(|w| w.borrow().contains(&relid));
-    if affected {
-        forget_all_plans();
-    }
-}
-
-/// Drops every cached plan (registration changes call this too, for their own backend).
-pub fn forget_all_plans() {
+/// The cached plan for `key`, if built at the current generation; retires
+/// every plan of an older one.
+fn cached(key: &PlanKey) -> Option<Option<(pg_sys::SPIPlanPtr, Vec<(bool, i32)>)>> {
+    let generation = plan_cache::generation();
     PLANS.with(|plans| {
         let mut plans = plans.borrow_mut();
-        STALE.with(|stale| {
-            let mut stale = stale.borrow_mut();
-            stale.extend(plans.drain().filter_map(|(_, p)| p.map(|p| p.plan)));
-        });
-    });
-    WATCHED.with(|w| w.borrow_mut().clear());
-}
-
-fn free_stale_plans() {
-    if EXECUTING.get() > 0 {
-        return;
-    }
-    let stale: Vec<_> = STALE.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    for plan in stale {
-        unsafe { pg_sys::SPI_freeplan(plan) };
-    }
-}
-
-fn ensure_callback() {
-    if !CALLBACK_REGISTERED.get() {
-        unsafe {
-            pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
+        if plans.0 != generation {
+            for plan in plans.1.drain().filter_map(|(_, p)| p.map(|p| p.plan)) {
+                plan_cache::retire(plan);
+            }
+            plans.0 = generation;
         }
-        CALLBACK_REGISTERED.set(true);
-    }
-}
-
-/// Sent by every registration change: other backends drop their plans when
-/// they process the invalidation of the registration table.
-pub fn invalidate_registrations() {
-    forget_all_plans();
-    let relid = crate::query::select_one::<pg_sys::Oid>(
-        "SELECT 'followup.activity_tables'::pg_catalog.regclass::pg_catalog.oid",
-        &[],
-    );
-    if let Some(relid) = relid {
-        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
-    }
+        plans.1.get(key).map(|c| c.as_ref().map(|c| (c.plan, c.params.clone())))
+    })
 }
 
 /// Builds and keeps the plan for `key`, or None when the table is not (or no
@@ -120,18 +79,8 @@ fn build_plan(key: PlanKey, tupdesc: pg_sys::TupleDesc) -> Option<CachedPlan> {
             key.row_level,
             key.size_class == SINGLE_ROW,
         );
-        let registration_tables: Vec<pg_sys::Oid> = client
-            .select(
-                "SELECT 'followup.activity_tables'::pg_catalog.regclass::pg_catalog.oid
-                 UNION ALL SELECT 'followup.assignment_tables'::pg_catalog.regclass::pg_catalog.oid",
-                None,
-                &[],
-            )
-            .ok()?
-            .filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten())
-            .collect();
         let mut watched: Vec<pg_sys::Oid> = activities.iter().map(|a| a.relid).collect();
-        watched.extend(registration_tables);
+        watched.extend(plan_cache::registration_tables());
         watched.extend([assignments.relid, key.relid, root]);
         Some((statement, watched))
     })?;
@@ -147,13 +96,8 @@ fn build_plan(key: PlanKey, tupdesc: pg_sys::TupleDesc) -> Option<CachedPlan> {
         params.push((*from_new, attnum));
         types.push(*type_oid);
     }
-    let sql = CString::new(statement.sql).expect("generated SQL contains no NUL");
-    let plan = unsafe { pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr()) };
-    if plan.is_null() {
-        error!("pg_followup: could not prepare the tracking statement (SPI error {})", unsafe { pg_sys::SPI_result });
-    }
-    unsafe { pg_sys::SPI_keepplan(plan) };
-    WATCHED.with(|w| w.borrow_mut().extend(watched));
+    let plan = plan_cache::prepare_kept(&statement.sql, &mut types);
+    plan_cache::watch(watched);
     Some(CachedPlan { plan, params })
 }
 
@@ -167,19 +111,6 @@ fn size_class(rows: i64) -> u8 {
         2..=16 => 1,
         17..=16_384 => 2,
         _ => 3,
-    }
-}
-
-struct Executing;
-impl Executing {
-    fn enter() -> Executing {
-        EXECUTING.set(EXECUTING.get() + 1);
-        Executing
-    }
-}
-impl Drop for Executing {
-    fn drop(&mut self) {
-        EXECUTING.set(EXECUTING.get() - 1);
     }
 }
 
@@ -206,8 +137,6 @@ fn track(trigger: &PgTrigger<'_>, row_level: bool) {
     if rows == 0 {
         return; // e.g. an UPDATE that matched nothing still fires its statement trigger
     }
-    ensure_callback();
-    free_stale_plans();
     let key = PlanKey {
         relid: unsafe { (*relation).rd_id },
         change,
@@ -221,13 +150,12 @@ fn track(trigger: &PgTrigger<'_>, row_level: bool) {
             pg_sys::SPI_register_trigger_data(data);
         }
     }
-    let cached = PLANS.with(|p| p.borrow().get(&key).map(|c| c.as_ref().map(|c| (c.plan, c.params.clone()))));
-    let entry = match cached {
+    let entry = match cached(&key) {
         Some(entry) => entry,
         None => {
             let built = build_plan(key, unsafe { (*relation).rd_att });
             let entry = built.as_ref().map(|c| (c.plan, c.params.clone()));
-            PLANS.with(|p| p.borrow_mut().insert(key, built));
+            PLANS.with(|p| p.borrow_mut().1.insert(key, built));
             entry
         }
     };
@@ -247,7 +175,7 @@ fn track(trigger: &PgTrigger<'_>, row_level: bool) {
             values.push(value);
             nulls.push(if is_null { b'n' as std::ffi::c_char } else { b' ' as std::ffi::c_char });
         }
-        let _executing = Executing::enter();
+        let _executing = plan_cache::Executing::enter();
         let mut execute = || unsafe { pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0) };
         // A kept plan is planned at its first execution (and again after an
         // invalidation), here: the settings in force now decide whether it

@@ -93,7 +93,7 @@ pub fn describe_assignment_table(
             )
         })
     };
-    column(&spec.id_column)?;
+    let id_type = column(&spec.id_column)?;
     column(&spec.mentor_column)?;
     let last_contact_kind = date_column(&spec.last_contact_column, "last contact column")?;
     let created_column = match &spec.created_column {
@@ -107,6 +107,7 @@ pub fn describe_assignment_table(
         relid,
         table: table.clone(),
         id_column: quote_ident(&spec.id_column),
+        id_type,
         mentor_column: quote_ident(&spec.mentor_column),
         last_contact_column: quote_ident(&spec.last_contact_column),
         last_contact_kind,

@@ -23,6 +23,8 @@ pub struct AssignmentTable {
     pub table: String,
     /// Quoted column names.
     pub id_column: String,
+    /// The id column's type.
+    pub id_type: pg_sys::Oid,
     pub mentor_column: String,
     pub last_contact_column: String,
     pub last_contact_kind: DateKind,
@@ -58,6 +60,40 @@ pub struct ActivityTable {
     pub occurred_type: pg_sys::Oid,
     pub occurred_kind: DateKind,
     pub keys: Vec<MatchKey>,
+}
+
+impl AssignmentTable {
+    /// SQL: is this row of the assignments table (its columns unqualified)
+    /// the assignment whose id, as the outbox and the SQL API carry it
+    /// (`id::text`), is the text expression `text_id`? Compares in the id
+    /// column's own type, so its index is used; a text that is not a valid
+    /// id of that type matches nothing (no error). For id types other than
+    /// integers, text and uuid it compares as text, without the index.
+    pub fn id_equals_sql(&self, text_id: &str) -> String {
+        match self.id_from_text_sql(text_id) {
+            Some(typed) => format!("{} = {typed}", self.id_column),
+            None => format!("({})::pg_catalog.text = ({text_id})", self.id_column),
+        }
+    }
+
+    /// SQL: the text expression `text_id` as a value comparable with the id
+    /// column through its index, or NULL when it is not a valid id; None for
+    /// id types other than integers, text and uuid (compare as text).
+    pub fn id_from_text_sql(&self, text_id: &str) -> Option<String> {
+        match self.id_type {
+            pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID => Some(format!(
+                "(CASE WHEN ({text_id}) ~ '^[+-]?[0-9]{{1,19}}$'
+                        AND ({text_id})::pg_catalog.numeric BETWEEN -9223372036854775808 AND 9223372036854775807
+                       THEN ({text_id})::pg_catalog.int8 END)"
+            )),
+            pg_sys::TEXTOID | pg_sys::VARCHAROID => Some(format!("({text_id})")),
+            pg_sys::UUIDOID => Some(format!(
+                "(CASE WHEN ({text_id}) ~* '^[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}$'
+                       THEN ({text_id})::pg_catalog.uuid END)"
+            )),
+            _ => None,
+        }
+    }
 }
 
 pub fn quote_ident(ident: &str) -> String {

@@ -28,6 +28,46 @@ pub fn active_when_sql(assignments: &AssignmentTable) -> &str {
     assignments.active_when.as_deref().unwrap_or("true")
 }
 
+/// SQL joining the effective policy of a row whose organization is the
+/// expression `organization`: `own` (the organization's row, if any) and
+/// `dflt` (the default row '*'). Read a setting with `policy_value`.
+pub fn policy_join_sql(organization: &str) -> String {
+    format!(
+        "CROSS JOIN (SELECT * FROM followup.policies WHERE organization = '*') AS dflt
+         LEFT JOIN followup.policies AS own
+                ON own.organization = {organization} AND own.organization <> '*'"
+    )
+}
+
+/// SQL: a column of the effective policy joined by `policy_join_sql`.
+pub fn policy_value(column: &str) -> String {
+    if column == "enabled" {
+        // a disabled organization row disables, whatever the default says
+        "coalesce(own.enabled, dflt.enabled)".to_string()
+    } else {
+        format!("CASE WHEN own.organization IS NULL THEN dflt.{column} ELSE own.{column} END")
+    }
+}
+
+/// SQL, `FROM followup.snoozes AS sz WHERE …`: the snoozes open on the date
+/// expression `day` (not ended, until on or after the day).
+pub fn open_snoozes_sql(day: &str) -> String {
+    format!("FROM followup.snoozes AS sz WHERE sz.ended_at IS NULL AND sz.until >= ({day})")
+}
+
+/// SQL: is the assignment whose id (a column of the assignments table, the
+/// expression `id`) snoozed on the date expression `day`? An open snooze
+/// (not ended, until on or after the day) holds it.
+pub fn snoozed_sql(assignments: &AssignmentTable, id: &str, day: &str) -> String {
+    let open = open_snoozes_sql(day);
+    match assignments.id_from_text_sql("sz.assignment_id") {
+        // compared in the id's type, so that a run converts the few snoozed
+        // ids rather than every assignment's id
+        Some(typed) => format!("({id}) IN (SELECT {typed} {open} AND {typed} IS NOT NULL)"),
+        None => format!("({id})::pg_catalog.text IN (SELECT sz.assignment_id {open})"),
+    }
+}
+
 /// The assignments a run reads, one row `s` each: the assignment's id,
 /// recipients, organization, cycle start and payload columns (p1..pn), its
 /// `age` on `$1` (the as-of date) and its effective policy.
@@ -38,7 +78,7 @@ pub fn active_when_sql(assignments: &AssignmentTable) -> &str {
 /// With `tallied`, every assignment read is counted (log.rs's
 /// `_tally_scanned`) behind an OFFSET 0 fence, so that the planner cannot push
 /// the outer filters below the count.
-fn scan_sql(assignments: &AssignmentTable, tallied: bool) -> String {
+fn scan_sql(assignments: &AssignmentTable, tallied: bool, only: &str) -> String {
     let or_null = |column: &Option<String>| column.clone().unwrap_or_else(|| "NULL".to_string());
     let payload: String = assignments
         .payload_columns
@@ -50,20 +90,15 @@ fn scan_sql(assignments: &AssignmentTable, tallied: bool) -> String {
         if tallied { (", followup._tally_scanned(NULL::pg_catalog.text) AS counted", "OFFSET 0") } else { ("", "") };
     format!(
         "(SELECT a.*, $1::pg_catalog.date - a.cycle_start AS age,
-                 coalesce(own.enabled, dflt.enabled) AS enabled,
-                 CASE WHEN own.organization IS NULL THEN dflt.remind_after_days ELSE own.remind_after_days END AS remind_after,
-                 CASE WHEN own.organization IS NULL THEN dflt.repeat_every_days ELSE own.repeat_every_days END AS repeat_every,
-                 CASE WHEN own.organization IS NULL THEN dflt.escalate_after_days ELSE own.escalate_after_days END AS escalate_after,
-                 CASE WHEN own.organization IS NULL THEN dflt.max_reminders ELSE own.max_reminders END AS max_reminders
+                 {enabled} AS enabled, {remind_after} AS remind_after, {repeat_every} AS repeat_every,
+                 {escalate_after} AS escalate_after, {max_reminders} AS max_reminders
             FROM (SELECT {id} AS id, {mentor} AS mentor, {coordinator} AS coordinator,
                          ({organization})::pg_catalog.text AS organization, {cycle_start} AS cycle_start
                          {payload}{tally}
                     FROM {table}
-                   WHERE ({active_when})
+                   WHERE ({active_when}) AND {only}
                   {fence}) AS a
-            CROSS JOIN (SELECT * FROM followup.policies WHERE organization = '*') AS dflt
-            LEFT JOIN followup.policies AS own
-                   ON own.organization = a.organization AND own.organization <> '*') AS s",
+            {policy}) AS s",
         id = assignments.id_column,
         mentor = assignments.mentor_column,
         coordinator = or_null(&assignments.coordinator_column),
@@ -71,25 +106,32 @@ fn scan_sql(assignments: &AssignmentTable, tallied: bool) -> String {
         cycle_start = cycle_start_sql(assignments),
         table = assignments.table,
         active_when = active_when_sql(assignments),
+        policy = policy_join_sql("a.organization"),
+        enabled = policy_value("enabled"),
+        remind_after = policy_value("remind_after_days"),
+        repeat_every = policy_value("repeat_every_days"),
+        escalate_after = policy_value("escalate_after_days"),
+        max_reminders = policy_value("max_reminders"),
     )
 }
 
 /// One kind's messages due: a SELECT over its own scan. The first branch
 /// keeps the outbox's column names.
-fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool) -> String {
+fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool, only: &str) -> String {
     let payload = payload_columns(assignments, "s");
     format!(
         "SELECT (s.id)::pg_catalog.text AS assignment_id, s.cycle_start, '{kind}'::followup.message_kind AS kind,
                 {sequence} AS sequence, '{role}'::followup.recipient_role AS recipient_role,
                 ({recipient})::pg_catalog.text AS recipient_id, s.age AS days_since_contact{payload}
            FROM {scan}
-          WHERE s.enabled AND {recipient} IS NOT NULL AND {due}",
+          WHERE s.enabled AND {recipient} IS NOT NULL AND {due} AND NOT {snoozed}",
         kind = kind.kind,
         sequence = kind.sequence,
         role = kind.recipient_role,
         recipient = kind.recipient,
-        scan = scan_sql(assignments, tallied),
+        scan = scan_sql(assignments, tallied, only),
         due = kind.due_sql(),
+        snoozed = snoozed_sql(assignments, "s.id", "$1::pg_catalog.date"),
     )
 }
 
@@ -102,12 +144,15 @@ fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool) 
 /// second sequential scan is cheaper than expanding every row into both
 /// kinds), texts built only for the messages actually due, and no scan at all
 /// for a kind that does not apply (kinds.rs).
-pub fn due_sql(assignments: &AssignmentTable, tally: bool, any_policy_escalates: bool) -> String {
+///
+/// `only` restricts the scan to the assignments it is true for (SQL over the
+/// assignments table's columns, unqualified); "true" for all.
+pub fn due_sql(assignments: &AssignmentTable, tally: bool, any_policy_escalates: bool, only: &str) -> String {
     kinds::ALL
         .iter()
         .filter(|kind| kind.applies(assignments, any_policy_escalates))
         .enumerate()
-        .map(|(i, kind)| branch_sql(assignments, kind, tally && i == 0))
+        .map(|(i, kind)| branch_sql(assignments, kind, tally && i == 0, only))
         .collect::<Vec<_>>()
         .join("\n         UNION ALL\n         ")
 }
@@ -146,12 +191,13 @@ pub fn preview_sql(assignments: &AssignmentTable, any_policy_escalates: bool) ->
                 d.days_since_contact, {payload} AS payload, pg_catalog.now() AS enqueued_at,
                 'pending'::followup.message_status AS status, 0 AS attempts, pg_catalog.now() AS visible_at,
                 NULL::pg_catalog.uuid AS lease_id, NULL::pg_catalog.text AS claimed_by,
-                NULL::pg_catalog.timestamptz AS delivered_at, NULL::pg_catalog.text AS last_error
+                NULL::pg_catalog.timestamptz AS delivered_at, NULL::pg_catalog.text AS last_error,
+                NULL::pg_catalog.timestamptz AS cancelled_at, NULL::pg_catalog.text AS cancel_reason
            FROM ({due}) AS d
           WHERE NOT EXISTS (SELECT 1 FROM followup.outbox AS o WHERE {SAME_MESSAGE})
           ORDER BY d.assignment_id, d.kind",
         payload = payload_sql(assignments, "d"),
-        due = due_sql(assignments, false, any_policy_escalates)
+        due = due_sql(assignments, false, any_policy_escalates, "true")
     )
 }
 
@@ -190,6 +236,6 @@ pub fn enqueue_sql(assignments: &AssignmentTable, any_policy_escalates: bool, sk
          {anti_join}
          ON CONFLICT ON CONSTRAINT outbox_idempotency_key DO NOTHING",
         payload = payload_sql(assignments, "d"),
-        due = due_sql(assignments, true, any_policy_escalates)
+        due = due_sql(assignments, true, any_policy_escalates, "true")
     )
 }

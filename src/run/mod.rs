@@ -17,7 +17,7 @@
 //! This file holds the run's body (`scan_and_finish`) and the SQL-callable
 //! entry points.
 
-mod due;
+pub mod due;
 pub mod kinds;
 pub mod log;
 pub mod worker;
@@ -86,7 +86,7 @@ impl RunStatus {
 }
 
 /// Does any enabled policy escalate? (Decides whether a run scans for escalations.)
-fn any_policy_escalates(client: &SpiClient<'_>) -> bool {
+pub fn any_policy_escalates(client: &SpiClient<'_>) -> bool {
     one(
         client,
         "SELECT EXISTS (SELECT 1 FROM followup.policies WHERE enabled AND escalate_after_days IS NOT NULL)",

@@ -21,7 +21,7 @@ expect "the primary enqueued the day's messages" "$([ "$first" -gt 0 ] && echo y
 
 # a standby from a base backup of the primary, on its own port and socket
 standby_dir=$(cluster_dir standby)
-mkdir -p "$standby_dir" && chown postgres: "$standby_dir"
+rm -rf "$standby_dir"; mkdir -p "$standby_dir" && chown postgres: "$standby_dir"
 as_postgres "$PG_BIN/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$standby_dir/data" -R -X stream -c fast
 standby_port=$(free_port)
 echo "$standby_port" >"$standby_dir/port"

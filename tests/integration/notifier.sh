@@ -65,9 +65,9 @@ slow=$((first + 39))  # claimed in id order: the 40th message of the first batch
 batch_end=$((first + 99))
 rules "$slow delay 1.5" "* delay 0.02"
 listen_start  # records the NOTIFYs of the run and of n1's release
-# A 1 h poll interval: the notifier polls once when it starts (nothing to do
+# A 60 min poll interval: the notifier polls once when it starts (nothing to do
 # yet), so only the run's NOTIFY can wake it for the delivery below.
-start_notifier n1 --poll-interval 1h --request-timeout 5s
+start_notifier n1 --poll-interval 60m --request-timeout 5s
 total=$(q "SELECT reminders_enqueued FROM followup.run_now('$AS_OF')")
 expect "the run enqueued more than one batch of 100" "$((total > 100))" "1"
 wait_until "the 40th message is being delivered (woken by the run's NOTIFY)" 60 requests_are "$slow" 1

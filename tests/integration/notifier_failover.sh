@@ -14,22 +14,22 @@ source "$(dirname "$0")/../lib/integration.sh"
 source "$REPO/tests/lib/notifier.sh"
 
 notifier_setup notifier-failover
-cluster_init primary
-cleanup_hook "cluster_stop primary immediate"
-cleanup_hook "cluster_stop standby immediate"
-cluster_start primary
-export PGHOST=$(cluster_host primary) PGPORT=$(cluster_port primary)
+cluster_init nf_primary
+cleanup_hook "cluster_stop nf_primary immediate"
+cleanup_hook "cluster_stop nf_standby immediate"
+cluster_start nf_primary
+export PGHOST=$(cluster_host nf_primary) PGPORT=$(cluster_port nf_primary)
 primary_port=$PGPORT
 new_db it_notifier_failover
 
 # a standby from a base backup of the primary, on its own port and socket
-standby_dir=$(cluster_dir standby)
-mkdir -p "$standby_dir" && chown postgres: "$standby_dir"
+standby_dir=$(cluster_dir nf_standby)
+rm -rf "$standby_dir"; mkdir -p "$standby_dir" && chown postgres: "$standby_dir"
 as_postgres "$PG_BIN/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres -D "$standby_dir/data" -R -X stream -c fast
 standby_port=$(free_port)
 echo "$standby_port" >"$standby_dir/port"
 printf "port = %s\nunix_socket_directories = '%s'\n" "$standby_port" "$standby_dir" >>"$standby_dir/data/postgresql.conf"
-cluster_start standby
+cluster_start nf_standby
 sq() { psql -X -At -q -v ON_ERROR_STOP=1 -h "$standby_dir" -p "$standby_port" -U postgres -d "$DB" -c "$1"; }
 expect "the standby is in recovery" "$(sq "SELECT pg_is_in_recovery()")" "t"
 
@@ -59,7 +59,7 @@ wait_until "the standby no longer receives WAL" 30 receiver_gone
 cut_at=$(count "status = 'delivered'")
 wait_until "50 more are delivered on the primary alone" 60 count_at_least "status = 'delivered'" "$((cut_at + 50))"
 
-cluster_stop primary immediate
+cluster_stop nf_primary immediate
 wait_until "the notifier noticed" 30 grep -qs "database error" "$WORK/f1.log"
 posted=$(wc -l <"$REQUESTS")
 wait_until "/healthz says 503" 10 healthz_is 503

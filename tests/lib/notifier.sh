@@ -128,13 +128,27 @@ next_message_id() {
 count() { q "SELECT count(*) FROM followup.outbox WHERE $1"; }
 count_is() { [ "$(count "$1")" -eq "$2" ]; }
 count_at_least() { [ "$(count "$1")" -ge "$2" ]; }
-# add_messages PREFIX N: N pending messages inserted by hand (like a run would),
-# for the cycle of $AS_OF (a fixed date, tests/lib/integration.sh).
+# add_messages PREFIX N: N pending messages inserted by hand (like a run would).
+# Without a registered assignments table, for made-up assignments and the
+# cycle of $AS_OF (a fixed date, tests/lib/integration.sh). With one (a claim
+# then withdraws a message that is no longer due), for the first N active
+# assignments and their cycle starts, under sequence numbers no run uses.
 add_messages() {
-    q "INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
-                                    days_since_contact, payload)
-       SELECT '$1-' || g, date '$AS_OF', 'reminder', 1, 'mentor', 'mentor-' || g, 30, jsonb_build_object('n', g)
-         FROM generate_series(1, $2) AS g"
+    if [ "$(q "SELECT count(*) FROM followup.assignment_tables")" = "1" ]; then
+        q "INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
+                                        days_since_contact, payload)
+           SELECT a.id::text, coalesce(a.last_contact_date, a.created_at), 'reminder',
+                  (SELECT greatest(1000, max(sequence)) + 1 FROM followup.outbox), 'mentor', 'mentor-' || a.g, 30,
+                  jsonb_build_object('n', a.g)
+             FROM (SELECT a.*, row_number() OVER (ORDER BY a.id) AS g FROM app.assignments AS a
+                    WHERE a.status = 'active') AS a
+            WHERE a.g <= $2"
+    else
+        q "INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
+                                        days_since_contact, payload)
+           SELECT '$1-' || g, date '$AS_OF', 'reminder', 1, 'mentor', 'mentor-' || g, 30, jsonb_build_object('n', g)
+             FROM generate_series(1, $2) AS g"
+    fi
 }
 
 # run_notifier CONSUMER [FLAGS...]: runs it in the foreground, for a start that
