@@ -8,6 +8,8 @@
 --            backoff, or dead after followup.max_attempts.
 --   requeue_dead  gives dead messages a fresh start.
 --   cancel   withdraws pending or claimed messages by hand (an admin).
+--   claim_digest  claims whole recipients: one row per recipient with all of
+--            its messages, under one lease (ack, fail, release as for claim).
 --   release  hands claimed messages back without counting
 --            an attempt, e.g. when a consumer shuts down mid-batch.
 --
@@ -122,9 +124,10 @@ BEGIN
     UPDATE followup.outbox AS o
        SET status = CASE WHEN o.attempts >= attempts_allowed THEN 'dead'::followup.message_status
                          ELSE 'pending' END,
-           -- 2^7 * 30 s is past the 1 hour cap: the exponent stops there
-           visible_at = clock_timestamp() + coalesce(fail.retry_in,
-                            least(interval '1 hour', interval '30 seconds' * power(2, least(o.attempts - 1, 7)))),
+           -- 2^7 * 30 s is past the 1 hour cap: the exponent stops there; a
+           -- retry that falls outside the send window waits for its opening
+           visible_at = followup._opens_at(o.organization, clock_timestamp() + coalesce(fail.retry_in,
+                            least(interval '1 hour', interval '30 seconds' * power(2, least(o.attempts - 1, 7))))),
            last_error = coalesce(fail.error, 'unspecified error'),
            lease_id = NULL,
            claimed_by = NULL
@@ -218,3 +221,47 @@ END
 $$;
 COMMENT ON FUNCTION followup.cancel(bigint[], text) IS
     'Withdraws pending or claimed messages by hand (status cancelled, cancel_reason ''manual: <reason>''); returns how many.';
+
+-- One digest (src/outbox.rs): up to max_recipients recipients, in the order of
+-- their oldest claimable message, each locked against other digests, with all
+-- their claimable still-due messages under lease_id; returns the message ids.
+CREATE FUNCTION followup._claim_digest(consumer text, max_recipients int, lease interval, lease_id uuid) RETURNS bigint[]
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', '_claim_digest_wrapper';
+
+CREATE FUNCTION followup.claim_digest(consumer text, max_recipients int DEFAULT 50, lease interval DEFAULT '5 minutes')
+RETURNS TABLE (lease_id uuid, recipient_role followup.recipient_role, recipient_id text,
+               message_ids bigint[], messages jsonb)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    new_lease uuid := gen_random_uuid();  -- one lease for every recipient of the call
+    claimed bigint[];
+BEGIN
+    IF consumer IS NULL OR btrim(consumer) = '' THEN
+        RAISE EXCEPTION 'consumer must name the claiming consumer' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_recipients IS NULL OR max_recipients < 1 OR max_recipients > 1000 THEN
+        RAISE EXCEPTION 'max_recipients must be between 1 and 1000, not %', max_recipients
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF lease IS NULL OR lease <= interval '0' OR lease > interval '1 day' THEN
+        RAISE EXCEPTION 'lease must be positive and at most 1 day, not %', lease
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    DELETE FROM followup.outbox_leases
+     WHERE lease_id IN (SELECT l.lease_id FROM followup.outbox_leases AS l
+                         WHERE l.expires_at < clock_timestamp() - interval '1 hour' LIMIT 100);
+    claimed := followup._claim_digest(consumer, max_recipients, lease, new_lease);
+    RETURN QUERY
+    SELECT new_lease, o.recipient_role, o.recipient_id, array_agg(o.message_id ORDER BY o.message_id),
+           jsonb_agg(to_jsonb(o) ORDER BY o.message_id)
+      FROM followup.outbox AS o
+     WHERE o.message_id = ANY (claimed)
+     GROUP BY o.recipient_role, o.recipient_id
+     ORDER BY min(o.message_id);
+END
+$$;
+COMMENT ON FUNCTION followup.claim_digest(text, int, interval) IS
+    'Claims, under one new lease, all claimable still-due messages of up to max_recipients recipients: one row per recipient.';

@@ -4,8 +4,12 @@
 -- tables are altered in place, never dropped. tests/integration/upgrade.sh
 -- checks that the result is exactly a fresh 0.3.0 install.
 
+-------------------------------------------------------------------------------
 -- One definition of "the day's run succeeded" (only the scheduler's runs
--- count), shared by the scheduler, its catch-up and followup.health.
+-- count), shared by the scheduler, its catch-up and followup.health; the
+-- schedule settings from the library (replaces followup._setting, which
+-- repeated the defaults in SQL).
+-------------------------------------------------------------------------------
 CREATE FUNCTION followup._day_succeeded(day date) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -13,19 +17,139 @@ SET search_path = pg_catalog, pg_temp AS $$
                     WHERE as_of = day AND status = 'succeeded' AND trigger IN ('schedule', 'catch_up'))
 $$;
 
--- The schedule settings from the library's own definitions and defaults
--- (replaces followup._setting, which repeated the defaults in SQL).
 CREATE FUNCTION followup._settings() RETURNS TABLE (run_at text, timezone text, alert_after int)
 LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', '_settings_wrapper';
-
 
 -- preview never pays JIT compilation (as the run does not).
 ALTER FUNCTION followup.preview(date) SET jit = off;
 
 -------------------------------------------------------------------------------
+-- Send windows: each organization's time zone and window, the window
+-- arithmetic, the organization of each message.
+-------------------------------------------------------------------------------
+ALTER TABLE followup.policies
+    ADD COLUMN timezone text,
+    ADD COLUMN send_from time,
+    ADD COLUMN send_until time;
+-- Refuses, with 22023, a time zone the server does not know, one window bound
+-- without the other, and an empty window.
+CREATE FUNCTION followup._policies_check() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.timezone IS NOT NULL THEN
+        BEGIN
+            PERFORM now() AT TIME ZONE NEW.timezone;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            RAISE EXCEPTION 'timezone "%" of policy "%" is not a time zone known to the server', NEW.timezone, NEW.organization
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an IANA name such as Europe/Oslo (see pg_timezone_names).';
+        END;
+    END IF;
+    IF (NEW.send_from IS NULL) <> (NEW.send_until IS NULL) THEN
+        RAISE EXCEPTION 'policy "%" needs both send_from and send_until, or neither', NEW.organization
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.send_from = NEW.send_until THEN
+        RAISE EXCEPTION 'the send window of policy "%" is empty (send_from = send_until = %)', NEW.organization, NEW.send_from
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'A window may wrap midnight, e.g. 21:00 to 02:00.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER policies_check
+    BEFORE INSERT OR UPDATE ON followup.policies
+    FOR EACH ROW EXECUTE FUNCTION followup._policies_check();
+
+CREATE OR REPLACE FUNCTION followup._policies_default_row() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'the default policy ''*'' cannot be deleted'
+            USING ERRCODE = 'restrict_violation',
+                  HINT = 'Set enabled = false on it to stop reminders for organizations without a policy.';
+    END IF;
+    UPDATE followup.policies
+       SET remind_after_days = NEW.remind_after_days,
+           repeat_every_days = NEW.repeat_every_days,
+           escalate_after_days = NEW.escalate_after_days,
+           max_reminders = NEW.max_reminders,
+           enabled = NEW.enabled,
+           timezone = NEW.timezone,
+           send_from = NEW.send_from,
+           send_until = NEW.send_until
+     WHERE organization = '*';
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+-- The instant of local time `local_time` on local date `day` in zone `tz`. A
+-- local time inside a spring-forward gap is the instant just after the gap
+-- (02:30 in Europe/Oslo on 2026-03-29 is 03:30 CEST); one repeated by a
+-- fall-back is the later of the two (standard time). The daily schedule
+-- (followup._run_instant) is the same rule.
+CREATE FUNCTION followup._local_instant(day date, local_time time, tz text) RETURNS timestamptz
+LANGUAGE sql STABLE
+AS $$ SELECT pg_catalog.timezone(tz, day OPERATOR(pg_catalog.+) local_time) $$;
+
+-- Is instant `at` inside the daily window [send_from, send_until) in zone tz?
+-- No window (NULL bounds) is always open; a window whose end is before its
+-- start wraps midnight (21:00-02:00).
+CREATE FUNCTION followup._in_window(at timestamptz, tz text, send_from time, send_until time) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT send_from IS NULL
+        OR CASE WHEN send_from OPERATOR(pg_catalog.<) send_until
+                THEN pg_catalog.timezone(tz, at)::time OPERATOR(pg_catalog.>=) send_from
+                     AND pg_catalog.timezone(tz, at)::time OPERATOR(pg_catalog.<) send_until
+                ELSE pg_catalog.timezone(tz, at)::time OPERATOR(pg_catalog.>=) send_from
+                     OR pg_catalog.timezone(tz, at)::time OPERATOR(pg_catalog.<) send_until
+           END
+$$;
+
+-- The first instant at or after `at` inside the window: `at` itself, or the
+-- window's next opening (send_from, local, that day or the next).
+CREATE FUNCTION followup._next_opening(at timestamptz, tz text, send_from time, send_until time) RETURNS timestamptz
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE WHEN followup._in_window(at, tz, send_from, send_until) THEN at
+                ELSE followup._local_instant(
+                         pg_catalog.timezone(tz, at)::date
+                         OPERATOR(pg_catalog.+) CASE WHEN send_from OPERATOR(pg_catalog.<) send_until
+                                                      AND pg_catalog.timezone(tz, at)::time OPERATOR(pg_catalog.>=) send_until
+                                                     THEN 1 ELSE 0 END,
+                         send_from, tz)
+           END
+$$;
+
+-- The zone of a policy row: its own, or followup.timezone.
+CREATE FUNCTION followup._policy_zone(policy_timezone text) RETURNS text
+LANGUAGE sql STABLE
+AS $$ SELECT coalesce(policy_timezone, pg_catalog.current_setting('followup.timezone')) $$;
+
+-- When a message of `organization` may be handed out at the earliest, from
+-- `at`: its effective policy's (the organization's row, else '*') next
+-- opening. fail uses it for one message; claims and runs join the policies
+-- themselves and call followup._next_opening.
+CREATE FUNCTION followup._opens_at(organization text, at timestamptz) RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT followup._next_opening(at, followup._policy_zone(p.timezone), p.send_from, p.send_until)
+      FROM followup.policies AS p
+     WHERE p.organization = coalesce((SELECT own.organization FROM followup.policies AS own
+                                       WHERE own.organization = _opens_at.organization AND own.organization <> '*'), '*')
+$$;
+
+CREATE OR REPLACE FUNCTION followup._run_instant(day date, run_at text, tz text) RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT followup._local_instant(day, run_at::time, tz) $$;
+
+-------------------------------------------------------------------------------
 -- Only still-due reminders are delivered: withdrawn messages, claim-time
--- check, followup.cancel.
+-- check, followup.cancel; the organization of each message.
 -------------------------------------------------------------------------------
 -- (A value added to an enum cannot be used in this transaction; nothing below
 -- that is parsed now uses it: the functions that do are PL/pgSQL or C.)
@@ -33,7 +157,25 @@ ALTER TYPE followup.message_status ADD VALUE 'cancelled';
 ALTER TABLE followup.outbox
     ADD COLUMN cancelled_at timestamptz,
     ADD COLUMN cancel_reason text,
+    ADD COLUMN organization text,
     ADD CONSTRAINT outbox_cancelled_has_reason CHECK ((cancelled_at IS NULL) = (cancel_reason IS NULL));
+-- Messages enqueued before 0.3.0 get their assignment's organization (as it
+-- is now), so that its send window applies to them.
+DO $upgrade$
+DECLARE
+    registration record;
+BEGIN
+    SELECT relation, id_column, organization_column INTO registration
+      FROM followup.assignment_tables
+     WHERE organization_column IS NOT NULL AND relation::oid IN (SELECT oid FROM pg_catalog.pg_class);
+    IF FOUND THEN
+        EXECUTE pg_catalog.format(
+            'UPDATE followup.outbox AS o SET organization = (a.%I)::pg_catalog.text
+               FROM %s AS a WHERE (a.%I)::pg_catalog.text = o.assignment_id',
+            registration.organization_column, registration.relation, registration.id_column);
+    END IF;
+END
+$upgrade$;
 -- withdrawn messages leave the claim index
 DROP INDEX followup.outbox_undelivered;
 CREATE INDEX outbox_undelivered ON followup.outbox (message_id) WHERE delivered_at IS NULL AND cancelled_at IS NULL;
@@ -42,6 +184,10 @@ CREATE INDEX outbox_cancelled ON followup.outbox (cancelled_at) WHERE cancelled_
 CREATE FUNCTION followup._claim(consumer text, max_messages int, lease interval, lease_id uuid) RETURNS bigint[]
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', '_claim_wrapper';
+
+CREATE FUNCTION followup._claim_digest(consumer text, max_recipients int, lease interval, lease_id uuid) RETURNS bigint[]
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', '_claim_digest_wrapper';
 
 CREATE OR REPLACE FUNCTION followup.claim(consumer text, max_messages int DEFAULT 100, lease interval DEFAULT '5 minutes')
 RETURNS SETOF followup.outbox
@@ -88,9 +234,10 @@ BEGIN
     UPDATE followup.outbox AS o
        SET status = CASE WHEN o.attempts >= attempts_allowed THEN 'dead'::followup.message_status
                          ELSE 'pending' END,
-           -- 2^7 * 30 s is past the 1 hour cap: the exponent stops there
-           visible_at = clock_timestamp() + coalesce(fail.retry_in,
-                            least(interval '1 hour', interval '30 seconds' * power(2, least(o.attempts - 1, 7)))),
+           -- 2^7 * 30 s is past the 1 hour cap: the exponent stops there; a
+           -- retry that falls outside the send window waits for its opening
+           visible_at = followup._opens_at(o.organization, clock_timestamp() + coalesce(fail.retry_in,
+                            least(interval '1 hour', interval '30 seconds' * power(2, least(o.attempts - 1, 7))))),
            last_error = coalesce(fail.error, 'unspecified error'),
            lease_id = NULL,
            claimed_by = NULL
@@ -136,6 +283,43 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION followup.claim_digest(consumer text, max_recipients int DEFAULT 50, lease interval DEFAULT '5 minutes')
+RETURNS TABLE (lease_id uuid, recipient_role followup.recipient_role, recipient_id text,
+               message_ids bigint[], messages jsonb)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    new_lease uuid := gen_random_uuid();  -- one lease for every recipient of the call
+    claimed bigint[];
+BEGIN
+    IF consumer IS NULL OR btrim(consumer) = '' THEN
+        RAISE EXCEPTION 'consumer must name the claiming consumer' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_recipients IS NULL OR max_recipients < 1 OR max_recipients > 1000 THEN
+        RAISE EXCEPTION 'max_recipients must be between 1 and 1000, not %', max_recipients
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF lease IS NULL OR lease <= interval '0' OR lease > interval '1 day' THEN
+        RAISE EXCEPTION 'lease must be positive and at most 1 day, not %', lease
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    DELETE FROM followup.outbox_leases
+     WHERE lease_id IN (SELECT l.lease_id FROM followup.outbox_leases AS l
+                         WHERE l.expires_at < clock_timestamp() - interval '1 hour' LIMIT 100);
+    claimed := followup._claim_digest(consumer, max_recipients, lease, new_lease);
+    RETURN QUERY
+    SELECT new_lease, o.recipient_role, o.recipient_id, array_agg(o.message_id ORDER BY o.message_id),
+           jsonb_agg(to_jsonb(o) ORDER BY o.message_id)
+      FROM followup.outbox AS o
+     WHERE o.message_id = ANY (claimed)
+     GROUP BY o.recipient_role, o.recipient_id
+     ORDER BY min(o.message_id);
+END
+$$;
+COMMENT ON FUNCTION followup.claim_digest(text, int, interval) IS
+    'Claims, under one new lease, all claimable still-due messages of up to max_recipients recipients: one row per recipient.';
+
 CREATE OR REPLACE FUNCTION followup._prune(retention_days int, batch int) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -176,7 +360,7 @@ END
 $$;
 
 -------------------------------------------------------------------------------
--- Snoozes
+-- Snoozes and explain
 -------------------------------------------------------------------------------
 CREATE TABLE followup.snoozes (
     snooze_id     bigserial PRIMARY KEY,
@@ -266,6 +450,9 @@ COMMENT ON FUNCTION followup.explain(text, date) IS
 
 REVOKE EXECUTE ON FUNCTION
     followup._claim(text, int, interval, uuid),
+    followup._claim_digest(text, int, interval, uuid),
+    followup.claim_digest(text, int, interval),
+    followup._policies_check(),
     followup.cancel(bigint[], text),
     followup._require_assignment(text),
     followup._today(),
@@ -276,9 +463,8 @@ REVOKE EXECUTE ON FUNCTION
 FROM PUBLIC;
 
 -------------------------------------------------------------------------------
--- followup.health: the schedule settings from the library (followup._settings,
--- replacing followup._setting), only the scheduler's runs count, withdrawn
--- messages of the last 24 hours.
+-- followup.health: the schedule settings from the library, only the
+-- scheduler's runs count, withdrawn messages of the last 24 hours.
 -------------------------------------------------------------------------------
 CREATE OR REPLACE VIEW followup.health AS
 WITH settings AS (

@@ -9,7 +9,7 @@
 CREATE FUNCTION followup._run_instant(day date, run_at text, tz text) RETURNS timestamptz
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT (day + run_at::time) AT TIME ZONE tz $$;
+AS $$ SELECT followup._local_instant(day, run_at::time, tz) $$;
 
 -- The first scheduled instant strictly after `after`.
 CREATE FUNCTION followup._next_run_after(after timestamptz, run_at text, tz text) RETURNS timestamptz

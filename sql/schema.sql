@@ -60,10 +60,44 @@ CREATE TABLE followup.policies (
     repeat_every_days   int NULL CHECK (repeat_every_days > 0),
     escalate_after_days int NULL CHECK (escalate_after_days >= 0),
     max_reminders       int NULL CHECK (max_reminders > 0),
-    enabled             bool NOT NULL DEFAULT true
+    enabled             bool NOT NULL DEFAULT true,
+    -- delivery (README, "Send windows and digests"): the organization's IANA
+    -- time zone (NULL: followup.timezone) and its daily send window, both
+    -- bounds or neither; a window may wrap midnight (21:00-02:00)
+    timezone            text,
+    send_from           time,
+    send_until          time
 );
 COMMENT ON TABLE followup.policies IS
     'Reminder policy per organization; row ''*'' applies to organizations without a row of their own.';
+
+-- Refuses, with 22023, a time zone the server does not know, one window bound
+-- without the other, and an empty window.
+CREATE FUNCTION followup._policies_check() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.timezone IS NOT NULL THEN
+        BEGIN
+            PERFORM now() AT TIME ZONE NEW.timezone;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            RAISE EXCEPTION 'timezone "%" of policy "%" is not a time zone known to the server', NEW.timezone, NEW.organization
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an IANA name such as Europe/Oslo (see pg_timezone_names).';
+        END;
+    END IF;
+    IF (NEW.send_from IS NULL) <> (NEW.send_until IS NULL) THEN
+        RAISE EXCEPTION 'policy "%" needs both send_from and send_until, or neither', NEW.organization
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.send_from = NEW.send_until THEN
+        RAISE EXCEPTION 'the send window of policy "%" is empty (send_from = send_until = %)', NEW.organization, NEW.send_from
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'A window may wrap midnight, e.g. 21:00 to 02:00.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER policies_check
+    BEFORE INSERT OR UPDATE ON followup.policies
+    FOR EACH ROW EXECUTE FUNCTION followup._policies_check();
 
 -------------------------------------------------------------------------------
 -- Runs
@@ -112,6 +146,9 @@ CREATE TABLE followup.outbox (
     -- snoozed, policy_disabled, manual: ...)
     cancelled_at       timestamptz,
     cancel_reason      text,
+    -- the assignment's organization when the message was enqueued: whose
+    -- policy's send window applies
+    organization       text,
     CONSTRAINT outbox_idempotency_key UNIQUE (assignment_id, cycle_start, kind, sequence),
     CONSTRAINT outbox_cancelled_has_reason CHECK ((cancelled_at IS NULL) = (cancel_reason IS NULL))
 ) WITH (
@@ -220,7 +257,10 @@ BEGIN
            repeat_every_days = NEW.repeat_every_days,
            escalate_after_days = NEW.escalate_after_days,
            max_reminders = NEW.max_reminders,
-           enabled = NEW.enabled
+           enabled = NEW.enabled,
+           timezone = NEW.timezone,
+           send_from = NEW.send_from,
+           send_until = NEW.send_until
      WHERE organization = '*';
     IF FOUND THEN
         RETURN NULL;

@@ -29,8 +29,9 @@ mod triggers;
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/registration.sql", name = "registration", requires = ["schema"]);
 extension_sql_file!("../sql/run.sql", name = "run", requires = ["schema"]);
-extension_sql_file!("../sql/outbox.sql", name = "outbox", requires = ["schema"]);
-extension_sql_file!("../sql/scheduler.sql", name = "scheduler", requires = ["schema"]);
+extension_sql_file!("../sql/outbox.sql", name = "outbox", requires = ["delivery"]);
+extension_sql_file!("../sql/delivery.sql", name = "delivery", requires = ["schema"]);
+extension_sql_file!("../sql/scheduler.sql", name = "scheduler", requires = ["delivery"]);
 extension_sql_file!("../sql/admin.sql", name = "admin", requires = ["schema"]);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 

@@ -31,11 +31,18 @@ pub fn active_when_sql(assignments: &AssignmentTable) -> &str {
 /// SQL joining the effective policy of a row whose organization is the
 /// expression `organization`: `own` (the organization's row, if any) and
 /// `dflt` (the default row '*'). Read a setting with `policy_value`.
+///
+/// Each policy row also carries `opens_at`: when its send window next opens
+/// from now (now, when it is open or there is none; sql/delivery.sql). The
+/// OFFSET 0 fences keep it computed once per policy, not once per assignment.
 pub fn policy_join_sql(organization: &str) -> String {
+    let with_opening = "SELECT p.*, followup._next_opening(pg_catalog.now(), followup._policy_zone(p.timezone),
+                                                          p.send_from, p.send_until) AS opens_at
+                          FROM followup.policies AS p";
     format!(
-        "CROSS JOIN (SELECT * FROM followup.policies WHERE organization = '*') AS dflt
-         LEFT JOIN followup.policies AS own
-                ON own.organization = {organization} AND own.organization <> '*'"
+        "CROSS JOIN ({with_opening} WHERE p.organization = '*' OFFSET 0) AS dflt
+         LEFT JOIN ({with_opening} WHERE p.organization <> '*' OFFSET 0) AS own
+                ON own.organization = {organization}"
     )
 }
 
@@ -91,7 +98,7 @@ fn scan_sql(assignments: &AssignmentTable, tallied: bool, only: &str) -> String 
     format!(
         "(SELECT a.*, $1::pg_catalog.date - a.cycle_start AS age,
                  {enabled} AS enabled, {remind_after} AS remind_after, {repeat_every} AS repeat_every,
-                 {escalate_after} AS escalate_after, {max_reminders} AS max_reminders
+                 {escalate_after} AS escalate_after, {max_reminders} AS max_reminders, {opens_at} AS opens_at
             FROM (SELECT {id} AS id, {mentor} AS mentor, {coordinator} AS coordinator,
                          ({organization})::pg_catalog.text AS organization, {cycle_start} AS cycle_start
                          {payload}{tally}
@@ -112,6 +119,7 @@ fn scan_sql(assignments: &AssignmentTable, tallied: bool, only: &str) -> String 
         repeat_every = policy_value("repeat_every_days"),
         escalate_after = policy_value("escalate_after_days"),
         max_reminders = policy_value("max_reminders"),
+        opens_at = policy_value("opens_at"),
     )
 }
 
@@ -122,7 +130,8 @@ fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool, 
     format!(
         "SELECT (s.id)::pg_catalog.text AS assignment_id, s.cycle_start, '{kind}'::followup.message_kind AS kind,
                 {sequence} AS sequence, '{role}'::followup.recipient_role AS recipient_role,
-                ({recipient})::pg_catalog.text AS recipient_id, s.age AS days_since_contact{payload}
+                ({recipient})::pg_catalog.text AS recipient_id, s.age AS days_since_contact,
+                s.organization, s.opens_at AS visible_at{payload}
            FROM {scan}
           WHERE s.enabled AND {recipient} IS NOT NULL AND {due} AND NOT {snoozed}",
         kind = kind.kind,
@@ -137,7 +146,8 @@ fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool, 
 
 /// One row per message due on `$1` (a date), in the outbox's column names:
 /// assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
-/// days_since_contact, then the payload columns as p1..pn (see payload_sql).
+/// days_since_contact, organization, visible_at (its send window's next
+/// opening), then the payload columns as p1..pn (see payload_sql).
 /// With `tally`, the first kind's scan counts the active assignments it reads.
 ///
 /// Shaped for a million assignments: one plain scan per message kind (a
@@ -189,10 +199,11 @@ pub fn preview_sql(assignments: &AssignmentTable, any_policy_escalates: bool) ->
         "SELECT NULL::pg_catalog.int8 AS message_id, NULL::pg_catalog.int8 AS run_id,
                 d.assignment_id, d.cycle_start, d.kind, d.sequence, d.recipient_role, d.recipient_id,
                 d.days_since_contact, {payload} AS payload, pg_catalog.now() AS enqueued_at,
-                'pending'::followup.message_status AS status, 0 AS attempts, pg_catalog.now() AS visible_at,
+                'pending'::followup.message_status AS status, 0 AS attempts, d.visible_at,
                 NULL::pg_catalog.uuid AS lease_id, NULL::pg_catalog.text AS claimed_by,
                 NULL::pg_catalog.timestamptz AS delivered_at, NULL::pg_catalog.text AS last_error,
-                NULL::pg_catalog.timestamptz AS cancelled_at, NULL::pg_catalog.text AS cancel_reason
+                NULL::pg_catalog.timestamptz AS cancelled_at, NULL::pg_catalog.text AS cancel_reason,
+                d.organization
            FROM ({due}) AS d
           WHERE NOT EXISTS (SELECT 1 FROM followup.outbox AS o WHERE {SAME_MESSAGE})
           ORDER BY d.assignment_id, d.kind",
@@ -226,11 +237,12 @@ pub fn enqueue_sql(assignments: &AssignmentTable, any_policy_escalates: bool, sk
     };
     format!(
         "INSERT INTO followup.outbox (run_id, assignment_id, cycle_start, kind, sequence, recipient_role,
-                                      recipient_id, days_since_contact, payload)
+                                      recipient_id, days_since_contact, payload, organization, visible_at)
          SELECT $2, d.assignment_id, d.cycle_start, d.kind, d.sequence, d.recipient_role,
-                d.recipient_id, d.days_since_contact, {payload}
+                d.recipient_id, d.days_since_contact, {payload}, d.organization, d.visible_at
            FROM (SELECT followup._tally_due(due.assignment_id) AS assignment_id, due.cycle_start, due.kind,
-                        due.sequence, due.recipient_role, due.recipient_id, due.days_since_contact{payload_columns}
+                        due.sequence, due.recipient_role, due.recipient_id, due.days_since_contact,
+                        due.organization, due.visible_at{payload_columns}
                    FROM ({due}) AS due
                  OFFSET 0) AS d
          {anti_join}

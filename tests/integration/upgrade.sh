@@ -13,7 +13,8 @@ snapshot() {
 SELECT 'assignments', relation, id_column, mentor_column, last_contact_column, created_column, coordinator_column,
        organization_column, active_when, payload_columns, registered_by FROM followup.assignment_tables;
 SELECT 'activities', relation, occurred_column, match_columns, assignment_columns FROM followup.activity_tables;
-SELECT 'policy', p.* FROM followup.policies p ORDER BY organization;
+SELECT 'policy', organization, remind_after_days, repeat_every_days, escalate_after_days, max_reminders, enabled
+  FROM followup.policies ORDER BY organization;
 SELECT 'run', run_id, trigger, status, as_of, assignments_scanned, reminders_enqueued, duplicates_suppressed
   FROM followup.runs ORDER BY run_id;
 SELECT 'outbox', message_id, assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id, payload,
@@ -79,6 +80,11 @@ dropdb --if-exists it_upgrade_fresh && createdb it_upgrade_fresh
 psql -X -q -v ON_ERROR_STOP=1 -d it_upgrade_fresh -c "CREATE EXTENSION pg_followup" >/dev/null
 fresh=$(describe it_upgrade_fresh)
 
+no_duplicates() {
+    expect "no message enqueued twice" \
+        "$(q "SELECT count(*) - count(DISTINCT (assignment_id, cycle_start, kind, sequence)) FROM followup.outbox")" "0"
+}
+
 # upgrade_from VERSION: install VERSION, use it, update to the new version,
 # and check nothing is lost, the schema is a fresh install's, and it works.
 upgrade_from() {
@@ -92,7 +98,18 @@ upgrade_from() {
     register_app
     q "INSERT INTO followup.policies VALUES ('org-02', 7, 3, 21, 5, true)"
     q "SELECT followup.set_last_contact('9', '$(day -3)', 'paper log')" >/dev/null
-    q "SELECT status FROM followup.run_now('$(day -1)')" >/dev/null
+    # A run's log row and messages, written in plain SQL: the library
+    # installed is the new version's, whose run needs the new schema (README,
+    # "Upgrading": update right after installing the library).
+    q "INSERT INTO followup.runs (trigger, status, as_of, finished_at, assignments_scanned, reminders_enqueued,
+                                  duplicates_suppressed, backend_pid)
+       VALUES ('manual', 'succeeded', '$(day -1)', now(), 450, 400, 0, 4242)"
+    q "INSERT INTO followup.outbox (run_id, assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
+                                    days_since_contact, payload)
+       SELECT (SELECT max(run_id) FROM followup.runs), id::text, coalesce(last_contact_date, created_at), 'reminder', 1,
+              'mentor', mentor_id::text, date '$(day -1)' - coalesce(last_contact_date, created_at),
+              jsonb_build_object('organization', organization, 'contact_id', contact_id)
+         FROM app.assignments WHERE status = 'active' ORDER BY id LIMIT 400"
     outbox_in_every_state upgrade-test
     q "SELECT followup._raise_alert('run_failed', NULL, 'kept across the upgrade')" >/dev/null
 
@@ -104,6 +121,10 @@ upgrade_from() {
     expect "ALTER EXTENSION UPDATE from $from reaches $new_version" \
         "$(q "SELECT extversion FROM pg_extension WHERE extname = 'pg_followup'")" "$new_version"
     expect "no registration, policy, run, message, alert or correction is lost or changed" "$(snapshot)" "$before"
+    expect "every queued message got its assignment's organization (for its send window)" \
+        "$(q "SELECT count(*) FILTER (WHERE o.organization IS DISTINCT FROM a.organization) || '/' || count(*)
+               FROM followup.outbox o JOIN app.assignments a ON a.id::text = o.assignment_id")" \
+        "0/$(q "SELECT count(*) FROM followup.outbox")"
 
     upgraded=$(describe "$DB")
     if [ "$fresh" != "$upgraded" ]; then
@@ -116,6 +137,9 @@ upgrade_from() {
     q "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
        SELECT mentor_id, contact_id, '$AS_OF 12:00+00', 'direct' FROM app.assignments WHERE id = 11"
     expect "tracking works after the upgrade" "$(last_contact 11)" "$AS_OF"
+    expect "a run after the upgrade succeeds, enqueueing none of the messages already there again" \
+        "$(q "SELECT status FROM followup.run_now('$(day -1)')")" "succeeded"
+    no_duplicates
     expect "a rerun for the same day enqueues nothing new" \
         "$(q "SELECT status || ':' || reminders_enqueued FROM followup.run_now('$(day -1)')")" "succeeded:0"
     expect "a run for today (the default as_of) works" \
