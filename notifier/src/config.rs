@@ -74,6 +74,12 @@ pub struct Args {
     #[arg(long, env = "FOLLOWUP_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
 
+    /// One POST per recipient with all of its claimable messages
+    /// (followup.claim_digest); --batch-size is then the number of recipients
+    /// a claim takes, 1 to 1000.
+    #[arg(long, env = "FOLLOWUP_DIGEST")]
+    pub digest: bool,
+
     /// Log lines as text or as JSON objects (one a line, on stderr).
     #[arg(long, env = "FOLLOWUP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -92,6 +98,8 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub consumer: String,
     pub batch_size: i32,
+    /// Claim whole recipients (followup.claim_digest), one POST each.
+    pub digest: bool,
     /// Passed to followup.claim as is; PostgreSQL parses it (see db::lease_seconds).
     pub lease: String,
     pub request_timeout: Duration,
@@ -115,6 +123,12 @@ impl Config {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let database =
             conninfo::parse(args.database.as_deref().unwrap_or(""), &env).map_err(|e| format!("--database: {e}"))?;
+        if args.digest && args.batch_size > 1000 {
+            return Err(format!(
+                "--batch-size: with --digest it counts recipients, at most 1000, not {}",
+                args.batch_size
+            ));
+        }
         let metrics_addr = match args.metrics_addr {
             Some(addr) => Some(
                 addr.to_socket_addrs()
@@ -130,6 +144,7 @@ impl Config {
             ca_file: args.ca_file,
             consumer: args.consumer.unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id())),
             batch_size: args.batch_size,
+            digest: args.digest,
             lease: args.lease,
             request_timeout: args.request_timeout,
             poll_interval: args.poll_interval,

@@ -60,6 +60,13 @@ const CLAIM: &str = "SELECT m.lease_id::text, m.message_id, m.assignment_id,
                             to_jsonb(m)::text
                        FROM followup.claim($1, $2, $3::interval) AS m";
 
+/// The digest: one row per recipient of one new lease, with its messages'
+/// ids and the body (the recipient and its outbox rows as JSON).
+const CLAIM_DIGEST: &str = "SELECT d.lease_id::text, d.recipient_role::text, coalesce(d.recipient_id, ''), d.message_ids,
+                                   jsonb_build_object('recipient_role', d.recipient_role, 'recipient_id', d.recipient_id,
+                                                      'messages', d.messages)::text
+                              FROM followup.claim_digest($1, $2, $3::interval) AS d";
+
 pub struct Db {
     client: Arc<Client>,
     /// Signalled on every NOTIFY followup_outbox, and when the connection
@@ -148,6 +155,28 @@ impl Db {
                 let message_id: i64 = r.get(1);
                 let key = crate::delivery::idempotency_key(r.get(2), r.get(3), r.get(4), r.get(5));
                 Item { message_ids: vec![message_id], key, body: r.get(6) }
+            })
+            .collect();
+        Ok(Batch { lease_id, items })
+    }
+
+    /// One digest of up to `recipients` recipients, one delivery each.
+    pub async fn claim_digest(
+        &self,
+        consumer: &str,
+        recipients: i32,
+        lease: &str,
+    ) -> Result<Batch, tokio_postgres::Error> {
+        let params: [(&(dyn ToSql + Sync), Type); 3] =
+            [(&consumer, Type::TEXT), (&recipients, Type::INT4), (&lease, Type::TEXT)];
+        let rows = self.client.query_typed(CLAIM_DIGEST, &params).await?;
+        let lease_id = rows.first().map(|r| r.get::<_, String>(0)).unwrap_or_default();
+        let items = rows
+            .iter()
+            .map(|r| {
+                let message_ids: Vec<i64> = r.get(3);
+                let key = crate::delivery::digest_key(r.get(1), r.get(2), &message_ids);
+                Item { message_ids, key, body: r.get(4) }
             })
             .collect();
         Ok(Batch { lease_id, items })

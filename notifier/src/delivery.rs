@@ -109,7 +109,11 @@ impl Deliverer<'_> {
             // Measured before the claim is sent, so our idea of the lease's end is
             // never later than the database's (visible_at = claim's now() + lease).
             let claimed_at = Instant::now();
-            let batch = db.claim(&self.config.consumer, self.config.batch_size, &self.config.lease).await?;
+            let batch = if self.config.digest {
+                db.claim_digest(&self.config.consumer, self.config.batch_size, &self.config.lease).await?
+            } else {
+                db.claim(&self.config.consumer, self.config.batch_size, &self.config.lease).await?
+            };
             if batch.items.is_empty() {
                 tokio::select! {
                     _ = db.wakeups.notified() => {}
@@ -189,7 +193,13 @@ impl Deliverer<'_> {
             return Ok(());
         }
 
-        let headers = [("Idempotency-Key", key), ("X-Followup-Message-Id", message_id.as_str())];
+        // a digest lists all of its messages
+        let ids_header = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let headers = if self.config.digest {
+            [("Idempotency-Key", key), ("X-Followup-Message-Ids", ids_header.as_str())]
+        } else {
+            [("Idempotency-Key", key), ("X-Followup-Message-Id", message_id.as_str())]
+        };
         let started = Instant::now();
         let answer = self.webhook.post(&headers, item.body.clone()).await;
         let elapsed = started.elapsed();
@@ -319,16 +329,34 @@ pub fn id_ranges(ids: &[i64]) -> String {
 /// assignment_id is the application's text and may contain anything; it is
 /// percent-encoded where it could break the header (control characters,
 /// non-ASCII) or the key's structure ('/', '%'). Ordinary ids are unchanged.
-pub fn idempotency_key(assignment_id: &str, cycle_start: &str, kind: &str, sequence: i32) -> String {
-    let mut assignment = String::with_capacity(assignment_id.len());
-    for byte in assignment_id.bytes() {
+/// A digest's Idempotency-Key: `digest/<role>/<recipient>/<hash>`, the hash
+/// (64-bit FNV-1a, hex) over its message ids, so that a retry of the same
+/// messages carries the same key and any other set of messages another one.
+pub fn digest_key(role: &str, recipient_id: &str, message_ids: &[i64]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in message_ids.iter().flat_map(|id| id.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("digest/{role}/{}/{hash:016x}", escape_key_part(recipient_id))
+}
+
+/// A part of an Idempotency-Key with '/', '%' and non-printable bytes
+/// percent-encoded, so that parts cannot run into each other.
+fn escape_key_part(part: &str) -> String {
+    let mut escaped = String::with_capacity(part.len());
+    for byte in part.bytes() {
         if byte.is_ascii_graphic() && byte != b'/' && byte != b'%' {
-            assignment.push(byte as char);
+            escaped.push(byte as char);
         } else {
-            assignment.push_str(&format!("%{byte:02X}"));
+            escaped.push_str(&format!("%{byte:02X}"));
         }
     }
-    format!("{assignment}/{cycle_start}/{kind}/{sequence}")
+    escaped
+}
+
+pub fn idempotency_key(assignment_id: &str, cycle_start: &str, kind: &str, sequence: i32) -> String {
+    format!("{}/{cycle_start}/{kind}/{sequence}", escape_key_part(assignment_id))
 }
 
 /// Refuses a lease too short for even one delivery: every batch would be
@@ -343,6 +371,21 @@ pub fn check_lease(lease: Duration, request_timeout: Duration) -> Result<(), Str
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod digest_key_tests {
+    use super::digest_key;
+
+    #[test]
+    fn a_digest_key_names_the_recipient_and_changes_with_the_messages() {
+        let key = digest_key("mentor", "101", &[2, 4, 6]);
+        assert!(key.starts_with("digest/mentor/101/"), "{key}");
+        assert_eq!(key, digest_key("mentor", "101", &[2, 4, 6]), "stable for the same messages");
+        assert_ne!(key, digest_key("mentor", "101", &[2, 4, 7]));
+        assert_ne!(key, digest_key("mentor", "102", &[2, 4, 6]));
+        assert_eq!(digest_key("mentor", "a/b c", &[1]).split('/').nth(2), Some("a%2Fb%20c"));
+    }
 }
 
 #[cfg(test)]

@@ -173,10 +173,11 @@ async fn session(
     } else {
         info!(
             "consumer {} connected to {server} (sslmode {sslmode}), listening on followup_outbox; delivering to {} \
-             (batch {}, lease {}, request timeout {}, poll every {})",
+             ({} {}, lease {}, request timeout {}, poll every {})",
             config.consumer,
             deliverer.webhook.url(),
-            config.batch_size,
+            if config.digest { "digests of up to" } else { "batch" },
+            if config.digest { format!("{} recipients", config.batch_size) } else { config.batch_size.to_string() },
             human(lease),
             human(config.request_timeout),
             human(config.poll_interval)

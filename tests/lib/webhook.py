@@ -87,6 +87,38 @@ def decide(rules, message_id, nth):
     return 200, 0.0
 
 
+def fnv1a64_ids(ids):
+    """The notifier's digest key hash: 64-bit FNV-1a over the ids as little-endian i64."""
+    h = 0xcbf29ce484222325
+    for i in ids:
+        for byte in int(i).to_bytes(8, "little", signed=True):
+            h ^= byte
+            h = (h * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def check_digest(handler, body, ids, key):
+    """A digest: one recipient and all of its messages (X-Followup-Message-Ids)."""
+    if handler.headers.get("Content-Type") != "application/json":
+        return f"content-type {handler.headers.get('Content-Type')}"
+    try:
+        digest = json.loads(body)
+    except ValueError:
+        return "body is not JSON"
+    messages = digest.get("messages") if isinstance(digest, dict) else None
+    if not isinstance(messages, list):
+        return "body is not a digest"
+    if [str(m.get("message_id")) for m in messages] != ids:
+        return f"body messages {[m.get('message_id') for m in messages]} != header {ids}"
+    for m in messages:
+        if (m.get("recipient_role"), m.get("recipient_id")) != (digest.get("recipient_role"), digest.get("recipient_id")):
+            return f"message {m.get('message_id')} is for another recipient"
+    expected = f"digest/{digest.get('recipient_role')}/{digest.get('recipient_id')}/{fnv1a64_ids(ids)}"
+    if key != expected:
+        return f"key {key} != {expected}"
+    return "ok"
+
+
 def check(handler, body, message_id, key):
     if handler.command != "POST":
         return f"method {handler.command}"
@@ -128,9 +160,18 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         global requests_seen
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8", "replace")
-        message_id = self.headers.get("X-Followup-Message-Id", "-")
         key = self.headers.get("Idempotency-Key", "-")
-        verdict = check(self, body, message_id, key)
+        digest_ids = self.headers.get("X-Followup-Message-Ids")
+        if digest_ids is not None:
+            # a digest: its messages, each logged on a line of its own; rules
+            # by its first message
+            ids = digest_ids.split(",")
+            message_id = ids[0]
+            verdict = check_digest(self, body, ids, key)
+        else:
+            message_id = self.headers.get("X-Followup-Message-Id", "-")
+            ids = [message_id]
+            verdict = check(self, body, message_id, key)
         with lock:
             requests_seen += 1
             nth = per_message[message_id] = per_message.get(message_id, 0) + 1
@@ -139,8 +180,9 @@ class Handler(BaseHTTPRequestHandler):
                 answer = 400
             if self.server.log:
                 with open(self.server.log, "a") as log:
-                    log.write(f"{requests_seen}\t{message_id}\t{key}\t{answer}\t{nth}\t{verdict}"
-                              f"\t{self.connection_number}\n")
+                    for logged in ids:
+                        log.write(f"{requests_seen}\t{logged}\t{key}\t{answer}\t{nth}\t{verdict}"
+                                  f"\t{self.connection_number}\n")
         if answer == "hang":
             # Hold the connection without answering; the client's timeout ends it.
             time.sleep(600)

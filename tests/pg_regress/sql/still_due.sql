@@ -31,7 +31,12 @@ INSERT INTO followup.policies VALUES ('closing-org', 14, 7, NULL, NULL, true);
 SELECT followup.track_assignments('assignments', 'id', 'mentor_id', 'last_contact_date',
     organization_column => 'org', active_when => $$status = 'active'$$);
 SELECT followup.track_activities('visits', 'visited_at', '{mentor_id,contact_id}');
-SELECT status, reminders_enqueued FROM followup.run_now('2026-06-15');
+-- what a run as of 2026-06-15 enqueues, in the order of the assignments (a
+-- run enqueues in whatever order its plan produces; claims go by message_id)
+INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id, days_since_contact, organization)
+SELECT assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id, days_since_contact, organization
+  FROM followup.preview('2026-06-15') ORDER BY assignment_id::int;
+SELECT count(*) AS messages FROM followup.outbox;
 
 -- After the run, what the mentors and the app do:
 -- 1: the mentor logs a visit (an activity)
