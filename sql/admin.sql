@@ -96,3 +96,29 @@ SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$ SELECT followup._explain(assignment_id, as_of) $$;
 COMMENT ON FUNCTION followup.explain(text, date) IS
     'Why an assignment gets (or does not get) a reminder as of a date: a jsonb document with a verdict.';
+
+-- Drift (src/repair.rs): assignments whose stored last contact is not what the
+-- tracking triggers keep.
+CREATE FUNCTION followup._verify(max_rows int) RETURNS TABLE (assignment_id text, stored text, expected text)
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', '_verify_wrapper';
+
+CREATE FUNCTION followup.verify(max_rows int DEFAULT 1000)
+RETURNS TABLE (assignment_id text, stored text, expected text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET jit = off
+AS $$ SELECT * FROM followup._verify(max_rows) $$;
+COMMENT ON FUNCTION followup.verify(int) IS
+    'Assignments whose stored last contact differs from the latest tracked activity (floored by the latest correction); read-only.';
+
+CREATE FUNCTION followup._repair(reason text) RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', '_repair_wrapper';
+
+CREATE FUNCTION followup.repair(reason text)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET jit = off
+AS $$ SELECT followup._repair(reason) $$;
+COMMENT ON FUNCTION followup.repair(text) IS
+    'Sets every drifted assignment to what tracking keeps, audited in followup.repairs; returns how many.';

@@ -10,14 +10,30 @@
 -- schedule settings from the library (replaces followup._setting, which
 -- repeated the defaults in SQL).
 -------------------------------------------------------------------------------
+-- (Values added to an enum cannot be used in this transaction; nothing
+-- below that is parsed now uses them: the functions that do are PL/pgSQL or C,
+-- and followup._day_succeeded says trigger <> 'manual'.)
+ALTER TYPE followup.run_trigger ADD VALUE 'retry';
+
 CREATE FUNCTION followup._day_succeeded(day date) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT 1 FROM followup.runs
-                    WHERE as_of = day AND status = 'succeeded' AND trigger IN ('schedule', 'catch_up'))
+                    WHERE as_of = day AND status = 'succeeded' AND trigger <> 'manual')
 $$;
 
-CREATE FUNCTION followup._settings() RETURNS TABLE (run_at text, timezone text, alert_after int)
+CREATE FUNCTION followup._next_retry_at(day date, retries int) RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN f.failures BETWEEN 1 AND retries AND NOT followup._day_succeeded(day)
+                THEN f.last_failure + make_interval(mins => 5 * (2 ^ (f.failures - 1))::int) END
+      FROM (SELECT count(*) AS failures, max(finished_at) AS last_failure
+              FROM followup.runs
+             WHERE as_of = day AND status = 'failed' AND trigger <> 'manual') AS f
+$$;
+
+CREATE FUNCTION followup._settings()
+RETURNS TABLE (run_at text, timezone text, alert_after int, run_retries int, max_runtime int)
 LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', '_settings_wrapper';
 
@@ -151,8 +167,6 @@ AS $$ SELECT followup._local_instant(day, run_at::time, tz) $$;
 -- Only still-due reminders are delivered: withdrawn messages, claim-time
 -- check, followup.cancel; the organization of each message.
 -------------------------------------------------------------------------------
--- (A value added to an enum cannot be used in this transaction; nothing below
--- that is parsed now uses it: the functions that do are PL/pgSQL or C.)
 ALTER TYPE followup.message_status ADD VALUE 'cancelled';
 ALTER TABLE followup.outbox
     ADD COLUMN cancelled_at timestamptz,
@@ -360,6 +374,60 @@ END
 $$;
 
 -------------------------------------------------------------------------------
+-- Verify and repair; TRUNCATE of a tracked table recomputes what it affected
+-- (the new triggers are put on the tables tracked already).
+-------------------------------------------------------------------------------
+-- Repairs (followup.repair): each last contact set back to what tracking
+-- keeps, who did it, when, why. Not a correction: it is no floor for later
+-- recomputes.
+CREATE TABLE followup.repairs (
+    repair_id     bigserial PRIMARY KEY,
+    assignment_id text NOT NULL,
+    old_value     text,
+    new_value     text,
+    reason        text NOT NULL CHECK (btrim(reason) <> ''),
+    repaired_by   name NOT NULL DEFAULT session_user,
+    repaired_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE followup.repairs IS 'Audit log of followup.repair.';
+SELECT pg_catalog.pg_extension_config_dump('followup.repairs', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.repairs_repair_id_seq', '');
+REVOKE ALL ON followup.repairs, followup.repairs_repair_id_seq FROM PUBLIC;
+
+CREATE FUNCTION followup.activity_truncate_trigger() RETURNS trigger
+LANGUAGE c SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'activity_truncate_trigger_wrapper';
+
+CREATE FUNCTION followup._verify(max_rows int) RETURNS TABLE (assignment_id text, stored text, expected text)
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', '_verify_wrapper';
+
+CREATE FUNCTION followup.verify(max_rows int DEFAULT 1000)
+RETURNS TABLE (assignment_id text, stored text, expected text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET jit = off
+AS $$ SELECT * FROM followup._verify(max_rows) $$;
+
+CREATE FUNCTION followup._repair(reason text) RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', '_repair_wrapper';
+
+CREATE FUNCTION followup.repair(reason text)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET jit = off
+AS $$ SELECT followup._repair(reason) $$;
+
+DO $upgrade$
+BEGIN
+    IF EXISTS (SELECT 1 FROM followup.activity_tables) THEN
+        PERFORM followup._sync_partition_triggers();
+    END IF;
+END
+$upgrade$;
+
+-------------------------------------------------------------------------------
 -- Snoozes and explain
 -------------------------------------------------------------------------------
 CREATE TABLE followup.snoozes (
@@ -459,7 +527,12 @@ REVOKE EXECUTE ON FUNCTION
     followup.snooze(text, date, text),
     followup.unsnooze(text),
     followup._explain(text, date),
-    followup.explain(text, date)
+    followup.explain(text, date),
+    followup.activity_truncate_trigger(),
+    followup._verify(int),
+    followup.verify(int),
+    followup._repair(text),
+    followup.repair(text)
 FROM PUBLIC;
 
 -------------------------------------------------------------------------------
@@ -468,7 +541,8 @@ FROM PUBLIC;
 -------------------------------------------------------------------------------
 CREATE OR REPLACE VIEW followup.health AS
 WITH settings AS (
-    SELECT s.run_at, s.timezone AS tz, s.alert_after AS alert_after_minutes FROM followup._settings() AS s
+    SELECT s.run_at, s.timezone AS tz, s.alert_after AS alert_after_minutes, s.run_retries, s.max_runtime
+      FROM followup._settings() AS s
 ),
 last_run AS (
     SELECT status FROM followup.runs WHERE status <> 'skipped' ORDER BY started_at DESC, run_id DESC LIMIT 1
@@ -478,7 +552,8 @@ running AS (
       FROM followup.runs WHERE status = 'running' ORDER BY started_at LIMIT 1
 ),
 due AS (
-    SELECT followup._last_run_at_or_before(now(), s.run_at, s.tz) AS instant, s.alert_after_minutes, s.tz
+    SELECT followup._last_run_at_or_before(now(), s.run_at, s.tz) AS instant, s.alert_after_minutes, s.tz,
+           s.run_retries, s.max_runtime
       FROM settings s
 ),
 queue AS (
@@ -501,7 +576,11 @@ SELECT (SELECT status FROM last_run) AS last_run_status,
        queue.oldest_pending_age,
        queue.dead AS outbox_dead,
        (SELECT count(*) FROM followup.outbox
-         WHERE cancelled_at > now() - interval '24 hours') AS outbox_cancelled_24h
+         WHERE cancelled_at > now() - interval '24 hours') AS outbox_cancelled_24h,
+       -- the scheduler's next retry of the last scheduled day's failed run
+       followup._next_retry_at((due.instant AT TIME ZONE due.tz)::date, due.run_retries) AS next_retry_at,
+       due.run_retries,
+       nullif(due.max_runtime, 0) AS max_runtime_minutes
   FROM due, queue;
 COMMENT ON VIEW followup.health IS
     'One row: last run status, last success, the running run, whether the daily run is overdue, open alerts, outbox backlog, withdrawn messages.';

@@ -52,6 +52,11 @@ LANGUAGE c SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'activity_statement_trigger_wrapper';
 
+CREATE FUNCTION followup.activity_truncate_trigger() RETURNS trigger
+LANGUAGE c SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'activity_truncate_trigger_wrapper';
+
 CREATE FUNCTION followup.activity_replica_trigger() RETURNS trigger
 LANGUAGE c SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp

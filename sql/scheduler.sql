@@ -32,20 +32,35 @@ SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- Did the daily run for local date `day` succeed? Only the scheduler's own
--- runs count (schedule, catch_up): a manual run_now is extra and never stands
+-- runs count (schedule, catch_up, retry): a manual run_now is extra and never stands
 -- in for the day's run (README, "The scheduler"). The scheduler, its
 -- catch-up and followup.health all ask this one function.
 CREATE FUNCTION followup._day_succeeded(day date) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT 1 FROM followup.runs
-                    WHERE as_of = day AND status = 'succeeded' AND trigger IN ('schedule', 'catch_up'))
+                    WHERE as_of = day AND status = 'succeeded' AND trigger <> 'manual')
 $$;
 
--- followup.run_at (HH:MM), followup.timezone and followup.alert_after
--- (minutes) as the scheduler sees them: the library's own definitions and
+-- When the scheduler runs the day `day` again after a failure: 5, 10, 20, ...
+-- minutes after the latest failed run of its own for the day, while it has
+-- failed at most `retries` times (the day's run and its retries) and none of
+-- its runs succeeded; NULL when no retry is due.
+CREATE FUNCTION followup._next_retry_at(day date, retries int) RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN f.failures BETWEEN 1 AND retries AND NOT followup._day_succeeded(day)
+                THEN f.last_failure + make_interval(mins => 5 * (2 ^ (f.failures - 1))::int) END
+      FROM (SELECT count(*) AS failures, max(finished_at) AS last_failure
+              FROM followup.runs
+             WHERE as_of = day AND status = 'failed' AND trigger <> 'manual') AS f
+$$;
+
+-- followup.run_at (HH:MM), followup.timezone, followup.alert_after (minutes),
+-- followup.run_retries and followup.max_runtime (minutes) as the scheduler sees them: the library's own definitions and
 -- defaults (src/gucs.rs). Calling it loads the library.
-CREATE FUNCTION followup._settings() RETURNS TABLE (run_at text, timezone text, alert_after int)
+CREATE FUNCTION followup._settings()
+RETURNS TABLE (run_at text, timezone text, alert_after int, run_retries int, max_runtime int)
 LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', '_settings_wrapper';
 
@@ -119,7 +134,8 @@ $$;
 -- One row for monitoring (postgres_exporter custom queries, check scripts).
 CREATE VIEW followup.health AS
 WITH settings AS (
-    SELECT s.run_at, s.timezone AS tz, s.alert_after AS alert_after_minutes FROM followup._settings() AS s
+    SELECT s.run_at, s.timezone AS tz, s.alert_after AS alert_after_minutes, s.run_retries, s.max_runtime
+      FROM followup._settings() AS s
 ),
 last_run AS (
     SELECT status FROM followup.runs WHERE status <> 'skipped' ORDER BY started_at DESC, run_id DESC LIMIT 1
@@ -129,7 +145,8 @@ running AS (
       FROM followup.runs WHERE status = 'running' ORDER BY started_at LIMIT 1
 ),
 due AS (
-    SELECT followup._last_run_at_or_before(now(), s.run_at, s.tz) AS instant, s.alert_after_minutes, s.tz
+    SELECT followup._last_run_at_or_before(now(), s.run_at, s.tz) AS instant, s.alert_after_minutes, s.tz,
+           s.run_retries, s.max_runtime
       FROM settings s
 ),
 queue AS (
@@ -152,7 +169,11 @@ SELECT (SELECT status FROM last_run) AS last_run_status,
        queue.oldest_pending_age,
        queue.dead AS outbox_dead,
        (SELECT count(*) FROM followup.outbox
-         WHERE cancelled_at > now() - interval '24 hours') AS outbox_cancelled_24h
+         WHERE cancelled_at > now() - interval '24 hours') AS outbox_cancelled_24h,
+       -- the scheduler's next retry of the last scheduled day's failed run
+       followup._next_retry_at((due.instant AT TIME ZONE due.tz)::date, due.run_retries) AS next_retry_at,
+       due.run_retries,
+       nullif(due.max_runtime, 0) AS max_runtime_minutes
   FROM due, queue;
 COMMENT ON VIEW followup.health IS
     'One row: last run status, last success, the running run, whether the daily run is overdue, open alerts, outbox backlog, withdrawn messages.';

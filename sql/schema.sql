@@ -9,7 +9,7 @@ COMMENT ON SCHEMA followup IS 'pg_followup: follow-up reminders for peer-mentori
 -------------------------------------------------------------------------------
 -- Types
 -------------------------------------------------------------------------------
-CREATE TYPE followup.run_trigger AS ENUM ('schedule', 'manual', 'catch_up');
+CREATE TYPE followup.run_trigger AS ENUM ('schedule', 'manual', 'catch_up', 'retry');
 CREATE TYPE followup.run_status AS ENUM ('running', 'succeeded', 'failed', 'skipped', 'abandoned');
 CREATE TYPE followup.message_kind AS ENUM ('reminder', 'escalation');
 CREATE TYPE followup.recipient_role AS ENUM ('mentor', 'coordinator');
@@ -218,6 +218,20 @@ CREATE INDEX contact_corrections_latest_idx
     ON followup.contact_corrections (assignment_id, corrected_at DESC, correction_id DESC);
 COMMENT ON TABLE followup.contact_corrections IS 'Audit log of followup.set_last_contact.';
 
+-- Repairs (followup.repair): each last contact set back to what tracking
+-- keeps, who did it, when, why. Not a correction: it is no floor for later
+-- recomputes.
+CREATE TABLE followup.repairs (
+    repair_id     bigserial PRIMARY KEY,
+    assignment_id text NOT NULL,
+    old_value     text,
+    new_value     text,
+    reason        text NOT NULL CHECK (btrim(reason) <> ''),
+    repaired_by   name NOT NULL DEFAULT session_user,
+    repaired_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE followup.repairs IS 'Audit log of followup.repair.';
+
 -------------------------------------------------------------------------------
 -- Snoozes (README, "Snoozing an assignment"): while one is open (not ended,
 -- until on or after the day in question) no run enqueues for the assignment
@@ -295,5 +309,7 @@ SELECT pg_catalog.pg_extension_config_dump('followup.alerts', '');
 SELECT pg_catalog.pg_extension_config_dump('followup.alerts_alert_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('followup.contact_corrections', '');
 SELECT pg_catalog.pg_extension_config_dump('followup.contact_corrections_correction_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.repairs', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.repairs_repair_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('followup.snoozes', '');
 SELECT pg_catalog.pg_extension_config_dump('followup.snoozes_snooze_id_seq', '');

@@ -25,6 +25,42 @@ pub fn validate(client: &mut SpiClient<'_>, relid: pg_sys::Oid, table: &str, exp
     let caller_is_superuser = unsafe { pg_sys::superuser_arg(pg_sys::GetOuterUserId()) };
     if !caller_is_superuser {
         require_builtin_functions_only(client, relid, table, expression);
+        require_evaluable_by_caller(client, table, expression);
+    }
+}
+
+/// The run evaluates active_when with the extension owner's rights. Even a
+/// built-in function can need more than the registering role has
+/// (`current_setting('data_directory')`, for one): so evaluate it now as
+/// that role, on every row of the table and on a row of NULLs, and refuse
+/// what it may not do.
+fn require_evaluable_by_caller(client: &mut SpiClient<'_>, table: &str, expression: &str) {
+    let sql = format!(
+        "SELECT pg_catalog.count(({expression}))
+           FROM {table} FULL JOIN (VALUES (1)) AS followup_null_row (x) ON false"
+    );
+    let (owner, context) = unsafe {
+        let mut owner = pg_sys::InvalidOid;
+        let mut context = 0;
+        pg_sys::GetUserIdAndSecContext(&mut owner, &mut context);
+        (owner, context)
+    };
+    let caller = unsafe { pg_sys::GetOuterUserId() };
+    unsafe { pg_sys::SetUserIdAndSecContext(caller, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32) };
+    let outcome = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+        client.select(sql.as_str(), None, &[]).map(|_| ()).map_err(|e| e.to_string())
+    }))
+    .catch_others(|caught| match caught {
+        CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => Err(report.message().to_string()),
+        other => other.rethrow(),
+    })
+    .execute();
+    unsafe { pg_sys::SetUserIdAndSecContext(owner, context) };
+    if let Err(message) = outcome {
+        raise(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("active_when must be something the registering role may evaluate itself: {message}"),
+        );
     }
 }
 

@@ -9,7 +9,7 @@
 //! search_path; everything here is schema-qualified as well.
 
 use crate::errors::{raise, required};
-use crate::local_time::{convert, iso, today, DateKind, Zone};
+use crate::local_time::{convert, iso, iso_text_sql, today, DateKind, Zone};
 use crate::registry;
 use pgrx::datum::Date;
 use pgrx::prelude::*;
@@ -47,12 +47,7 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
         let lc = &assignments.last_contact_column;
         // The old value in ISO 8601, whatever the session's DateStyle and
         // TimeZone: a timestamptz in UTC.
-        let old_value = match assignments.last_contact_kind {
-            DateKind::Timestamptz => format!(
-                "pg_catalog.to_json({lc} AT TIME ZONE 'UTC') OPERATOR(pg_catalog.#>>) '{{}}'::pg_catalog.text[] OPERATOR(pg_catalog.||) 'Z'"
-            ),
-            _ => format!("pg_catalog.to_json({lc}) OPERATOR(pg_catalog.#>>) '{{}}'::pg_catalog.text[]"),
-        };
+        let old_value = iso_text_sql(lc, assignments.last_contact_kind);
         let current: Vec<Option<String>> = client
             .update(
                 &format!(

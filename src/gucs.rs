@@ -33,6 +33,10 @@ pub static LOG_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(90);
 pub static RUN_IN_WORKER: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Delivery attempts before an outbox message becomes `dead`.
 pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(10);
+/// Retries of a failed scheduled (or catch-up) run, 5, 10, 20… minutes apart.
+pub static RUN_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
+/// Minutes a run may take before it is cancelled (0: no limit).
+pub static MAX_RUNTIME_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 pub fn init() {
     // A postmaster-only parameter can only be defined while the library is
@@ -126,6 +130,26 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"followup.run_retries",
+        c"Retries of a failed scheduled or catch-up run.",
+        c"The scheduler runs the day again 5, 10, 20, ... minutes after each failure, until one succeeds or the retries are spent.",
+        &RUN_RETRIES,
+        0,
+        100,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"followup.max_runtime",
+        c"A run still running after this long is cancelled and logged as failed (0: no limit).",
+        c"In minutes; units such as '1h' are accepted. A scheduled run cancelled so is retried (followup.run_retries).",
+        &MAX_RUNTIME_MINUTES,
+        0,
+        7 * 24 * 60,
+        GucContext::Suset,
+        GucFlags::UNIT_MIN,
+    );
 }
 
 /// `followup.max_attempts`, for the outbox functions in SQL (calling this
@@ -140,9 +164,21 @@ fn _max_attempts() -> i32 {
 #[pgrx::pg_extern(sql = false)]
 fn _settings() -> pgrx::iter::TableIterator<
     'static,
-    (pgrx::name!(run_at, String), pgrx::name!(timezone, String), pgrx::name!(alert_after, i32)),
+    (
+        pgrx::name!(run_at, String),
+        pgrx::name!(timezone, String),
+        pgrx::name!(alert_after, i32),
+        pgrx::name!(run_retries, i32),
+        pgrx::name!(max_runtime, i32),
+    ),
 > {
-    pgrx::iter::TableIterator::once((run_at(), timezone(), ALERT_AFTER_MINUTES.get()))
+    pgrx::iter::TableIterator::once((
+        run_at(),
+        timezone(),
+        ALERT_AFTER_MINUTES.get(),
+        RUN_RETRIES.get(),
+        MAX_RUNTIME_MINUTES.get(),
+    ))
 }
 
 /// The configured time zone name (validated by its check hook).

@@ -19,6 +19,7 @@ mod planner;
 mod query;
 mod registration;
 mod registry;
+mod repair;
 mod run;
 mod scheduler;
 mod tracking;

@@ -96,6 +96,18 @@ pub fn as_of_or_today(as_of: Option<Date>) -> Date {
     }
 }
 
+/// SQL: `expr` (of kind `kind`) as ISO 8601 text, whatever the session's
+/// DateStyle and TimeZone: `2026-06-15`, `2026-06-15T08:00:00`, a
+/// timestamptz in UTC with a `Z`.
+pub fn iso_text_sql(expr: &str, kind: DateKind) -> String {
+    match kind {
+        DateKind::Timestamptz => format!(
+            "pg_catalog.to_json(({expr}) AT TIME ZONE 'UTC') OPERATOR(pg_catalog.#>>) '{{}}'::pg_catalog.text[] OPERATOR(pg_catalog.||) 'Z'"
+        ),
+        _ => format!("pg_catalog.to_json({expr}) OPERATOR(pg_catalog.#>>) '{{}}'::pg_catalog.text[]"),
+    }
+}
+
 /// A date in ISO 8601 (`2026-06-15`), whatever the session's DateStyle.
 pub fn iso(date: Date) -> String {
     select_one::<String>("SELECT pg_catalog.to_char($1, 'YYYY-MM-DD')", &[date.into()])

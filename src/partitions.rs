@@ -21,7 +21,12 @@ const INSERT_TRIGGER: &str = "followup_activity_insert";
 const UPDATE_TRIGGER: &str = "followup_activity_update";
 const DELETE_TRIGGER: &str = "followup_activity_delete";
 const REPLICA_TRIGGER: &str = "followup_activity_replica";
+const TRUNCATE_NOTE_TRIGGER: &str = "followup_activity_truncate_note";
+const TRUNCATE_TRIGGER: &str = "followup_activity_truncate";
 const STATEMENT_TRIGGERS: [&str; 3] = [INSERT_TRIGGER, UPDATE_TRIGGER, DELETE_TRIGGER];
+/// BEFORE TRUNCATE notes the assignments with activities in the table, AFTER
+/// TRUNCATE recomputes them (repair.rs); on the table and every partition.
+const TRUNCATE_TRIGGERS: [(&str, &str); 2] = [(TRUNCATE_NOTE_TRIGGER, "BEFORE"), (TRUNCATE_TRIGGER, "AFTER")];
 
 const TRACKED_RELATIONS: &str = include_str!("../sql/queries/tracked_relations.sql");
 const TRACKING_TRIGGERS: &str = include_str!("../sql/queries/tracking_triggers.sql");
@@ -54,6 +59,15 @@ pub fn sync_triggers(client: &mut SpiClient<'_>) {
         })
         .unwrap_or_default();
     let has = |table: &str, trigger: &str| existing.iter().any(|(t, n, _, _)| t == table && n == trigger);
+    // The TRUNCATE trigger function exists from the schema of 0.3.0 on; a
+    // library that is newer than the schema (before ALTER EXTENSION UPDATE,
+    // which adds them) leaves them out.
+    let truncate_tracked = crate::query::one::<bool>(
+        client,
+        "SELECT pg_catalog.to_regprocedure('followup.activity_truncate_trigger()') IS NOT NULL",
+        &[],
+    )
+    .unwrap_or(false);
 
     let mut ddl = Vec::new();
     // Partitions created or attached since the last sync: their rows are
@@ -73,6 +87,14 @@ pub fn sync_triggers(client: &mut SpiClient<'_>) {
                 ddl.push(format!(
                     "CREATE TRIGGER {trigger} AFTER {event} ON {table} REFERENCING {referencing}
                      FOR EACH STATEMENT EXECUTE FUNCTION followup.activity_statement_trigger()"
+                ));
+            }
+        }
+        for (trigger, timing) in TRUNCATE_TRIGGERS {
+            if truncate_tracked && !has(table, trigger) {
+                ddl.push(format!(
+                    "CREATE TRIGGER {trigger} {timing} TRUNCATE ON {table}
+                     FOR EACH STATEMENT EXECUTE FUNCTION followup.activity_truncate_trigger()"
                 ));
             }
         }

@@ -26,7 +26,7 @@ use crate::local_time::{iso, local_date, DateKind, Zone};
 use crate::query::select_one;
 use crate::run::log::{self as run_log, mark_abandoned_if_free};
 use crate::run::worker;
-use crate::run::{RunCause, RunStatus};
+use crate::run::{RunCause, RunSettings, RunStatus};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::datum::Date;
 use pgrx::prelude::*;
@@ -183,6 +183,18 @@ impl Schedule {
         })
     }
 
+    /// Epoch seconds of the last scheduled instant at or before `at`.
+    fn last_run_at_or_before(&self, at: f64) -> f64 {
+        let (run_at, tz) = (self.run_at.clone(), self.timezone.clone());
+        BackgroundWorker::transaction(move || {
+            select_one::<f64>(
+                "SELECT extract(epoch FROM followup._last_run_at_or_before(pg_catalog.to_timestamp($1), $2, $3))::float8",
+                &[at.into(), run_at.as_str().into(), tz.as_str().into()],
+            )
+            .unwrap_or(at)
+        })
+    }
+
     /// The local date (in the schedule's zone) of an instant.
     fn local_date(&self, epoch: f64) -> Date {
         let tz = self.timezone.clone();
@@ -208,9 +220,10 @@ struct Scheduler {
     next_run: f64,
     /// Epoch seconds of the next look at running runs.
     next_check: f64,
-    /// Retry of a scheduled run that was skipped (another run held the
-    /// lock): (at, as_of).
-    retry: Option<(f64, Date)>,
+    /// The next retry of the day's run: (at, as_of, cause). After a skip
+    /// (another run held the lock) the same run again a minute later; after
+    /// a failure a `retry` run when followup._next_retry_at says.
+    retry: Option<(f64, Date, RunCause)>,
     /// The schedule `next_run` was computed from (recomputed on change).
     schedule: Schedule,
 }
@@ -222,13 +235,38 @@ impl Scheduler {
         Scheduler { next_run: schedule.next_run_after(now), next_check: now, retry: None, schedule }
     }
 
-    /// Once, after connecting: abandoned runs, a missed run, retention.
+    /// Once, after connecting: abandoned runs, a missed run, a retry that
+    /// was pending when the scheduler stopped, retention.
     fn start_up(&mut self) {
         BackgroundWorker::transaction(mark_abandoned_if_free);
         if gucs::ENABLED.get() {
             self.catch_up();
+            if self.retry.is_none() {
+                let last_day = self.schedule.local_date(self.schedule.last_run_at_or_before(now()));
+                self.plan_retry(last_day);
+            }
         }
         prune();
+    }
+
+    /// A retry of the day `as_of` if one is due (followup._next_retry_at:
+    /// 5, 10, 20, ... minutes after each failure, up to followup.run_retries).
+    fn plan_retry(&mut self, as_of: Date) {
+        let retries = gucs::RUN_RETRIES.get();
+        let at = BackgroundWorker::transaction(move || {
+            select_one::<f64>(
+                "SELECT extract(epoch FROM followup._next_retry_at($1, $2))::float8",
+                &[as_of.into(), retries.into()],
+            )
+        });
+        if let Some(at) = at {
+            log!(
+                "pg_followup scheduler: the run for {} failed; retrying it in {:.0} s (followup.run_retries = {retries})",
+                day(as_of),
+                (at - now()).max(0.0)
+            );
+            self.retry = Some((at, as_of, RunCause::Retry));
+        }
     }
 
     /// If the last scheduled run time passed (while the server was down) with
@@ -285,12 +323,12 @@ impl Scheduler {
                 prune();
             }
         }
-        if let Some((at, as_of)) = self.retry {
+        if let Some((at, as_of, cause)) = self.retry {
             if now >= at {
                 self.retry = None;
                 if gucs::ENABLED.get() && !BackgroundWorker::transaction(|| run_log::day_succeeded(as_of)) {
                     let run_id = BackgroundWorker::transaction(run_log::next_run_id);
-                    self.run(run_id, as_of, RunCause::Schedule);
+                    self.run(run_id, as_of, cause);
                 }
             }
         }
@@ -303,7 +341,7 @@ impl Scheduler {
     fn sleep_for(&self) -> Duration {
         let now = now();
         let mut wake = self.next_run.min(self.next_check);
-        if let Some((at, _)) = &self.retry {
+        if let Some((at, _, _)) = &self.retry {
             wake = wake.min(*at);
         }
         Duration::from_secs_f64((wake - now).max(0.05))
@@ -313,7 +351,8 @@ impl Scheduler {
     /// every RUNNING_CHECK_INTERVAL meanwhile (so a long run raises its alert
     /// while it still runs).
     fn run(&mut self, run_id: i64, as_of: Date, cause: RunCause) {
-        match worker::launch(run_id, as_of, cause, &self.schedule.timezone) {
+        let settings = RunSettings { timezone: self.schedule.timezone.clone(), ..RunSettings::current() };
+        match worker::launch(run_id, as_of, cause, &settings) {
             Some(handle) => {
                 loop {
                     match handle.pid() {
@@ -332,11 +371,13 @@ impl Scheduler {
             }
             None => {
                 warning!("pg_followup scheduler: no background worker slot is free; running in the scheduler itself");
-                worker::execute_in_worker(run_id, as_of, cause, &self.schedule.timezone);
+                worker::execute_in_worker(run_id, as_of, cause, &settings);
             }
         }
-        if status_of(run_id) == Some(RunStatus::Skipped) {
-            self.retry = Some((now() + RETRY_AFTER_SKIP.as_secs_f64(), as_of));
+        match status_of(run_id) {
+            Some(RunStatus::Skipped) => self.retry = Some((now() + RETRY_AFTER_SKIP.as_secs_f64(), as_of, cause)),
+            Some(RunStatus::Failed) => self.plan_retry(as_of),
+            _ => {}
         }
     }
 }

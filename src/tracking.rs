@@ -212,6 +212,48 @@ pub fn recompute_sql(assignments: &AssignmentTable, all_activities: &[ActivityTa
     format!("GREATEST({})", candidates.join(",\n                 "))
 }
 
+/// The same value for every assignment row `a` at once (verify, repair,
+/// TRUNCATE): `(joins, expression)`, the joins to add after `FROM <table> AS
+/// a` and the expression over them. Each tracked table and the corrections
+/// are aggregated once and hash-joined, instead of looked up per assignment.
+/// The pg_test `bulk_and_row_recompute_agree` keeps the two forms equal.
+pub fn bulk_recompute_sql(assignments: &AssignmentTable, all_activities: &[ActivityTable]) -> (String, String) {
+    let mut joins = Vec::new();
+    let mut candidates = Vec::new();
+    for (n, activity) in all_activities.iter().enumerate() {
+        let alias = format!("latest_{n}");
+        let latest = convert(
+            &format!("pg_catalog.max(t.{})", activity.occurred_column),
+            activity.occurred_kind,
+            assignments.last_contact_kind,
+        );
+        joins.push(format!(
+            "LEFT JOIN (SELECT {keys}, {latest} AS latest FROM {table} AS t GROUP BY {group}) AS {alias} ON {join}",
+            keys = key_select(activity, "t"),
+            table = activity.table,
+            group = group_by(activity),
+            join = key_join(activity, &alias),
+        ));
+        candidates.push(format!("{alias}.latest"));
+    }
+    joins.push(format!(
+        "LEFT JOIN (SELECT DISTINCT ON (cc.assignment_id) cc.assignment_id, {corrected} AS latest
+                      FROM followup.contact_corrections AS cc
+                     ORDER BY cc.assignment_id, cc.corrected_at DESC, cc.correction_id DESC) AS latest_correction
+                ON latest_correction.assignment_id = (a.{id})::pg_catalog.text",
+        corrected = convert("cc.new_value", DateKind::Date, assignments.last_contact_kind),
+        id = assignments.id_column,
+    ));
+    candidates.push("latest_correction.latest".to_string());
+    (
+        joins.join(
+            "
+         ",
+        ),
+        format!("GREATEST({})", candidates.join(", ")),
+    )
+}
+
 /// SQL: the latest activity in `activity` of assignment row `a`: its
 /// occurred value as stored, or `converted` to the last-contact column's kind.
 pub fn latest_activity_sql(assignments: &AssignmentTable, activity: &ActivityTable, converted: bool) -> String {
@@ -323,6 +365,37 @@ mod tests {
         raise(false);
         assert_eq!(last_seen_local(2), single);
         assert_eq!(single.as_deref(), Some("2026-11-22 23:59"));
+    }
+
+    /// The bulk form (verify, repair) and the per-row form (the triggers)
+    /// of "what the last contact should be" agree on every assignment.
+    #[pg_test]
+    fn bulk_and_row_recompute_agree() {
+        setup();
+        Spi::run(
+            "INSERT INTO t.activities VALUES (10, 200, '2026-11-05 10:00'), (10, 200, '2026-11-07 23:30'),
+                                             (20, 300, '2026-11-01 00:10');
+             INSERT INTO followup.contact_corrections (assignment_id, new_value, reason)
+             VALUES ('3', '2026-11-12', 'paper log'), ('2', '2026-11-01', 'older than the activities')",
+        )
+        .unwrap();
+        let (row, (joins, bulk)) = Spi::connect(|client| {
+            let assignments = require_assignment_table(&client);
+            let activities = load_activity_tables(&client);
+            (recompute_sql(&assignments, &activities), super::bulk_recompute_sql(&assignments, &activities))
+        });
+        let differing = Spi::get_one::<i64>(&format!(
+            "SELECT count(*) FROM t.assignments AS a {joins}
+              WHERE ({bulk}) IS DISTINCT FROM ({row})"
+        ))
+        .unwrap();
+        assert_eq!(differing, Some(0));
+        let values = Spi::get_one::<String>(&format!(
+            "SELECT string_agg(a.id || '=' || coalesce(to_char(({bulk}) AT TIME ZONE 'Pacific/Auckland', 'MM-DD HH24:MI'), '-'), ' ' ORDER BY a.id)
+               FROM t.assignments AS a {joins}"
+        ))
+        .unwrap();
+        assert_eq!(values.as_deref(), Some("1=- 2=11-07 23:30 3=11-12 00:00"));
     }
 
     #[pg_test]

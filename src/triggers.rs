@@ -215,6 +215,24 @@ fn activity_statement_trigger<'a>(
     Ok(None)
 }
 
+/// BEFORE and AFTER TRUNCATE of a tracked table or partition (repair.rs):
+/// TRUNCATE fires no row or delete triggers.
+#[pg_trigger(sql = false)]
+fn activity_truncate_trigger<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    let relid = unsafe { (*(*trigger.trigger_data()).tg_relation).rd_id };
+    let before = matches!(trigger.when(), Ok(PgTriggerWhen::Before));
+    Spi::connect_mut(|client| {
+        if before {
+            crate::repair::before_truncate(client, relid);
+        } else {
+            crate::repair::after_truncate(client);
+        }
+    });
+    Ok(None)
+}
+
 #[pg_trigger(sql = false)]
 fn activity_replica_trigger<'a>(
     trigger: &'a PgTrigger<'a>,

@@ -9,7 +9,9 @@
 
 mod catalog;
 
-pub use catalog::{describe_activity_table, describe_assignment_table, type_name, AssignmentSpec, DescribeError};
+pub use catalog::{
+    describe_activity_table, describe_assignment_table, qualified_name, type_name, AssignmentSpec, DescribeError,
+};
 
 use crate::local_time::DateKind;
 use pgrx::prelude::*;

@@ -41,6 +41,8 @@ pub enum RunCause {
     Manual,
     /// The scheduler at start-up, for a day whose run was missed.
     CatchUp,
+    /// The scheduler again, after the day's run failed (followup.run_retries).
+    Retry,
 }
 
 impl RunCause {
@@ -49,11 +51,14 @@ impl RunCause {
             RunCause::Schedule => "schedule",
             RunCause::Manual => "manual",
             RunCause::CatchUp => "catch_up",
+            RunCause::Retry => "retry",
         }
     }
 
     pub fn parse(value: &str) -> Option<RunCause> {
-        [RunCause::Schedule, RunCause::Manual, RunCause::CatchUp].into_iter().find(|c| c.as_sql() == value)
+        [RunCause::Schedule, RunCause::Manual, RunCause::CatchUp, RunCause::Retry]
+            .into_iter()
+            .find(|c| c.as_sql() == value)
     }
 }
 
@@ -97,42 +102,78 @@ pub fn any_policy_escalates(client: &SpiClient<'_>) -> bool {
 
 /// Step 2 of a run (log.rs has step 1): the scan and the INSERT, inside a
 /// subtransaction so that an error is caught, logged as `failed` and the
-/// transaction can still commit the log row.
-pub fn scan_and_finish(run_id: i64, as_of: Date) {
-    let result = in_subtransaction(|| {
-        Spi::connect_mut(|client| {
-            let assignments = registry::require_assignment_table(client);
-            log::reset_tallies();
-            let escalations = any_policy_escalates(client);
-            // Has the outbox any pages (else there is nothing to skip), and
-            // has it been analyzed with rows in it (else the planner has no
-            // statistics to weigh the anti-join with)?
-            let (skip_enqueued, analyzed) = client
-                .select(
-                    "SELECT pg_catalog.pg_relation_size(c.oid) > 0, c.reltuples > 0
+/// transaction can still commit the log row. With `max_runtime_minutes`
+/// (followup.max_runtime) the statement is cancelled past it, and the error
+/// names the limit.
+pub fn scan_and_finish(run_id: i64, as_of: Date, max_runtime_minutes: i32) {
+    let result = with_time_limit(max_runtime_minutes, || {
+        in_subtransaction(|| {
+            Spi::connect_mut(|client| {
+                let assignments = registry::require_assignment_table(client);
+                log::reset_tallies();
+                let escalations = any_policy_escalates(client);
+                // Has the outbox any pages (else there is nothing to skip), and
+                // has it been analyzed with rows in it (else the planner has no
+                // statistics to weigh the anti-join with)?
+                let (skip_enqueued, analyzed) = client
+                    .select(
+                        "SELECT pg_catalog.pg_relation_size(c.oid) > 0, c.reltuples > 0
                        FROM pg_catalog.pg_class c WHERE c.oid = 'followup.outbox'::pg_catalog.regclass",
-                    None,
-                    &[],
-                )
-                .ok()
-                .and_then(|t| t.first().get_two::<bool, bool>().ok())
-                .map(|(pages, analyzed)| (pages.unwrap_or(false), analyzed.unwrap_or(false)))
-                .unwrap_or((false, false));
-            let enqueued = with_join_methods(skip_enqueued && !analyzed, || {
-                client
-                    .update(
-                        due::enqueue_sql(&assignments, escalations, skip_enqueued).as_str(),
                         None,
-                        &[as_of.into(), run_id.into()],
+                        &[],
                     )
-                    .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
-                    .len() as i64
-            });
-            let (scanned, due) = log::tallies();
-            log::Outcome { scanned, due, enqueued }
+                    .ok()
+                    .and_then(|t| t.first().get_two::<bool, bool>().ok())
+                    .map(|(pages, analyzed)| (pages.unwrap_or(false), analyzed.unwrap_or(false)))
+                    .unwrap_or((false, false));
+                let enqueued = with_join_methods(skip_enqueued && !analyzed, || {
+                    client
+                        .update(
+                            due::enqueue_sql(&assignments, escalations, skip_enqueued).as_str(),
+                            None,
+                            &[as_of.into(), run_id.into()],
+                        )
+                        .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
+                        .len() as i64
+                });
+                let (scanned, due) = log::tallies();
+                log::Outcome { scanned, due, enqueued }
+            })
         })
+    })
+    .map_err(|message| {
+        if max_runtime_minutes > 0 && message == "canceling statement due to statement timeout" {
+            format!("cancelled: the run took longer than followup.max_runtime ({max_runtime_minutes} min)")
+        } else {
+            message
+        }
     });
     log::finish(run_id, result);
+}
+
+unsafe extern "C-unwind" {
+    /// utils/timeout.h: PostgreSQL's own statement timeout, which also ends
+    /// a lock wait. (Not in pgrx's bindings.)
+    fn enable_timeout_after(id: std::ffi::c_int, delay_ms: std::ffi::c_int);
+    fn disable_timeout(id: std::ffi::c_int, keep_indicator: bool);
+}
+/// `STATEMENT_TIMEOUT` of `enum TimeoutId` (the fourth, in every supported major).
+const STATEMENT_TIMEOUT: std::ffi::c_int = 3;
+
+/// Runs `f` under PostgreSQL's statement timeout set to `minutes` (none for
+/// 0): past it, the work is cancelled with "canceling statement due to
+/// statement timeout", also while it waits for a lock. Setting the
+/// statement_timeout parameter would not do: its timer is armed only when a
+/// client's statement starts.
+fn with_time_limit<T>(minutes: i32, f: impl FnOnce() -> T) -> T {
+    if minutes <= 0 {
+        return f();
+    }
+    let ms = minutes.saturating_mul(60_000);
+    unsafe { enable_timeout_after(STATEMENT_TIMEOUT, ms) };
+    let result = f();
+    unsafe { disable_timeout(STATEMENT_TIMEOUT, false) };
+    result
 }
 
 /// Runs `f` (the run's INSERT) with JIT off (see planner.rs), with
@@ -164,6 +205,22 @@ fn with_join_methods<T>(hash_only: bool, f: impl FnOnce() -> T) -> T {
 #[pg_extern(sql = false)]
 fn _run_now(as_of: Option<Date>) -> i64 {
     worker::run_and_wait(as_of_or_today(as_of), RunCause::Manual)
+}
+
+/// The settings a run goes by, taken where it is started (the scheduler,
+/// or the session calling run_now) and handed to its worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSettings {
+    /// followup.timezone: turns timestamps into local dates.
+    pub timezone: String,
+    /// followup.max_runtime, minutes (0: none).
+    pub max_runtime_minutes: i32,
+}
+
+impl RunSettings {
+    pub fn current() -> RunSettings {
+        RunSettings { timezone: crate::gucs::timezone(), max_runtime_minutes: crate::gucs::MAX_RUNTIME_MINUTES.get() }
+    }
 }
 
 /// `followup.preview`'s as-of date: `as_of`, or today in followup.timezone.

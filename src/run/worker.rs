@@ -5,7 +5,7 @@
 //! run happens in the calling session, inside its transaction.
 
 use super::log::{self, Start};
-use super::{scan_and_finish, RunCause};
+use super::{scan_and_finish, RunCause, RunSettings};
 use crate::bgw;
 use crate::errors::internal;
 use crate::query::select_one;
@@ -18,11 +18,12 @@ use pgrx::prelude::*;
 /// been SET here) to turn timestamps into local dates, as preview does.
 pub fn run_and_wait(as_of: Date, cause: RunCause) -> i64 {
     let run_id = log::next_run_id();
+    let settings = RunSettings::current();
     if !crate::gucs::RUN_IN_WORKER.get() {
-        run_in_this_session(run_id, as_of, cause);
+        run_in_this_session(run_id, as_of, cause, &settings);
         return run_id;
     }
-    match launch(run_id, as_of, cause, &crate::gucs::timezone()) {
+    match launch(run_id, as_of, cause, &settings) {
         Some(worker) => {
             if worker.wait_for_startup().is_ok() {
                 // The worker logs the run however it ends; its exit is all we wait for.
@@ -34,7 +35,7 @@ pub fn run_and_wait(as_of: Date, cause: RunCause) -> i64 {
                 "pg_followup: no background worker slot is free (max_worker_processes); running in this session, \
                  so the running row becomes visible to others only when the run ends"
             );
-            run_in_this_session(run_id, as_of, cause);
+            run_in_this_session(run_id, as_of, cause, &settings);
         }
     }
     run_id
@@ -43,7 +44,7 @@ pub fn run_and_wait(as_of: Date, cause: RunCause) -> i64 {
 /// Starts the dynamic worker for one run in this database, as the extension
 /// owner, notifying this process when it starts and stops. None when no
 /// worker slot is free.
-pub fn launch(run_id: i64, as_of: Date, cause: RunCause, timezone: &str) -> Option<DynamicBackgroundWorker> {
+pub fn launch(run_id: i64, as_of: Date, cause: RunCause, settings: &RunSettings) -> Option<DynamicBackgroundWorker> {
     let owner: pg_sys::Oid = bgw::in_transaction(|| {
         select_one("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_followup'", &[])
             .unwrap_or_else(|| internal("pg_followup is not installed in this database"))
@@ -54,7 +55,7 @@ pub fn launch(run_id: i64, as_of: Date, cause: RunCause, timezone: &str) -> Opti
         run_id,
         as_of,
         cause,
-        timezone: timezone.to_string(),
+        settings: settings.clone(),
     }
     .encode();
     // The handle must outlive the caller's transaction (the scheduler waits
@@ -74,9 +75,9 @@ pub fn launch(run_id: i64, as_of: Date, cause: RunCause, timezone: &str) -> Opti
 /// The whole run inside the caller's transaction. The lock is a session lock,
 /// so other runs see it at once; the log row becomes visible when the caller
 /// commits.
-fn run_in_this_session(run_id: i64, as_of: Date, cause: RunCause) {
+fn run_in_this_session(run_id: i64, as_of: Date, cause: RunCause, settings: &RunSettings) {
     if let Start::Running = log::start(run_id, as_of, cause) {
-        scan_and_finish(run_id, as_of);
+        scan_and_finish(run_id, as_of, settings.max_runtime_minutes);
         log::release_lock();
     }
 }
@@ -84,15 +85,15 @@ fn run_in_this_session(run_id: i64, as_of: Date, cause: RunCause) {
 /// A whole run from a background worker (or, without a free slot, the
 /// scheduler's own process): one transaction per step, so the `running` row
 /// is committed (and visible) before the scan starts.
-pub fn execute_in_worker(run_id: i64, as_of: Date, cause: RunCause, timezone: &str) {
+pub fn execute_in_worker(run_id: i64, as_of: Date, cause: RunCause, settings: &RunSettings) {
     let started = BackgroundWorker::transaction(|| {
-        pin_settings(timezone);
+        pin_settings(&settings.timezone);
         log::start(run_id, as_of, cause)
     });
     if let Start::Running = started {
         BackgroundWorker::transaction(|| {
-            pin_settings(timezone);
-            scan_and_finish(run_id, as_of)
+            pin_settings(&settings.timezone);
+            scan_and_finish(run_id, as_of, settings.max_runtime_minutes)
         });
     }
     BackgroundWorker::transaction(log::release_lock);
@@ -112,39 +113,40 @@ fn pin_settings(timezone: &str) {
 }
 
 /// What the run worker is told, in `bgw_extra` (at most 127 bytes):
-/// "database-oid user-oid run-id as-of-days cause timezone".
+/// "database-oid user-oid run-id as-of-days cause max-runtime timezone".
 struct WorkerArgs {
     database: pg_sys::Oid,
     user: pg_sys::Oid,
     run_id: i64,
     as_of: Date,
     cause: RunCause,
-    timezone: String,
+    settings: RunSettings,
 }
 
 impl WorkerArgs {
     fn encode(&self) -> String {
         format!(
-            "{} {} {} {} {} {}",
+            "{} {} {} {} {} {} {}",
             self.database.to_u32(),
             self.user.to_u32(),
             self.run_id,
             self.as_of.into_inner(),
             self.cause.as_sql(),
-            self.timezone
+            self.settings.max_runtime_minutes,
+            self.settings.timezone
         )
     }
 
     fn decode(extra: &str) -> Option<WorkerArgs> {
         let parts: Vec<&str> = extra.split_whitespace().collect();
-        let [database, user, run_id, as_of, cause, timezone] = parts[..] else { return None };
+        let [database, user, run_id, as_of, cause, max_runtime, timezone] = parts[..] else { return None };
         Some(WorkerArgs {
             database: pg_sys::Oid::from(database.parse::<u32>().ok()?),
             user: pg_sys::Oid::from(user.parse::<u32>().ok()?),
             run_id: run_id.parse().ok()?,
             as_of: Date::saturating_from_raw(as_of.parse().ok()?),
             cause: RunCause::parse(cause)?,
-            timezone: timezone.to_string(),
+            settings: RunSettings { timezone: timezone.to_string(), max_runtime_minutes: max_runtime.parse().ok()? },
         })
     }
 }
@@ -160,5 +162,5 @@ pub extern "C-unwind" fn followup_run_worker_main(_arg: pg_sys::Datum) {
         return;
     };
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(args.database), Some(args.user));
-    execute_in_worker(args.run_id, args.as_of, args.cause, &args.timezone);
+    execute_in_worker(args.run_id, args.as_of, args.cause, &args.settings);
 }

@@ -23,7 +23,8 @@ SELECT 'alert', alert_id, kind, run_id, message, resolved_at FROM followup.alert
 SELECT 'correction', correction_id, assignment_id, old_value, new_value, reason, corrected_by
   FROM followup.contact_corrections ORDER BY correction_id;
 SELECT 'trigger', tgrelid::regclass, tgname, tgenabled FROM pg_trigger
- WHERE tgname LIKE 'followup_activity_%' ORDER BY tgrelid::regclass::text, tgname;
+ WHERE tgname LIKE 'followup_activity_%' AND tgname NOT LIKE 'followup_activity_truncate%'
+ ORDER BY tgrelid::regclass::text, tgname;
 SQL
 }
 # the extension's objects, as a fresh install of the new version creates them
@@ -121,6 +122,10 @@ upgrade_from() {
     expect "ALTER EXTENSION UPDATE from $from reaches $new_version" \
         "$(q "SELECT extversion FROM pg_extension WHERE extname = 'pg_followup'")" "$new_version"
     expect "no registration, policy, run, message, alert or correction is lost or changed" "$(snapshot)" "$before"
+    expect "the tables tracked already got the TRUNCATE triggers" \
+        "$(q "SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger
+               WHERE tgrelid = 'app.activities'::regclass AND tgname LIKE 'followup_activity_truncate%'")" \
+        "followup_activity_truncate,followup_activity_truncate_note"
     expect "every queued message got its assignment's organization (for its send window)" \
         "$(q "SELECT count(*) FILTER (WHERE o.organization IS DISTINCT FROM a.organization) || '/' || count(*)
                FROM followup.outbox o JOIN app.assignments a ON a.id::text = o.assignment_id")" \

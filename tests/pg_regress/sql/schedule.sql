@@ -74,3 +74,33 @@ SELECT last_run_status, running_run_id = (SELECT max(run_id) FROM followup.runs)
        running_for >= interval '90 seconds' AS running_for_90s, open_alerts, outbox_pending,
        date_trunc('hour', oldest_pending_age + interval '1 minute') AS oldest_pending_age, outbox_dead
   FROM followup.health;
+
+-- Retries of a failed day (followup._next_retry_at): 5, 10, 20 minutes after
+-- each failure of the scheduler's own runs, up to followup.run_retries (3
+-- here), none once one succeeded; manual runs do not count.
+TRUNCATE followup.runs;
+CREATE FUNCTION retry(day date) RETURNS text LANGUAGE sql AS $$
+    SELECT coalesce(to_char(followup._next_retry_at(day, 3) AT TIME ZONE 'UTC', 'HH24:MI'), 'none') $$;
+SELECT retry('2026-06-15') AS no_failure;
+INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
+VALUES ('manual', 'failed', '2026-06-15', '2026-06-15 02:00+00', '2026-06-15 02:01+00');
+SELECT retry('2026-06-15') AS after_a_manual_failure;
+INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
+VALUES ('schedule', 'failed', '2026-06-15', '2026-06-15 03:00+00', '2026-06-15 03:02+00');
+SELECT retry('2026-06-15') AS after_the_scheduled_run_failed;
+INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
+VALUES ('retry', 'failed', '2026-06-15', '2026-06-15 03:07+00', '2026-06-15 03:08+00');
+SELECT retry('2026-06-15') AS after_the_first_retry_failed;
+INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
+VALUES ('retry', 'failed', '2026-06-15', '2026-06-15 03:18+00', '2026-06-15 03:19+00');
+SELECT retry('2026-06-15') AS after_the_second;
+INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
+VALUES ('retry', 'failed', '2026-06-15', '2026-06-15 03:39+00', '2026-06-15 03:40+00');
+SELECT retry('2026-06-15') AS retries_spent;
+SELECT to_char(followup._next_retry_at('2026-06-15', 5) AT TIME ZONE 'UTC', 'HH24:MI') AS with_five_retries;
+INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
+VALUES ('catch_up', 'succeeded', '2026-06-15', '2026-06-15 04:00+00', '2026-06-15 04:01+00');
+SELECT to_char(followup._next_retry_at('2026-06-15', 5) AT TIME ZONE 'UTC', 'HH24:MI') AS after_a_success;
+-- the settings: reloadable, a negative value refused
+SELECT name, setting, unit, context FROM pg_settings WHERE name IN ('followup.run_retries', 'followup.max_runtime') ORDER BY name;
+SET followup.max_runtime = -1;

@@ -1,0 +1,170 @@
+//! Finding and repairing drift (README, "Verify and repair"), and TRUNCATE.
+//!
+//! Drift is an assignment whose stored last contact is not what the tracking
+//! triggers keep: the latest tracked activity under the date rules, floored
+//! by the latest correction (tracking.rs, `bulk_recompute_sql`). It comes
+//! from writes the triggers did not see (an import with triggers disabled, a
+//! restore that skipped them, the app writing the column itself).
+//! `followup.verify` lists it, `followup.repair` fixes it in one statement
+//! and audits each change in `followup.repairs`. Both are one set-based pass
+//! over the assignments, every tracked table aggregated once.
+//!
+//! TRUNCATE fires no row triggers: a BEFORE TRUNCATE statement trigger notes
+//! the assignments that have activities in the table, and the AFTER TRUNCATE
+//! one recomputes just those, once the table (or every table of the
+//! statement) is empty.
+
+use crate::errors::{raise, required};
+use crate::local_time::iso_text_sql;
+use crate::query::execute;
+use crate::registry::{self, AssignmentTable};
+use crate::tracking::{bulk_recompute_sql, recompute_sql};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::PgSqlErrorCode::*;
+
+/// SQL: the drifted assignments: `(id as text, id, stored, expected, value)`,
+/// stored and expected as ISO text, with the expected value itself as `value`.
+fn drift_sql(client: &SpiClient<'_>, assignments: &AssignmentTable) -> String {
+    let activities = registry::load_activity_tables(client);
+    let (joins, expected) = bulk_recompute_sql(assignments, &activities);
+    let lc = format!("a.{}", assignments.last_contact_column);
+    format!(
+        "SELECT (a.{id})::pg_catalog.text AS assignment_id, a.{id} AS id_value,
+                {stored} AS stored, {expected_text} AS expected, {expected} AS value
+           FROM {table} AS a
+           {joins}
+          WHERE {lc} IS DISTINCT FROM {expected}",
+        id = assignments.id_column,
+        stored = iso_text_sql(&lc, assignments.last_contact_kind),
+        expected_text = iso_text_sql(&expected, assignments.last_contact_kind),
+        table = assignments.table,
+    )
+}
+
+#[pg_extern(sql = false)]
+fn _verify(
+    max_rows: Option<i32>,
+) -> TableIterator<
+    'static,
+    (name!(assignment_id, String), name!(stored, Option<String>), name!(expected, Option<String>)),
+> {
+    let max_rows = required(max_rows, "max_rows");
+    if max_rows < 1 {
+        raise(ERRCODE_INVALID_PARAMETER_VALUE, format!("max_rows must be positive, not {max_rows}"));
+    }
+    let rows: Vec<(String, Option<String>, Option<String>)> = Spi::connect(|client| {
+        let assignments = registry::require_assignment_table(&client);
+        let sql = format!(
+            "SELECT d.assignment_id, d.stored, d.expected FROM ({}) AS d ORDER BY d.assignment_id LIMIT $1",
+            drift_sql(&client, &assignments)
+        );
+        client
+            .select(sql.as_str(), None, &[max_rows.into()])
+            .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
+            .map(|row| {
+                (
+                    row.get::<String>(1).ok().flatten().unwrap_or_default(),
+                    row.get::<String>(2).ok().flatten(),
+                    row.get::<String>(3).ok().flatten(),
+                )
+            })
+            .collect()
+    });
+    TableIterator::new(rows)
+}
+
+#[pg_extern(sql = false)]
+fn _repair(reason: Option<&str>) -> i64 {
+    let reason = required(reason, "reason");
+    if reason.trim().is_empty() {
+        raise(ERRCODE_INVALID_PARAMETER_VALUE, "reason must say why the last contacts are repaired");
+    }
+    Spi::connect_mut(|client| {
+        let assignments = registry::require_assignment_table(client);
+        let sql = format!(
+            "WITH drift AS MATERIALIZED ({drift}),
+                  fixed AS (
+                      UPDATE {table} AS a SET {lc} = drift.value
+                        FROM drift WHERE a.{id} = drift.id_value
+                      RETURNING drift.assignment_id, drift.stored, drift.expected)
+             INSERT INTO followup.repairs (assignment_id, old_value, new_value, reason)
+             SELECT fixed.assignment_id, fixed.stored, fixed.expected, $1 FROM fixed",
+            drift = drift_sql(client, &assignments),
+            table = assignments.table,
+            lc = assignments.last_contact_column,
+            id = assignments.id_column,
+        );
+        client
+            .update(sql.as_str(), None, &[reason.trim().into()])
+            .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
+            .len() as i64
+    })
+}
+
+/// Where the BEFORE TRUNCATE trigger notes the affected assignments, for the
+/// AFTER TRUNCATE one (a temporary table of this session).
+const TRUNCATED: &str = "pg_temp.followup_truncated_assignments";
+
+/// BEFORE TRUNCATE of a tracked table (or one of its partitions): note the
+/// assignments with an activity in it.
+pub fn before_truncate(client: &mut SpiClient<'_>, relid: pg_sys::Oid) {
+    let Some(assignments) = registry::load_assignment_table(client) else { return };
+    let activities = registry::load_activity_tables(client);
+    let root: pg_sys::Oid = crate::query::one(
+        client,
+        "SELECT coalesce(pg_catalog.pg_partition_root($1), $1)::pg_catalog.oid",
+        &[relid.into()],
+    )
+    .unwrap_or(relid);
+    let Some(activity) = activities.iter().find(|a| a.relid == root) else { return };
+    let truncated = crate::registry::qualified_name(client, relid).unwrap_or_else(|| activity.table.clone());
+    let matches = activity
+        .keys
+        .iter()
+        .map(|k| format!("r.{} {} a.{}", k.activity_column, k.equality, k.assignment_column))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let noted = crate::query::one::<bool>(client, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[TRUNCATED.into()])
+        .unwrap_or(false);
+    if !noted {
+        execute(client, &format!("CREATE TEMP TABLE {TRUNCATED} (assignment_id text)"), &[]);
+    }
+    execute(
+        client,
+        &format!(
+            "INSERT INTO {TRUNCATED}
+             SELECT (a.{id})::pg_catalog.text FROM {table} AS a
+              WHERE EXISTS (SELECT 1 FROM {truncated} AS r WHERE {matches})",
+            id = assignments.id_column,
+            table = assignments.table,
+        ),
+        &[],
+    );
+}
+
+/// AFTER TRUNCATE: recompute the noted assignments from what is left.
+pub fn after_truncate(client: &mut SpiClient<'_>) {
+    let Some(assignments) = registry::load_assignment_table(client) else { return };
+    let exists =
+        crate::query::one::<bool>(client, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[TRUNCATED.into()])
+            .unwrap_or(false);
+    if !exists {
+        return;
+    }
+    let activities = registry::load_activity_tables(client);
+    let recompute = recompute_sql(&assignments, &activities);
+    let lc = &assignments.last_contact_column;
+    execute(
+        client,
+        &format!(
+            "UPDATE {table} AS a SET {lc} = {recompute}
+              WHERE (a.{id})::pg_catalog.text IN (SELECT t.assignment_id FROM {TRUNCATED} AS t)
+                AND a.{lc} IS DISTINCT FROM {recompute}",
+            table = assignments.table,
+            id = assignments.id_column,
+        ),
+        &[],
+    );
+    execute(client, &format!("TRUNCATE {TRUNCATED}"), &[]);
+}
