@@ -61,7 +61,7 @@ release_020=$(git -C "$REPO" rev-parse -q --verify 'v0.2.0^{commit}' ||
               echo "$(git -C "$REPO" log --format=%H --reverse -S'version = "0.3.0"' -- Cargo.toml | head -n 1)^")
 git -C "$REPO" archive "$release_020" | tar -x -C "$OLD_SRC"
 expect "the 0.2.0 sources are the 0.2.0 release" "$(sed -n 's/^version = "\(.*\)"/\1/p' "$OLD_SRC/Cargo.toml" | head -n 1)" "0.2.0"
-ln -s "$REPO/target" "$OLD_SRC/target"   # share the build cache
+# (a target directory of its own: sharing this tree's would leave its artifacts stale)
 SOURCE_DIR="$OLD_SRC" OUT_DIR="$DEBS" "$REPO/packaging/build-debs.sh" --debug --extension-only >/dev/null
 apt_install "$DEBS/postgresql-15-pg-followup_0.2.0_amd64.deb"
 expect "apt installs the 0.2.0 package" "$(dpkg-query -W -f '${Version}' postgresql-15-pg-followup)" "0.2.0"
@@ -92,6 +92,7 @@ expect "and it runs" "$(q "SELECT status FROM followup.run_now('$(day 7)')")" "s
 # --- 3. a fresh cluster, the packaged files only -------------------------------
 cluster_stop pkg immediate
 cluster_init pkg && cluster_start pkg
+export PGHOST=$(cluster_host pkg) PGPORT=$(cluster_port pkg)
 DB=it_packages_new
 createdb "$DB"
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE EXTENSION pg_followup" -f "$REPO/demo/app.sql" >/dev/null
