@@ -201,3 +201,35 @@ BEGIN
                SELECT 1 FROM app.assignments a JOIN bench.assignments_stmt c USING (id)
                 WHERE a.last_contact_date IS DISTINCT FROM c.last_contact_date);
 END $$;
+
+-- Drift, and the hand-written way to find and fix it: a correlated subquery
+-- per assignment over both tracked tables and the corrections.
+CREATE FUNCTION bench.expected(a app.assignments) RETURNS date LANGUAGE sql STABLE AS $$
+    SELECT greatest(
+        (SELECT max(x.occurred_at AT TIME ZONE 'UTC')::date FROM app.activities x
+          WHERE x.mentor_id = a.mentor_id AND x.contact_id = a.contact_id),
+        (SELECT max(c.called_at AT TIME ZONE 'UTC')::date FROM bench.calls c WHERE c.assignment = a.id),
+        (SELECT cc.new_value FROM followup.contact_corrections cc WHERE cc.assignment_id = a.id::text
+          ORDER BY cc.corrected_at DESC, cc.correction_id DESC LIMIT 1))
+$$;
+CREATE FUNCTION bench.naive_verify() RETURNS bigint LANGUAGE sql AS $$
+    SELECT count(*) FROM app.assignments a WHERE a.last_contact_date IS DISTINCT FROM bench.expected(a)
+$$;
+CREATE FUNCTION bench.naive_repair() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    fixed bigint;
+BEGIN
+    UPDATE app.assignments a SET last_contact_date = bench.expected(a)
+     WHERE a.last_contact_date IS DISTINCT FROM bench.expected(a);
+    GET DIAGNOSTICS fixed = ROW_COUNT;
+    RETURN fixed;
+END $$;
+-- every tenth assignment's last contact lost, as by a restore without the triggers
+CREATE FUNCTION bench.drift() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    UPDATE app.assignments SET last_contact_date = NULL WHERE id % 10 = 0 AND last_contact_date IS NOT NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;

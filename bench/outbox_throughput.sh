@@ -17,6 +17,15 @@
 #              SELECT followup.ack(':lease_id', ':ids');
 #
 # (pgbench has no :'var' quoting, but substitutes :var inside a literal.)
+#
+# Each of these SCHEMAS runs in a database of its own, in the same cluster and
+# the same run, so the figures compare:
+#   0.2.0        the 0.2.0 schema's claim (CREATE EXTENSION ... VERSION '0.2.0')
+#   0.3.0        this version's claim, no assignments table registered
+#   0.3.0+check  this version's claim with an assignments table registered: every
+#                claim checks that each message is still due (all of them are)
+#   0.3.0+digest claim_digest of one recipient (100 messages) per transaction, checked
+# messages/s is what was delivered over the run.
 # For each run it prints messages/s (pgbench's TPS x 100, and the rows
 # actually delivered per second as a check), the rate every 5 s, the table's
 # updates vs HOT updates, and the table and index sizes before and after. The
@@ -61,6 +70,7 @@ MESSAGES_IDS=${MESSAGES_IDS:-$MESSAGES}
 DURATION=${DURATION:-20}
 CLIENTS=${CLIENTS:-"1 4"}
 ACKS=${ACKS:-"lease ids"}
+SCHEMAS=${SCHEMAS:-"0.2.0 0.3.0 0.3.0+check 0.3.0+digest"}
 FILLFACTOR=${FILLFACTOR:-}
 PGBENCH=${PGBENCH:-1}
 E2E=${E2E:-1}
@@ -77,10 +87,34 @@ cluster_start bench
 export PGHOST=$(cluster_host bench) PGPORT=$(cluster_port bench) PGUSER=postgres PGDATABASE=postgres
 
 sql() { psql -X -At -q -v ON_ERROR_STOP=1 -c "$1"; }
-sql "CREATE EXTENSION pg_followup"
-if [ -n "$FILLFACTOR" ]; then
-    sql "ALTER TABLE followup.outbox SET (fillfactor = $FILLFACTOR)"
-fi
+# use_schema VARIANT: its database (made on first use), as PGDATABASE
+use_schema() {
+    local db
+    db="bench_$(echo "$1" | tr '.+' '__')"
+    export PGDATABASE=$db
+    if [ "$(psql -X -At -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$db'")" = 0 ]; then
+        createdb "$db"
+        case $1 in
+            0.2.0) sql "CREATE EXTENSION pg_followup VERSION '0.2.0'" ;;
+            *) sql "CREATE EXTENSION pg_followup" ;;
+        esac
+        if [ -n "$FILLFACTOR" ]; then
+            sql "ALTER TABLE followup.outbox SET (fillfactor = $FILLFACTOR)"
+        fi
+        case $1 in
+            *+check | *+digest)
+                # an active assignment for every message, whose cycle start is the message's
+                sql "CREATE TABLE public.assignments (id bigint PRIMARY KEY, mentor text, status text,
+                                                      last_contact_date date);
+                     INSERT INTO public.assignments
+                     SELECT g, (1000 + g % 12000)::text, 'active', date '2026-11-01'
+                       FROM generate_series(1, greatest($MESSAGES, $MESSAGES_IDS)) AS g;
+                     SELECT followup.track_assignments('public.assignments', 'id', 'mentor', 'last_contact_date',
+                                                       active_when => \$\$status = 'active'\$\$);
+                     VACUUM ANALYZE public.assignments" >/dev/null ;;
+        esac
+    fi
+}
 
 cat >"$CLUSTER_ROOT/ack_lease.sql" <<EOF
 SELECT lease_id FROM followup.claim('c' || :client_id, $BATCH) LIMIT 1 \gset
@@ -90,13 +124,17 @@ cat >"$CLUSTER_ROOT/ack_ids.sql" <<EOF
 SELECT lease_id, array_agg(message_id) OVER () AS ids FROM followup.claim('c' || :client_id, $BATCH) LIMIT 1 \gset
 SELECT followup.ack(':lease_id', ':ids');
 EOF
+cat >"$CLUSTER_ROOT/ack_digest.sql" <<EOF
+SELECT lease_id FROM followup.claim_digest('c' || :client_id, 1) LIMIT 1 \gset
+SELECT followup.ack(':lease_id');
+EOF
 
 # refill N: an outbox of N pending messages, vacuumed, statistics reset.
 refill() {
     sql "TRUNCATE followup.outbox"
     sql "INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
                                       days_since_contact, payload)
-         SELECT g::text, date '2026-11-01', 'reminder', 1 + g % 7, 'mentor', (1000 + g % 5000)::text, 30 + g % 60,
+         SELECT g::text, date '2026-11-01', 'reminder', 1 + g % 7, 'mentor', (1000 + g % 12000)::text, 30 + g % 60,
                 jsonb_build_object('organization', 'org-' || lpad((1 + g % 20)::text, 2, '0'), 'contact_id', 10000000 + g)
            FROM generate_series(1, $1) AS g"
     sql "VACUUM (ANALYZE) followup.outbox"
@@ -119,15 +157,20 @@ echo "machine: $(nproc) cores; PostgreSQL $(sql "SHOW server_version"); followup
     "$(sql "SELECT coalesce(array_to_string(reloptions, ', '), 'default options') FROM pg_class
              WHERE oid = 'followup.outbox'::regclass")"
 summary=()
-[ "$PGBENCH" = 1 ] || ACKS=""
-for ack in $ACKS; do
+[ "$PGBENCH" = 1 ] || SCHEMAS=""
+for schema in $SCHEMAS; do
+use_schema "$schema"
+schema_acks=$ACKS
+[ "${schema#*+}" = digest ] && schema_acks=digest
+for ack in $schema_acks; do
     case $ack in
         lease) messages=$MESSAGES form="ack(lease_id)" ;;
         ids) messages=$MESSAGES_IDS form="ack(lease_id, message_ids)" ;;
+        digest) messages=$MESSAGES form="claim_digest of 1 recipient, ack(lease_id)" ;;
         *) echo "ACKS: 'lease' and/or 'ids', not '$ack'"; exit 2 ;;
     esac
     for clients in $CLIENTS; do
-        label="$clients consumer(s), $form"
+        label="schema $schema, $clients consumer(s), $form"
         echo
         echo "=== $label, $messages pending messages ==="
         refill "$messages"
@@ -166,11 +209,13 @@ for ack in $ACKS; do
                 "$left pending, $claimed claimed; raise the number of messages for a full ${DURATION}s run)"
             summary+=("$label: $rate messages/s (outbox ran dry before ${DURATION}s)")
         else
-            echo "messages/s: $rate (TPS x $BATCH); check: $delivered delivered in ${DURATION}s =" \
-                "$(per_second "$delivered" "$DURATION")/s; $left still pending, $claimed left claimed"
+            rate=$(per_second "$delivered" "$DURATION")
+            echo "messages/s: $rate delivered in ${DURATION}s (pgbench: TPS $tps);" \
+                "$left still pending, $claimed left claimed"
             summary+=("$label: $rate messages/s")
         fi
     done
+done
 done
 if [ ${#summary[@]} -gt 0 ]; then
     echo
@@ -178,6 +223,7 @@ if [ ${#summary[@]} -gt 0 ]; then
     printf '%s\n' "${summary[@]}"
 fi
 [ "$E2E" = 1 ] || exit 0
+use_schema 0.3.0
 
 # --- end to end: notifier -> local webhook ------------------------------------
 echo
