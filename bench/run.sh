@@ -199,8 +199,7 @@ bench_windows() {
 # tracked activity table; then repair of N/10 drifted assignments vs the
 # hand-written correlated UPDATE (each on the same drift).
 bench_repair() {
-    q "CREATE TABLE bench.calls (assignment bigint, called_at timestamptz);
-       INSERT INTO bench.calls SELECT id, (current_date - (id % 45)::int)::timestamptz + interval '15 hours'
+    q "INSERT INTO bench.calls SELECT id, (current_date - (id % 45)::int)::timestamptz + interval '15 hours'
          FROM app.assignments WHERE id % 3 = 0;
        CREATE INDEX ON bench.calls (assignment, called_at)" >/dev/null
     q "SELECT followup.track_activities('bench.calls', 'called_at', '{assignment}', '{id}')" >/dev/null

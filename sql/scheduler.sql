@@ -42,15 +42,15 @@ SET search_path = pg_catalog, pg_temp AS $$
                     WHERE as_of = day AND status = 'succeeded' AND trigger <> 'manual')
 $$;
 
--- When the scheduler runs the day `day` again after a failure: 5, 10, 20, ...
--- minutes after the latest failed run of its own for the day, while it has
+-- When the scheduler runs the day `day` again after a failure: first_delay
+-- (followup.retry_delay, 5 minutes), then twice, four times as long, ... after the latest failed run of its own for the day, while it has
 -- failed at most `retries` times (the day's run and its retries) and none of
 -- its runs succeeded; NULL when no retry is due.
-CREATE FUNCTION followup._next_retry_at(day date, retries int) RETURNS timestamptz
+CREATE FUNCTION followup._next_retry_at(day date, retries int, first_delay interval) RETURNS timestamptz
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN f.failures BETWEEN 1 AND retries AND NOT followup._day_succeeded(day)
-                THEN f.last_failure + make_interval(mins => 5 * (2 ^ (f.failures - 1))::int) END
+                THEN f.last_failure + first_delay * (2 ^ (f.failures - 1)) END
       FROM (SELECT count(*) AS failures, max(finished_at) AS last_failure
               FROM followup.runs
              WHERE as_of = day AND status = 'failed' AND trigger <> 'manual') AS f
@@ -60,7 +60,7 @@ $$;
 -- followup.run_retries and followup.max_runtime (minutes) as the scheduler sees them: the library's own definitions and
 -- defaults (src/gucs.rs). Calling it loads the library.
 CREATE FUNCTION followup._settings()
-RETURNS TABLE (run_at text, timezone text, alert_after int, run_retries int, max_runtime int)
+RETURNS TABLE (run_at text, timezone text, alert_after int, run_retries int, max_runtime int, retry_delay int)
 LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', '_settings_wrapper';
 
@@ -134,7 +134,8 @@ $$;
 -- One row for monitoring (postgres_exporter custom queries, check scripts).
 CREATE VIEW followup.health AS
 WITH settings AS (
-    SELECT s.run_at, s.timezone AS tz, s.alert_after AS alert_after_minutes, s.run_retries, s.max_runtime
+    SELECT s.run_at, s.timezone AS tz, s.alert_after AS alert_after_minutes, s.run_retries, s.max_runtime,
+           s.retry_delay
       FROM followup._settings() AS s
 ),
 last_run AS (
@@ -146,7 +147,7 @@ running AS (
 ),
 due AS (
     SELECT followup._last_run_at_or_before(now(), s.run_at, s.tz) AS instant, s.alert_after_minutes, s.tz,
-           s.run_retries, s.max_runtime
+           s.run_retries, s.max_runtime, s.retry_delay
       FROM settings s
 ),
 queue AS (
@@ -171,7 +172,8 @@ SELECT (SELECT status FROM last_run) AS last_run_status,
        (SELECT count(*) FROM followup.outbox
          WHERE cancelled_at > now() - interval '24 hours') AS outbox_cancelled_24h,
        -- the scheduler's next retry of the last scheduled day's failed run
-       followup._next_retry_at((due.instant AT TIME ZONE due.tz)::date, due.run_retries) AS next_retry_at,
+       followup._next_retry_at((due.instant AT TIME ZONE due.tz)::date, due.run_retries,
+                               make_interval(secs => due.retry_delay)) AS next_retry_at,
        due.run_retries,
        nullif(due.max_runtime, 0) AS max_runtime_minutes
   FROM due, queue;

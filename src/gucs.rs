@@ -35,6 +35,8 @@ pub static RUN_IN_WORKER: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// Retries of a failed scheduled (or catch-up) run, 5, 10, 20… minutes apart.
 pub static RUN_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
+/// Seconds before the first retry of a failed run (doubling for each next).
+pub static RETRY_DELAY_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(300);
 /// Minutes a run may take before it is cancelled (0: no limit).
 pub static MAX_RUNTIME_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(0);
 
@@ -141,6 +143,16 @@ pub fn init() {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
+        c"followup.retry_delay",
+        c"Delay before the first retry of a failed scheduled or catch-up run; each next one waits twice as long.",
+        c"In seconds; units such as '5min' are accepted. Superuser only: shorten it to test retries.",
+        &RETRY_DELAY_SECONDS,
+        1,
+        24 * 60 * 60,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
         c"followup.max_runtime",
         c"A run still running after this long is cancelled and logged as failed (0: no limit).",
         c"In minutes; units such as '1h' are accepted. A scheduled run cancelled so is retried (followup.run_retries).",
@@ -170,6 +182,7 @@ fn _settings() -> pgrx::iter::TableIterator<
         pgrx::name!(alert_after, i32),
         pgrx::name!(run_retries, i32),
         pgrx::name!(max_runtime, i32),
+        pgrx::name!(retry_delay, i32),
     ),
 > {
     pgrx::iter::TableIterator::once((
@@ -178,6 +191,7 @@ fn _settings() -> pgrx::iter::TableIterator<
         ALERT_AFTER_MINUTES.get(),
         RUN_RETRIES.get(),
         MAX_RUNTIME_MINUTES.get(),
+        RETRY_DELAY_SECONDS.get(),
     ))
 }
 

@@ -250,13 +250,15 @@ impl Scheduler {
     }
 
     /// A retry of the day `as_of` if one is due (followup._next_retry_at:
-    /// 5, 10, 20, ... minutes after each failure, up to followup.run_retries).
+    /// followup.retry_delay, 5 minutes, after the first failure, doubling
+    /// after each next one, up to followup.run_retries).
     fn plan_retry(&mut self, as_of: Date) {
         let retries = gucs::RUN_RETRIES.get();
+        let first_delay = gucs::RETRY_DELAY_SECONDS.get();
         let at = BackgroundWorker::transaction(move || {
             select_one::<f64>(
-                "SELECT extract(epoch FROM followup._next_retry_at($1, $2))::float8",
-                &[as_of.into(), retries.into()],
+                "SELECT extract(epoch FROM followup._next_retry_at($1, $2, make_interval(secs => $3)))::float8",
+                &[as_of.into(), retries.into(), (first_delay as f64).into()],
             )
         });
         if let Some(at) = at {

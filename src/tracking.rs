@@ -13,7 +13,16 @@
 //! * rows removed (DELETE, or the old side of an UPDATE) matter only when the
 //!   removed date is at least the current last contact; then the value is
 //!   recomputed from all tracked activity tables and the latest manual
-//!   correction. Deleting an old activity therefore costs nothing.
+//!   correction. Deleting an old activity therefore costs no recompute.
+//!
+//! Every write first locks the assignment rows it touches (`lock_sql`, FOR NO
+//! KEY UPDATE, in id order) and only then computes, in a second statement
+//! that under READ COMMITTED gets a fresh snapshot. Tracking writes of one
+//! assignment thus take turns, and each sees what the one before committed:
+//! a transaction deleting the latest activity while another inserts an
+//! older one cannot leave the date at an activity that is gone (the
+//! isolation spec tracking_race). Locking in id order also keeps two bulk
+//! writes from deadlocking on each other's assignments.
 
 use crate::local_time::{self, DateKind, Zone};
 use crate::registry::{ActivityTable, AssignmentTable};
@@ -38,6 +47,9 @@ pub enum Change {
 
 /// A generated statement and, for the row-level form, what to bind to `$n`.
 pub struct TrackingStatement {
+    /// Locks the assignment rows the change touches; run first.
+    pub lock_sql: String,
+    /// Updates their last contact; run after `lock_sql`, same parameters.
     pub sql: String,
     /// For each parameter: (reads the NEW row?, raw activity column name, type).
     pub params: Vec<(bool, String, pg_sys::Oid)>,
@@ -77,18 +89,57 @@ pub fn tracking_statement(
             ctes.push(format!("{name} ({}) AS (VALUES ({}))", columns.join(", "), values.join(", ")));
         }
     }
-    let sql = match change {
-        Change::Insert => raise_sql_for(assignments, activity, NEW_ROWS, single_row || row_level),
-        Change::Update | Change::Delete => change_sql(assignments, activity, all_activities, change),
+    let single_row = single_row || row_level;
+    let (lock_sql, sql) = match change {
+        Change::Insert => (
+            lock_sql_for(
+                assignments,
+                activity,
+                "",
+                &added_rows_sql(activity, NEW_ROWS, assignments, single_row),
+                single_row,
+            ),
+            raise_sql_for(assignments, activity, NEW_ROWS, single_row),
+        ),
+        Change::Update | Change::Delete => (
+            lock_sql_for(
+                assignments,
+                activity,
+                &format!("WITH changed AS ({})", changed_sql(assignments, activity, change)),
+                "SELECT * FROM changed",
+                single_row,
+            ),
+            change_sql(assignments, activity, all_activities, change),
+        ),
     };
-    let sql = if ctes.is_empty() {
-        sql
-    } else if let Some(rest) = sql.strip_prefix("WITH ") {
-        format!("WITH {},\n{rest}", ctes.join(",\n"))
-    } else {
-        format!("WITH {}\n{sql}", ctes.join(",\n"))
+    let with_ctes = |sql: String| {
+        if ctes.is_empty() {
+            sql
+        } else if let Some(rest) = sql.strip_prefix("WITH ") {
+            format!("WITH {},\n{rest}", ctes.join(",\n"))
+        } else {
+            format!("WITH {}\n{sql}", ctes.join(",\n"))
+        }
     };
-    TrackingStatement { sql, params }
+    TrackingStatement { lock_sql: with_ctes(lock_sql), sql: with_ctes(sql), params }
+}
+
+/// SQL: lock the assignment rows matched by `rows` (grouped change rows with
+/// key columns `k1..kn`, after the CTEs `with`), in id order unless there is
+/// only one.
+fn lock_sql_for(
+    assignments: &AssignmentTable,
+    activity: &ActivityTable,
+    with: &str,
+    rows: &str,
+    single_row: bool,
+) -> String {
+    let order = if single_row { String::new() } else { format!("ORDER BY a.{}", assignments.id_column) };
+    format!(
+        "{with} SELECT 1 FROM {table} AS a JOIN ({rows}) AS n ON {join} {order} FOR NO KEY UPDATE OF a",
+        table = assignments.table,
+        join = key_join(activity, "n"),
+    )
 }
 
 /// `a.x = n.k1 AND a.y = n.k2 ...` joining the assignment alias `a` to the
@@ -128,8 +179,21 @@ pub fn raise_sql(assignments: &AssignmentTable, activity: &ActivityTable, rows: 
 /// spares the executor a hash aggregate on the hottest path.
 fn raise_sql_for(assignments: &AssignmentTable, activity: &ActivityTable, rows: &str, single_row: bool) -> String {
     let lc = &assignments.last_contact_column;
+    let source = added_rows_sql(activity, rows, assignments, single_row);
+    format!(
+        "UPDATE {table} AS a SET {lc} = n.latest
+           FROM ({source}) AS n
+          WHERE {join} AND n.latest IS NOT NULL AND (a.{lc} IS NULL OR a.{lc} < n.latest)",
+        table = assignments.table,
+        join = key_join(activity, "n"),
+    )
+}
+
+/// SQL: per assignment key (`k1..kn`) in `rows`, the latest added activity
+/// as a last-contact value (`latest`).
+fn added_rows_sql(activity: &ActivityTable, rows: &str, assignments: &AssignmentTable, single_row: bool) -> String {
     let occurred = format!("t.{}", activity.occurred_column);
-    let source = if single_row {
+    if single_row {
         let latest = convert(&occurred, activity.occurred_kind, assignments.last_contact_kind);
         format!("SELECT {keys}, {latest} AS latest FROM {rows} AS t", keys = key_select(activity, "t"))
     } else {
@@ -140,25 +204,12 @@ fn raise_sql_for(assignments: &AssignmentTable, activity: &ActivityTable, rows: 
             keys = key_select(activity, "t"),
             group = group_by(activity)
         )
-    };
-    format!(
-        "UPDATE {table} AS a SET {lc} = n.latest
-           FROM ({source}) AS n
-          WHERE {join} AND n.latest IS NOT NULL AND (a.{lc} IS NULL OR a.{lc} < n.latest)",
-        table = assignments.table,
-        join = key_join(activity, "n"),
-    )
+    }
 }
 
-/// UPDATE or DELETE: raise for added dates, recompute where a removed date was
-/// (possibly) the latest one.
-fn change_sql(
-    assignments: &AssignmentTable,
-    activity: &ActivityTable,
-    all_activities: &[ActivityTable],
-    change: Change,
-) -> String {
-    let lc = &assignments.last_contact_column;
+/// SQL: the changed rows of an UPDATE or DELETE grouped per assignment key
+/// (`k1..kn`): the latest date `added` and the latest date `removed`.
+fn changed_sql(assignments: &AssignmentTable, activity: &ActivityTable, change: Change) -> String {
     let occ = &activity.occurred_column;
     let keys = key_select(activity, "t");
     let side = |rows: &str, added: bool| format!("SELECT {keys}, t.{occ} AS occ, {added} AS added FROM {rows} AS t");
@@ -177,22 +228,32 @@ fn change_sql(
     };
     let convert_to_lc = |e: &str| convert(e, activity.occurred_kind, assignments.last_contact_kind);
     let ks = (1..=activity.keys.len()).map(|i| format!("x.k{i}")).collect::<Vec<_>>().join(", ");
+    format!(
+        "SELECT {ks}, {added} AS added, {removed} AS removed FROM ({changed_rows}) AS x GROUP BY {group}",
+        added = convert_to_lc("pg_catalog.max(x.occ) FILTER (WHERE x.added)"),
+        removed = convert_to_lc("pg_catalog.max(x.occ) FILTER (WHERE NOT x.added)"),
+        group = group_by(activity),
+    )
+}
+
+/// UPDATE or DELETE: raise for added dates, recompute where a removed date was
+/// (possibly) the latest one.
+fn change_sql(
+    assignments: &AssignmentTable,
+    activity: &ActivityTable,
+    all_activities: &[ActivityTable],
+    change: Change,
+) -> String {
+    let lc = &assignments.last_contact_column;
     let needs_recompute = format!("(c.removed IS NOT NULL AND (a.{lc} IS NULL OR c.removed >= a.{lc}))");
     format!(
-        "WITH changed AS (
-            SELECT {ks},
-                   {added} AS added,
-                   {removed} AS removed
-              FROM ({changed_rows}) AS x
-             GROUP BY {group})
+        "WITH changed AS ({changed})
          UPDATE {table} AS a
             SET {lc} = CASE WHEN {needs_recompute} THEN {recompute} ELSE c.added END
            FROM changed AS c
           WHERE {join}
             AND ({needs_recompute} OR (c.added IS NOT NULL AND (a.{lc} IS NULL OR c.added > a.{lc})))",
-        added = convert_to_lc("pg_catalog.max(x.occ) FILTER (WHERE x.added)"),
-        removed = convert_to_lc("pg_catalog.max(x.occ) FILTER (WHERE NOT x.added)"),
-        group = group_by(activity),
+        changed = changed_sql(assignments, activity, change),
         table = assignments.table,
         recompute = recompute_sql(assignments, all_activities),
         join = key_join(activity, "c"),

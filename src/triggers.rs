@@ -31,6 +31,8 @@ struct PlanKey {
 }
 
 struct CachedPlan {
+    /// Locks the touched assignments (tracking.rs, `lock_sql`), run first.
+    lock: pg_sys::SPIPlanPtr,
     plan: pg_sys::SPIPlanPtr,
     /// For row-level plans: per parameter, (from the NEW tuple?, attnum).
     params: Vec<(bool, i32)>,
@@ -41,19 +43,23 @@ thread_local! {
     static PLANS: RefCell<(u64, HashMap<PlanKey, Option<CachedPlan>>)> = RefCell::new((0, HashMap::new()));
 }
 
+/// A key's lock and write plans, and its parameters (see CachedPlan).
+type Plans = ([pg_sys::SPIPlanPtr; 2], Vec<(bool, i32)>);
+
 /// The cached plan for `key`, if built at the current generation; retires
 /// every plan of an older one.
-fn cached(key: &PlanKey) -> Option<Option<(pg_sys::SPIPlanPtr, Vec<(bool, i32)>)>> {
+fn cached(key: &PlanKey) -> Option<Option<Plans>> {
     let generation = plan_cache::generation();
     PLANS.with(|plans| {
         let mut plans = plans.borrow_mut();
         if plans.0 != generation {
-            for plan in plans.1.drain().filter_map(|(_, p)| p.map(|p| p.plan)) {
-                plan_cache::retire(plan);
+            for cached in plans.1.drain().filter_map(|(_, p)| p) {
+                plan_cache::retire(cached.lock);
+                plan_cache::retire(cached.plan);
             }
             plans.0 = generation;
         }
-        plans.1.get(key).map(|c| c.as_ref().map(|c| (c.plan, c.params.clone())))
+        plans.1.get(key).map(|c| c.as_ref().map(|c| ([c.lock, c.plan], c.params.clone())))
     })
 }
 
@@ -96,9 +102,10 @@ fn build_plan(key: PlanKey, tupdesc: pg_sys::TupleDesc) -> Option<CachedPlan> {
         params.push((*from_new, attnum));
         types.push(*type_oid);
     }
+    let lock = plan_cache::prepare_kept(&statement.lock_sql, &mut types.clone());
     let plan = plan_cache::prepare_kept(&statement.sql, &mut types);
     plan_cache::watch(watched);
-    Some(CachedPlan { plan, params })
+    Some(CachedPlan { lock, plan, params })
 }
 
 /// Transition tables of one row (a single-row statement: no grouping needed),
@@ -154,12 +161,12 @@ fn track(trigger: &PgTrigger<'_>, row_level: bool) {
         Some(entry) => entry,
         None => {
             let built = build_plan(key, unsafe { (*relation).rd_att });
-            let entry = built.as_ref().map(|c| (c.plan, c.params.clone()));
+            let entry = built.as_ref().map(|c| ([c.lock, c.plan], c.params.clone()));
             PLANS.with(|p| p.borrow_mut().1.insert(key, built));
             entry
         }
     };
-    if let Some((plan, params)) = entry {
+    if let Some((plans, params)) = entry {
         let mut values = Vec::with_capacity(params.len());
         let mut nulls = Vec::with_capacity(params.len());
         for (from_new, attnum) in params {
@@ -176,7 +183,18 @@ fn track(trigger: &PgTrigger<'_>, row_level: bool) {
             nulls.push(if is_null { b'n' as std::ffi::c_char } else { b' ' as std::ffi::c_char });
         }
         let _executing = plan_cache::Executing::enter();
-        let mut execute = || unsafe { pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0) };
+        // The lock first, then the write: a second statement, so under READ
+        // COMMITTED it reads with a snapshot taken after the lock was granted
+        // (tracking.rs).
+        let mut execute = || {
+            for plan in plans {
+                let status = unsafe { pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0) };
+                if status < 0 {
+                    return status;
+                }
+            }
+            0
+        };
         // A kept plan is planned at its first execution (and again after an
         // invalidation), here: the settings in force now decide whether it
         // JIT-compiles. Single-row statements never cost enough for JIT and

@@ -52,6 +52,19 @@ SELECT followup.fail(:'lease', (SELECT min(message_id) FROM followup.outbox WHER
 SELECT followup.release(:'lease') AS released;
 SELECT status, count(*) FROM followup.outbox GROUP BY status ORDER BY status;
 
+-- A mentor with 15 overdue contacts gets one notification, not 15: mentor
+-- 104's fifteen reminders come back as one digest row, acked with one call
+INSERT INTO assignments SELECT g, 104, 900, 'org', '2026-05-26' FROM generate_series(101, 115) g;
+INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id, days_since_contact, organization)
+SELECT assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id, days_since_contact, organization
+  FROM followup.preview('2026-06-15') WHERE recipient_id = '104' ORDER BY assignment_id::int;
+CREATE TEMP TABLE digest_of_104 AS
+SELECT * FROM followup.claim_digest('d15', 10) WHERE recipient_id = '104';
+SELECT count(*) AS rows_for_104, sum(cardinality(message_ids)) AS messages, sum(jsonb_array_length(messages)) AS in_the_body
+  FROM digest_of_104;
+SELECT followup.ack(lease_id, message_ids) AS acked_with_one_call FROM digest_of_104;
+SELECT status, count(*) FROM followup.outbox WHERE recipient_id = '104' GROUP BY status;
+
 -- bad input is refused
 SELECT try($$SELECT * FROM followup.claim_digest(NULL)$$);
 SELECT try($$SELECT * FROM followup.claim_digest('x', 0)$$);

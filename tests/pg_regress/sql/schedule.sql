@@ -80,7 +80,7 @@ SELECT last_run_status, running_run_id = (SELECT max(run_id) FROM followup.runs)
 -- here), none once one succeeded; manual runs do not count.
 TRUNCATE followup.runs;
 CREATE FUNCTION retry(day date) RETURNS text LANGUAGE sql AS $$
-    SELECT coalesce(to_char(followup._next_retry_at(day, 3) AT TIME ZONE 'UTC', 'HH24:MI'), 'none') $$;
+    SELECT coalesce(to_char(followup._next_retry_at(day, 3, interval '5 minutes') AT TIME ZONE 'UTC', 'HH24:MI'), 'none') $$;
 SELECT retry('2026-06-15') AS no_failure;
 INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
 VALUES ('manual', 'failed', '2026-06-15', '2026-06-15 02:00+00', '2026-06-15 02:01+00');
@@ -97,10 +97,13 @@ SELECT retry('2026-06-15') AS after_the_second;
 INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
 VALUES ('retry', 'failed', '2026-06-15', '2026-06-15 03:39+00', '2026-06-15 03:40+00');
 SELECT retry('2026-06-15') AS retries_spent;
-SELECT to_char(followup._next_retry_at('2026-06-15', 5) AT TIME ZONE 'UTC', 'HH24:MI') AS with_five_retries;
+SELECT to_char(followup._next_retry_at('2026-06-15', 5, interval '5 minutes') AT TIME ZONE 'UTC', 'HH24:MI') AS with_five_retries;
+-- followup.retry_delay sets the first delay; each next one doubles it (the
+-- fourth failure, at 03:40, waits 8 x 30 s)
+SELECT to_char(followup._next_retry_at('2026-06-15', 5, interval '30 seconds') AT TIME ZONE 'UTC', 'HH24:MI:SS') AS thirty_seconds_first;
 INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
 VALUES ('catch_up', 'succeeded', '2026-06-15', '2026-06-15 04:00+00', '2026-06-15 04:01+00');
-SELECT to_char(followup._next_retry_at('2026-06-15', 5) AT TIME ZONE 'UTC', 'HH24:MI') AS after_a_success;
+SELECT to_char(followup._next_retry_at('2026-06-15', 5, interval '5 minutes') AT TIME ZONE 'UTC', 'HH24:MI') AS after_a_success;
 -- the settings: reloadable, a negative value refused
-SELECT name, setting, unit, context FROM pg_settings WHERE name IN ('followup.run_retries', 'followup.max_runtime') ORDER BY name;
+SELECT name, setting, unit, context FROM pg_settings WHERE name IN ('followup.run_retries', 'followup.retry_delay', 'followup.max_runtime') ORDER BY name;
 SET followup.max_runtime = -1;
