@@ -23,4 +23,16 @@ expect "every imported contact has the import's day" \
     "$(q "SELECT count(*) FILTER (WHERE last_contact_date = '$AS_OF') || '/' || count(*)
            FROM app.assignments WHERE id % 5 = 0")" "40/40"
 expect "no assignment drifts from its latest activity" "$(drifted)" "0"
+
+# reminders enqueued before a group session is imported are withdrawn, in
+# one INSERT ... SELECT for all of them
+group_session_imported() {
+    local ids
+    ids=$(IFS=,; echo "$*")
+    as followup_it_importer "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
+                             SELECT mentor_id, contact_id, '$AS_OF 17:00+00', 'bulk'
+                               FROM (VALUES $(q "SELECT string_agg(format('(%s, %s)', mentor_id, contact_id), ', ')
+                                                   FROM app.assignments WHERE id IN ($ids)")) AS v(mentor_id, contact_id)"
+}
+still_due_after_contact group_session_imported 10
 finish

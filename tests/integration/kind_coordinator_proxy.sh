@@ -22,4 +22,15 @@ expect "the upsert's update part moves it forward" "$(last_contact 14)" "$(day -
 expect "still one activity from the coordinator" \
     "$(q "SELECT count(*) FROM app.activities WHERE registration = 'coordinator_proxy'")" "1"
 expect "no assignment drifts from its latest activity" "$(drifted)" "0"
+
+# a reminder enqueued before the coordinator's upsert is withdrawn
+coordinator_upserts_contact() {
+    local id
+    for id in "$@"; do
+        as followup_it_coordinator "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration, external_id)
+                                    VALUES ($(pair "$id"), '$AS_OF 15:00+00', 'coordinator_proxy', 'crm-still-$id')
+                                    ON CONFLICT (external_id) DO UPDATE SET occurred_at = EXCLUDED.occurred_at"
+    done
+}
+still_due_after_contact coordinator_upserts_contact 3
 finish

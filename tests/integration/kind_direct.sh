@@ -19,4 +19,14 @@ expect "an older direct contact does not move it back" "$(last_contact 5)" "$AS_
 expect "the mentor role cannot update assignments itself" \
     "$(as followup_it_mentor "SELECT has_table_privilege('app.assignments', 'UPDATE')")" "f"
 expect "no assignment drifts from its latest activity" "$(drifted)" "0"
+
+# a reminder enqueued before the mentor logs contact is withdrawn, not sent
+mentor_logs_contact() {
+    local id
+    for id in "$@"; do
+        as followup_it_mentor "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration)
+                               VALUES ($(pair "$id"), '$AS_OF 12:00+00', 'direct')"
+    done
+}
+still_due_after_contact mentor_logs_contact 3
 finish

@@ -19,4 +19,14 @@ expect "correcting the proxy's date recomputes from the remaining activities" "$
     "$(q "SELECT coalesce(max(occurred_at)::date::text, 'NULL') FROM app.activities x JOIN app.assignments a
            ON (a.mentor_id, a.contact_id) = (x.mentor_id, x.contact_id) WHERE a.id = 9")"
 expect "no assignment drifts from its latest activity" "$(drifted)" "0"
+
+# a reminder enqueued before the front desk logs the contact is withdrawn
+front_desk_logs_contact() {
+    local id
+    for id in "$@"; do
+        as followup_it_proxy "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration, note)
+                              VALUES ($(pair "$id"), '$AS_OF 11:00+00', 'proxy', 'logged by the front desk')"
+    done
+}
+still_due_after_contact front_desk_logs_contact 3
 finish

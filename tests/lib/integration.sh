@@ -103,3 +103,27 @@ outbox_in_every_state() {
     q "SELECT followup.fail('$lease', (SELECT message_id FROM followup.outbox WHERE lease_id = '$lease'), 'HTTP 500')" >/dev/null
     q "SELECT lease_id FROM followup.claim('$consumer', 3)" >/dev/null
 }
+
+# still_due_after_contact LOG_CONTACT N: only still-due reminders are
+# delivered (README, "Only still-due reminders are delivered"), on the
+# script's own write path. The run as of $AS_OF enqueues; LOG_CONTACT (a
+# function of the script, given assignment ids) logs contact on $AS_OF for
+# the first N assignments with a pending message; a claim then withdraws
+# exactly their messages (contact_logged) and hands out every other one once.
+still_due_after_contact() {
+    local log_contact=$1 n=$2 ids others
+    expect "the run as of $AS_OF succeeds" "$(q "SELECT status FROM followup.run_now('$AS_OF')")" "succeeded"
+    ids=$(q "SELECT string_agg(id, ' ') FROM (SELECT assignment_id AS id FROM followup.outbox WHERE status = 'pending'
+                                              GROUP BY assignment_id ORDER BY min(message_id) LIMIT $n) AS first")
+    # shellcheck disable=SC2086
+    "$log_contact" $ids
+    local contacted="string_to_array('$ids', ' ')"
+    others=$(q "SELECT count(*) FROM followup.outbox WHERE status = 'pending' AND assignment_id <> ALL ($contacted)")
+    expect "a claim hands out every message of the others, once" \
+        "$(q "SELECT count(*) FROM followup.claim('it-still-due', 10000)")" "$others"
+    expect "the $n contacted assignments' messages are withdrawn (contact_logged), never handed out" \
+        "$(q "SELECT count(DISTINCT assignment_id) || ':' || count(*) FILTER (WHERE status <> 'cancelled'
+                     OR cancel_reason <> 'contact_logged' OR attempts > 0)
+                FROM followup.outbox WHERE assignment_id = ANY ($contacted)")" "$n:0"
+    expect "no message is left to claim" "$(q "SELECT count(*) FROM followup.claim('it-again', 10000)")" "0"
+}
