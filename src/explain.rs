@@ -4,9 +4,10 @@
 //!
 //! Every fact comes from the definitions the run uses: the cycle start and
 //! `active_when` (run/due.rs), the effective policy, open snoozes, the due
-//! messages (the run's own scan restricted to this assignment), and for
-//! where the last contact came from, the tracking statements' latest activity
-//! per table and latest correction (tracking.rs).
+//! messages (the run's own scan restricted to this assignment), the send
+//! window (sql/delivery.sql), and for where the last contact came from, the
+//! tracking statements' latest activity per table and latest correction
+//! (tracking.rs).
 
 use crate::errors::{raise, required};
 use crate::local_time::{as_of_or_today, iso};
@@ -37,6 +38,7 @@ struct Facts {
     has_coordinator: bool,
     snoozed_until: Option<Date>,
     messages: Value,
+    window: Value,
 }
 
 /// SQL: where the stored last contact of assignment row `a` came from: the
@@ -72,6 +74,20 @@ fn source_sql(assignments: &AssignmentTable, client: &SpiClient<'_>) -> String {
     format!("coalesce({})", branches.join(",\n                 "))
 }
 
+/// SQL: the send window of the policy row `policy` as of now (sql/delivery.sql
+/// holds the arithmetic): its zone, bounds, whether it is open and when it
+/// next opens; NULL when the policy has no window.
+fn window_sql(policy: &str) -> String {
+    let zone = format!("followup._policy_zone({policy}.timezone)");
+    let bounds = format!("{zone}, {policy}.send_from, {policy}.send_until");
+    format!(
+        "CASE WHEN {policy}.send_from IS NOT NULL THEN pg_catalog.jsonb_build_object(
+                'timezone', {zone}, 'send_from', {policy}.send_from, 'send_until', {policy}.send_until,
+                'open_now', followup._in_window(pg_catalog.now(), {bounds}),
+                'next_opening', followup._next_opening(pg_catalog.now(), {bounds})) END"
+    )
+}
+
 fn facts(client: &SpiClient<'_>, assignments: &AssignmentTable, assignment_id: &str, as_of: Date) -> Option<Facts> {
     let sql = format!(
         "SELECT a.followup_active, a.followup_organization, pg_catalog.to_jsonb(policy.*),
@@ -82,10 +98,12 @@ fn facts(client: &SpiClient<'_>, assignments: &AssignmentTable, assignment_id: &
                 (SELECT pg_catalog.max(sz.until) {open_snoozes} AND sz.assignment_id = $1),
                 (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                             'message_id', o.message_id, 'kind', o.kind, 'sequence', o.sequence, 'status', o.status,
-                            'cancel_reason', o.cancel_reason, 'delivered_at', o.delivered_at) ORDER BY o.message_id),
+                            'cancel_reason', o.cancel_reason, 'delivered_at', o.delivered_at,
+                            'visible_at', o.visible_at) ORDER BY o.message_id),
                         '[]')
                    FROM followup.outbox AS o
-                  WHERE o.assignment_id = $1 AND o.cycle_start = a.followup_cycle_start)
+                  WHERE o.assignment_id = $1 AND o.cycle_start = a.followup_cycle_start),
+                {window}
            FROM (SELECT *, coalesce(({active_when}), false) AS followup_active,
                         ({organization})::pg_catalog.text AS followup_organization,
                         {cycle_start} AS followup_cycle_start
@@ -106,6 +124,7 @@ fn facts(client: &SpiClient<'_>, assignments: &AssignmentTable, assignment_id: &
         table = assignments.table,
         is_the_assignment = assignments.id_equals_sql("$1"),
         policy_join = policy_join_sql("a.followup_organization"),
+        window = window_sql("policy"),
     );
     let row = client
         .select(sql.as_str(), None, &[assignment_id.into(), as_of.into()])
@@ -131,6 +150,7 @@ fn facts(client: &SpiClient<'_>, assignments: &AssignmentTable, assignment_id: &
         has_coordinator: row.get::<bool>(13).ok().flatten().unwrap_or(false),
         snoozed_until: row.get::<Date>(14).ok().flatten(),
         messages: json(15),
+        window: json(16),
     })
 }
 
@@ -245,6 +265,7 @@ fn _explain(assignment_id: Option<&str>, as_of: Option<Date>) -> JsonB {
             "snoozed_until": date(facts.snoozed_until),
             "due": due,
             "messages": facts.messages,
+            "window": facts.window,
             "next_due_on": date(next_due_on(&facts, as_of)),
             "verdict": verdict,
         }))

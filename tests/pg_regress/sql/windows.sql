@@ -67,6 +67,20 @@ SELECT assignment_id, organization,
             ELSE to_char(visible_at AT TIME ZONE :'noon', 'HH24:MI') || ' local today' END AS visible
   FROM followup.outbox ORDER BY assignment_id;
 
+-- explain shows each organization's window as of now and when its message
+-- becomes visible (the outbox row's visible_at)
+SELECT a.id, jsonb_typeof(e->'window') AS window, e->'window'->>'timezone' = :'noon' AS in_its_zone,
+       e->'window'->>'send_from' AS send_from, e->'window'->>'send_until' AS send_until,
+       e->'window'->>'open_now' AS open_now,
+       CASE WHEN (e->'window'->>'next_opening')::timestamptz <= now() THEN 'now'
+            ELSE to_char((e->'window'->>'next_opening')::timestamptz AT TIME ZONE :'noon', 'HH24:MI') || ' local today'
+       END AS next_opening,
+       (e->'messages'->0->>'visible_at')::timestamptz = o.visible_at AS visible_at_shown
+  FROM assignments AS a
+  JOIN followup.outbox AS o ON o.assignment_id = a.id::text,
+       LATERAL followup.explain(a.id::text, '2026-06-15') AS e
+ ORDER BY a.id;
+
 -- a claim hands out only what is visible and inside its window
 SELECT assignment_id FROM followup.claim('c', 10) ORDER BY 1;
 -- a message visible but outside its window (here: made visible by hand, as an
