@@ -110,8 +110,9 @@ use_schema() {
                      SELECT g, (1000 + g % 12000)::text, 'active', date '2026-11-01'
                        FROM generate_series(1, greatest($MESSAGES, $MESSAGES_IDS)) AS g;
                      SELECT followup.track_assignments('public.assignments', 'id', 'mentor', 'last_contact_date',
-                                                       active_when => \$\$status = 'active'\$\$);
-                     VACUUM ANALYZE public.assignments" >/dev/null ;;
+                                                       active_when => \$\$status = 'active'\$\$)" >/dev/null
+                # (psql -c runs its statements as one transaction: VACUUM on its own)
+                sql "VACUUM ANALYZE public.assignments" ;;
         esac
     fi
 }
@@ -153,13 +154,13 @@ sizes() {
 per_second() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
 
 echo "pg_followup outbox claim+ack benchmark: batches of $BATCH, ${DURATION}s per run"
-echo "machine: $(nproc) cores; PostgreSQL $(sql "SHOW server_version"); followup.outbox with" \
-    "$(sql "SELECT coalesce(array_to_string(reloptions, ', '), 'default options') FROM pg_class
-             WHERE oid = 'followup.outbox'::regclass")"
+echo "machine: $(nproc) cores; PostgreSQL $(sql "SHOW server_version")"
 summary=()
 [ "$PGBENCH" = 1 ] || SCHEMAS=""
 for schema in $SCHEMAS; do
 use_schema "$schema"
+echo "schema $schema: followup.outbox with $(sql "SELECT coalesce(array_to_string(reloptions, ', '), 'default options')
+                                                    FROM pg_class WHERE oid = 'followup.outbox'::regclass")"
 schema_acks=$ACKS
 [ "${schema#*+}" = digest ] && schema_acks=digest
 for ack in $schema_acks; do

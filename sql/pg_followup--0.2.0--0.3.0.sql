@@ -193,6 +193,8 @@ $upgrade$;
 -- withdrawn messages leave the claim index
 DROP INDEX followup.outbox_undelivered;
 CREATE INDEX outbox_undelivered ON followup.outbox (message_id) WHERE delivered_at IS NULL AND cancelled_at IS NULL;
+CREATE INDEX outbox_undelivered_by_recipient ON followup.outbox ((coalesce(recipient_id, '')), recipient_role, message_id)
+    WHERE delivered_at IS NULL AND cancelled_at IS NULL;
 CREATE INDEX outbox_cancelled ON followup.outbox (cancelled_at) WHERE cancelled_at IS NOT NULL;
 
 CREATE FUNCTION followup._claim(consumer text, max_messages int, lease interval, lease_id uuid) RETURNS bigint[]

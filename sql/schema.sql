@@ -168,6 +168,11 @@ CREATE TABLE followup.outbox (
 -- HOT updates that add no index entries; a message leaves this index once,
 -- when delivered or withdrawn.
 CREATE INDEX outbox_undelivered ON followup.outbox (message_id) WHERE delivered_at IS NULL AND cancelled_at IS NULL;
+-- A recipient's undelivered messages, oldest first: what claim_digest takes
+-- for each recipient it serves (src/outbox.rs). No column a claim, fail or
+-- release changes is in it, so those stay HOT updates.
+CREATE INDEX outbox_undelivered_by_recipient ON followup.outbox ((coalesce(recipient_id, '')), recipient_role, message_id)
+    WHERE delivered_at IS NULL AND cancelled_at IS NULL;
 -- Withdrawn messages, for followup.health's count of the last 24 hours.
 CREATE INDEX outbox_cancelled ON followup.outbox (cancelled_at) WHERE cancelled_at IS NOT NULL;
 COMMENT ON TABLE followup.outbox IS

@@ -6,12 +6,13 @@
 //! and the previous ones are restored afterwards; on error the enclosing
 //! (sub)transaction's abort restores them.
 //!
-//! Why JIT is off for the run and for bulk tracking statements: both are
-//! short, simple scans and joins whose estimated cost clears `jit_above_cost`
+//! Why JIT is off for the run, for bulk tracking statements and for claims:
+//! all are short, simple scans and joins whose estimated cost clears `jit_above_cost`
 //! (and, for the run, `jit_inline_above_cost` and `jit_optimize_above_cost`)
 //! long before JIT compilation pays for itself. On a server with the default
 //! `jit = on`, a same-day rerun over 10,000 assignments spent about 0.5 s
-//! compiling a statement that executes in 20 ms. The README's Performance
+//! compiling a statement that executes in 20 ms, and a digest of 50
+//! recipients 1.5 s of its 1.6 s. The README's Performance
 //! section has the measurements.
 
 use pgrx::pg_sys;
