@@ -13,7 +13,7 @@ use crate::errors::{raise, required};
 use crate::local_time::{as_of_or_today, iso};
 use crate::registry::{self, quote_literal, AssignmentTable};
 use crate::run::any_policy_escalates;
-use crate::run::due::{active_when_sql, cycle_start_sql, due_sql, open_snoozes_sql, policy_join_sql};
+use crate::run::due::{active_when_sql, cycle_start_sql, due_sql, open_snoozes_sql, policy_join_sql, window_of};
 use crate::tracking::{latest_activity_sql, latest_correction_sql};
 use pgrx::datum::{Date, JsonB};
 use pgrx::prelude::*;
@@ -78,13 +78,13 @@ fn source_sql(assignments: &AssignmentTable, client: &SpiClient<'_>) -> String {
 /// holds the arithmetic): its zone, bounds, whether it is open and when it
 /// next opens; NULL when the policy has no window.
 fn window_sql(policy: &str) -> String {
-    let zone = format!("followup._policy_zone({policy}.timezone)");
-    let bounds = format!("{zone}, {policy}.send_from, {policy}.send_until");
+    let window = window_of(policy);
     format!(
         "CASE WHEN {policy}.send_from IS NOT NULL THEN pg_catalog.jsonb_build_object(
-                'timezone', {zone}, 'send_from', {policy}.send_from, 'send_until', {policy}.send_until,
-                'open_now', followup._in_window(pg_catalog.now(), {bounds}),
-                'next_opening', followup._next_opening(pg_catalog.now(), {bounds})) END"
+                'timezone', followup._policy_zone({policy}.timezone),
+                'send_from', {policy}.send_from, 'send_until', {policy}.send_until,
+                'open_now', followup._in_window(pg_catalog.now(), {window}),
+                'next_opening', followup._next_opening(pg_catalog.now(), {window})) END"
     )
 }
 

@@ -15,13 +15,16 @@
 //! not handed out but made visible at the window's next opening.
 //!
 //! The statement is generated from the registration and kept as a prepared
-//! plan per backend (plan_cache.rs), planned and run with JIT off. The SQL wrapper `followup.claim`
+//! plan per backend (plan_cache.rs), planned and run with JIT off (a claim's
+//! or a digest's statement plans above `jit_above_cost` for large batches over
+//! a large outbox; planner.rs). The SQL wrapper `followup.claim`
 //! (sql/outbox.sql) validates the arguments and returns the claimed rows.
 
 use crate::local_time::today;
 use crate::plan_cache;
+use crate::planner::without_jit;
 use crate::registry::{self, AssignmentTable};
-use crate::run::due::{active_when_sql, cycle_start_sql, open_snoozes_sql, policy_join_sql, policy_value};
+use crate::run::due::{active_when_sql, cycle_start_sql, open_snoozes_sql, policy_join_sql, policy_value, window_of};
 use pgrx::datum::{Interval, Uuid};
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
@@ -143,11 +146,7 @@ const WINDOW_JOINS: &str = "CROSS JOIN (SELECT * FROM followup.policies WHERE or
 /// SQL: when the picked message's send window next opens (now, when it is
 /// open or there is none).
 fn opens_at_sql() -> String {
-    let opening = |p: &str| {
-        format!(
-            "followup._next_opening({WINDOW_NOW}, followup._policy_zone({p}.timezone), {p}.send_from, {p}.send_until)"
-        )
-    };
+    let opening = |p: &str| format!("followup._next_opening({WINDOW_NOW}, {})", window_of(p));
     format!("CASE WHEN wown.organization IS NULL THEN {} ELSE {} END", opening("wdflt"), opening("wown"))
 }
 
@@ -290,7 +289,7 @@ fn claim_pass(client: &mut SpiClient<'_>, pass: &Pass<'_>) -> (Vec<i64>, i64, i6
 fn _claim(consumer: &str, max_messages: i32, lease: Interval, lease_id: Uuid) -> Vec<i64> {
     let today = today();
     let mut claimed: Vec<i64> = Vec::new();
-    no_jit(|| {
+    without_jit(|| {
         Spi::connect_mut(|client| loop {
             let wanted = max_messages - claimed.len() as i32;
             let pass = Pass { consumer, wanted, lease, lease_id, today, recipients: None };
@@ -304,13 +303,6 @@ fn _claim(consumer: &str, max_messages: i32, lease: Interval, lease_id: Uuid) ->
             }
         })
     })
-}
-
-/// Runs a claim with JIT off (planner.rs): a claim's or a digest's statement
-/// plans above `jit_above_cost` for large batches over a large outbox, and a
-/// digest of 50 recipients spent 1.5 s of its 1.6 s compiling.
-fn no_jit<T>(f: impl FnOnce() -> T) -> T {
-    crate::planner::with_settings(&[crate::planner::NO_JIT], f)
 }
 
 /// Messages one digest hands out at most (all of a recipient's claimable
@@ -380,7 +372,7 @@ fn _claim_digest(consumer: &str, max_recipients: i32, lease: Interval, lease_id:
     let mut claimed: Vec<i64> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut served = 0usize;
-    no_jit(|| {
+    without_jit(|| {
         Spi::connect_mut(|client| {
             while served < max_recipients as usize && (claimed.len() as i32) < DIGEST_MESSAGES_MAX {
                 let recipients = lock_recipients(client, max_recipients as usize - served, &mut seen);

@@ -22,6 +22,11 @@ use std::ffi::CStr;
 /// `jit_above_cost`.
 pub const NO_JIT: (&CStr, &CStr) = (c"jit", c"off");
 
+/// Runs `f` with JIT off (see above).
+pub fn without_jit<T>(f: impl FnOnce() -> T) -> T {
+    with_settings(&[NO_JIT], f)
+}
+
 /// Runs `f` with each (name, value) of `settings` set for its duration.
 pub fn with_settings<T>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> T) -> T {
     let nest_level = unsafe { pg_sys::NewGUCNestLevel() };

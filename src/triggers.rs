@@ -199,11 +199,8 @@ fn track(trigger: &PgTrigger<'_>, row_level: bool) {
         // invalidation), here: the settings in force now decide whether it
         // JIT-compiles. Single-row statements never cost enough for JIT and
         // skip the setting on the hottest path.
-        let status = if key.size_class == SINGLE_ROW || row_level {
-            execute()
-        } else {
-            crate::planner::with_settings(&[crate::planner::NO_JIT], execute)
-        };
+        let status =
+            if key.size_class == SINGLE_ROW || row_level { execute() } else { crate::planner::without_jit(execute) };
         if status < 0 {
             error!("pg_followup: tracking statement failed (SPI error {status})");
         }

@@ -36,14 +36,23 @@ pub fn active_when_sql(assignments: &AssignmentTable) -> &str {
 /// from now (now, when it is open or there is none; sql/delivery.sql). The
 /// OFFSET 0 fences keep it computed once per policy, not once per assignment.
 pub fn policy_join_sql(organization: &str) -> String {
-    let with_opening = "SELECT p.*, followup._next_opening(pg_catalog.now(), followup._policy_zone(p.timezone),
-                                                          p.send_from, p.send_until) AS opens_at
-                          FROM followup.policies AS p";
+    let with_opening = format!(
+        "SELECT p.*, followup._next_opening(pg_catalog.now(), {window}) AS opens_at
+                          FROM followup.policies AS p",
+        window = window_of("p")
+    );
     format!(
         "CROSS JOIN ({with_opening} WHERE p.organization = '*' OFFSET 0) AS dflt
          LEFT JOIN ({with_opening} WHERE p.organization <> '*' OFFSET 0) AS own
                 ON own.organization = {organization}"
     )
+}
+
+/// SQL: the window arguments of the policy row `policy` for sql/delivery.sql's
+/// `_in_window(at, …)` and `_next_opening(at, …)`: its zone (its own, else
+/// followup.timezone) and its bounds.
+pub fn window_of(policy: &str) -> String {
+    format!("followup._policy_zone({policy}.timezone), {policy}.send_from, {policy}.send_until")
 }
 
 /// SQL: a column of the effective policy joined by `policy_join_sql`.

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # JIT (README, Performance): the run, the bulk tracking statements and the
-# claims decide JIT for themselves and never compile, on a server where JIT is on and every
-# cost threshold is 0 (so any other statement is compiled). pg_stat_statements
-# (track = all, so statements run by the extension through SPI are seen, in
-# the run's background worker too) counts the functions JIT compiled for each.
+# claims decide JIT for themselves and never compile, on a server where JIT
+# is on and every cost threshold is 0 (so any other statement is compiled).
+# pg_stat_statements (track = all, so statements run by the extension through
+# SPI are seen, in the run's background worker too) counts the functions JIT
+# compiled for each.
 source "$(dirname "$0")/../lib/integration.sh"
 trap 'cluster_stop jit immediate' EXIT
 
@@ -47,6 +48,7 @@ expect "bulk tracking statements ran (insert, update, delete) and compiled nothi
     "$(jitted '%UPDATE app.assignments AS a%')" "3:0"
 expect "and so did their row locks, taken first (at least one per statement)" \
     "$(jitted '%FOR NO KEY UPDATE OF a' | awk -F: '{ print ($1 >= 3 && $2 == 0) }')" "1"
+expect "and the dates are right: back to the seeded history after the delete" "$(drifted)" "0"
 
 # the consumer protocol: a claim and a digest, each one statement over the
 # outbox (and the still-due check's join to the assignments)
@@ -54,5 +56,4 @@ q "SELECT count(*) FROM followup.claim('it-jit', 100)" >/dev/null
 q "SELECT count(*) FROM followup.claim_digest('it-jit', 5)" >/dev/null
 expect "a claim and a digest ran their pick and compiled nothing" \
     "$(jitted 'WITH picked AS (%' | awk -F: '{ print ($1 >= 2 && $2 == 0) }')" "1"
-expect "and the dates are right: back to the seeded history after the delete" "$(drifted)" "0"
 finish
