@@ -77,9 +77,13 @@ BEGIN
     END IF;
     PERFORM followup._require_assignment(unsnooze.assignment_id);
     UPDATE followup.snoozes AS s
-       SET ended_at = now()
+       SET ended_at = now(), ended_by = followup._acting_role()
      WHERE s.assignment_id = unsnooze.assignment_id AND s.ended_at IS NULL AND s.until >= followup._today();
     GET DIAGNOSTICS ended = ROW_COUNT;
+    IF ended > 0 THEN
+        INSERT INTO followup.audit_log (action, subject, details)
+        VALUES ('unsnooze', unsnooze.assignment_id, jsonb_build_object('snoozes_ended', ended));
+    END IF;
     RETURN ended;
 END
 $$;

@@ -118,8 +118,10 @@ BEGIN
     IF fail.lease_id IS NULL OR fail.message_id IS NULL THEN
         RAISE EXCEPTION 'lease_id and message_id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF retry_in IS NOT NULL AND retry_in < interval '0' THEN
-        RAISE EXCEPTION 'retry_in must not be negative, not %', retry_in USING ERRCODE = 'invalid_parameter_value';
+    IF retry_in IS NOT NULL AND (retry_in < interval '0' OR retry_in > interval '1 day') THEN
+        RAISE EXCEPTION 'retry_in must be between 0 and 1 day, not %', retry_in
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A message deferred longer is better cancelled (followup.cancel) or left to the backoff.';
     END IF;
     UPDATE followup.outbox AS o
        SET status = CASE WHEN o.attempts >= attempts_allowed THEN 'dead'::followup.message_status
@@ -156,13 +158,19 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     requeued bigint;
+    requeued_ids bigint[];
 BEGIN
-    UPDATE followup.outbox AS o
-       SET status = 'pending', attempts = 0, visible_at = clock_timestamp(), lease_id = NULL, claimed_by = NULL
-     WHERE o.status = 'dead'
-       AND (requeue_dead.message_ids IS NULL OR o.message_id = ANY (requeue_dead.message_ids));
-    GET DIAGNOSTICS requeued = ROW_COUNT;
+    WITH requeued_now AS (
+        UPDATE followup.outbox AS o
+           SET status = 'pending', attempts = 0, visible_at = clock_timestamp(), lease_id = NULL, claimed_by = NULL
+         WHERE o.status = 'dead'
+           AND (requeue_dead.message_ids IS NULL OR o.message_id = ANY (requeue_dead.message_ids))
+        RETURNING o.message_id)
+    SELECT count(*), coalesce(array_agg(r.message_id ORDER BY r.message_id), '{}')
+      INTO requeued, requeued_ids FROM requeued_now AS r;
     IF requeued > 0 THEN
+        INSERT INTO followup.audit_log (action, details)
+        VALUES ('requeue_dead', jsonb_build_object('message_ids', to_jsonb(requeued_ids)));
         PERFORM pg_notify('followup_outbox', json_build_object('requeued', requeued)::text);
     END IF;
     RETURN requeued;
@@ -203,6 +211,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     withdrawn bigint;
+    withdrawn_ids bigint[];
 BEGIN
     IF cancel.message_ids IS NULL OR cancel.reason IS NULL THEN
         RAISE EXCEPTION 'message_ids and reason must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -210,12 +219,19 @@ BEGIN
     IF btrim(cancel.reason) = '' THEN
         RAISE EXCEPTION 'reason must say why the messages are withdrawn' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    UPDATE followup.outbox AS o
-       SET status = 'cancelled', cancelled_at = clock_timestamp(), cancel_reason = 'manual: ' || btrim(cancel.reason)
-     WHERE o.message_id = ANY (cancel.message_ids)
-       AND o.delivered_at IS NULL AND o.cancelled_at IS NULL
-       AND o.status IN ('pending', 'claimed');
-    GET DIAGNOSTICS withdrawn = ROW_COUNT;
+    WITH withdrawn_now AS (
+        UPDATE followup.outbox AS o
+           SET status = 'cancelled', cancelled_at = clock_timestamp(), cancel_reason = 'manual: ' || btrim(cancel.reason)
+         WHERE o.message_id = ANY (cancel.message_ids)
+           AND o.delivered_at IS NULL AND o.cancelled_at IS NULL
+           AND o.status IN ('pending', 'claimed')
+        RETURNING o.message_id)
+    SELECT count(*), coalesce(array_agg(w.message_id ORDER BY w.message_id), '{}')
+      INTO withdrawn, withdrawn_ids FROM withdrawn_now AS w;
+    IF withdrawn > 0 THEN
+        INSERT INTO followup.audit_log (action, reason, details)
+        VALUES ('cancel', btrim(cancel.reason), jsonb_build_object('message_ids', to_jsonb(withdrawn_ids)));
+    END IF;
     RETURN withdrawn;
 END
 $$;

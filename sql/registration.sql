@@ -43,9 +43,11 @@ COMMENT ON FUNCTION followup.untrack_activities IS
 
 -------------------------------------------------------------------------------
 -- Trigger functions put on tracked activity tables (src/triggers.rs).
--- SECURITY DEFINER: the app role that inserts activities needs no privilege on
--- the assignments table or on followup.*; the statements they run are fixed
--- and fully qualified.
+-- SECURITY DEFINER so that they can read the registrations; the statements
+-- on the app's tables they run, they run as the assignments table's owner
+-- in a security-restricted operation (src/security.rs). The app role that
+-- inserts activities needs no privilege on the assignments table or on
+-- followup.*.
 -------------------------------------------------------------------------------
 CREATE FUNCTION followup.activity_statement_trigger() RETURNS trigger
 LANGUAGE c SECURITY DEFINER
@@ -66,14 +68,19 @@ AS 'MODULE_PATHNAME', 'activity_replica_trigger_wrapper';
 -- Event triggers: partitions created, attached or detached after registration
 -- get (or lose) the tracking triggers; dropped tables lose their registration.
 -------------------------------------------------------------------------------
-CREATE FUNCTION followup._sync_partition_triggers() RETURNS void
+-- Makes the tracking triggers match the registrations (src/partitions.rs):
+-- on the tracked tables whose partition trees hold `relids` (all of them
+-- when NULL), and off every table no longer in any tree.
+CREATE FUNCTION followup._sync_partition_triggers(relids oid[]) RETURNS void
 LANGUAGE c VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS 'MODULE_PATHNAME', '_sync_partition_triggers_wrapper';
+AS 'MODULE_PATHNAME', '_sync_partition_triggers_for_wrapper';
 
 CREATE FUNCTION followup._on_ddl_command_end() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    touched oid[];
 BEGIN
     -- pg_dump scripts run with check_function_bodies = off and bring every
     -- trigger along themselves; syncing half-way through a restore would
@@ -81,14 +88,19 @@ BEGIN
     IF NOT current_setting('check_function_bodies')::boolean THEN
         RETURN;
     END IF;
-    IF EXISTS (SELECT 1 FROM followup.activity_tables)
-       AND EXISTS (SELECT 1
-                     FROM pg_event_trigger_ddl_commands() AS cmd
-                     JOIN pg_class AS rel ON rel.oid = cmd.objid
-                    WHERE cmd.classid = 'pg_class'::regclass
-                      AND (rel.relispartition OR rel.relkind = 'p'))
-    THEN
-        PERFORM followup._sync_partition_triggers();
+    -- Only the tables this command names that belong to a tracked table's
+    -- partition tree (a partition created or attached, a partition
+    -- detached from its parent): DDL on any other table never depends on
+    -- the state of ours.
+    SELECT array_agg(DISTINCT cmd.objid) INTO touched
+      FROM pg_event_trigger_ddl_commands() AS cmd
+      JOIN pg_class AS rel ON rel.oid = cmd.objid
+     WHERE cmd.classid = 'pg_class'::regclass
+       AND (rel.relispartition OR rel.relkind = 'p')
+       AND EXISTS (SELECT 1 FROM followup.activity_tables AS t
+                    WHERE t.relation::oid IN (SELECT a.relid::oid FROM pg_partition_ancestors(cmd.objid) AS a));
+    IF touched IS NOT NULL THEN
+        PERFORM followup._sync_partition_triggers(touched);
     END IF;
 END
 $$;

@@ -24,8 +24,10 @@ BEGIN
     IF new_alert_id IS NULL THEN
         RETURN false;
     END IF;
+    -- ids, not text: any connected role can LISTEN, and a message can hold
+    -- an app's values (followup.alerts, readable by granted roles, has it)
     PERFORM pg_notify('followup_alerts', json_build_object(
-        'alert_id', new_alert_id, 'kind', alert_kind, 'run_id', alert_run_id, 'message', alert_message)::text);
+        'alert_id', new_alert_id, 'kind', alert_kind, 'run_id', alert_run_id)::text);
     RAISE WARNING 'pg_followup alert %: %', alert_kind, alert_message;
     RETURN true;
 END
@@ -35,13 +37,11 @@ CREATE FUNCTION followup._run_now(as_of date) RETURNS bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', '_run_now_wrapper';
 
-CREATE FUNCTION followup._as_of(as_of date) RETURNS date
+-- The rows of followup.preview (src/run/preview.rs): the run's query, as the
+-- assignments table's owner, without writing.
+CREATE FUNCTION followup._preview(as_of date) RETURNS SETOF followup.outbox
 LANGUAGE c STABLE
-AS 'MODULE_PATHNAME', '_as_of_wrapper';
-
-CREATE FUNCTION followup._preview_sql() RETURNS text
-LANGUAGE c STABLE
-AS 'MODULE_PATHNAME', '_preview_sql_wrapper';
+AS 'MODULE_PATHNAME', '_preview_wrapper';
 
 -- Counters bumped by the run's INSERT as rows pass (see src/run/log.rs).
 CREATE FUNCTION followup._tally_scanned(assignment_id text) RETURNS text
@@ -75,6 +75,8 @@ BEGIN
         RAISE EXCEPTION 'run % did not start: its background worker exited before logging it', new_run_id
             USING ERRCODE = 'system_error', HINT = 'See the server log.';
     END IF;
+    INSERT INTO followup.audit_log (action, subject, details)
+    VALUES ('run_now', finished.run_id::text, jsonb_build_object('as_of', finished.as_of, 'status', finished.status));
     RETURN finished;
 END
 $$;
@@ -84,11 +86,8 @@ COMMENT ON FUNCTION followup.run_now(date) IS
 -- jit = off for the same reason as the run's (src/planner.rs): the query is a
 -- scan whose cost clears the JIT thresholds long before compiling pays.
 CREATE FUNCTION followup.preview(as_of date DEFAULT NULL) RETURNS SETOF followup.outbox
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET jit = off AS $$
-BEGIN
-    RETURN QUERY EXECUTE followup._preview_sql() USING followup._as_of(as_of);
-END
-$$;
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET jit = off
+AS $$ SELECT * FROM followup._preview(as_of) $$;
 COMMENT ON FUNCTION followup.preview(date) IS
     'The messages a run for as_of would enqueue now (not yet in the outbox); writes nothing.';

@@ -175,7 +175,11 @@ SELECT (SELECT status FROM last_run) AS last_run_status,
        followup._next_retry_at((due.instant AT TIME ZONE due.tz)::date, due.run_retries,
                                make_interval(secs => due.retry_delay)) AS next_retry_at,
        due.run_retries,
-       nullif(due.max_runtime, 0) AS max_runtime_minutes
+       nullif(due.max_runtime, 0) AS max_runtime_minutes,
+       -- assignments the last successful run left out because it could not
+       -- evaluate them (README, "Running")
+       (SELECT r.assignments_skipped FROM followup.runs AS r
+         WHERE r.status = 'succeeded' ORDER BY r.run_id DESC LIMIT 1) AS assignments_skipped
   FROM due, queue;
 COMMENT ON VIEW followup.health IS
     'One row: last run status, last success, the running run, whether the daily run is overdue, open alerts, outbox backlog, withdrawn messages.';

@@ -1,16 +1,21 @@
 //! Validation of `active_when`, the boolean filter over the assignments table.
 //!
-//! The expression is pasted into the run's SQL, which runs as the extension
-//! owner. So before it is stored it must be shown to be exactly one expression
-//! (no way to close the parenthesis and append a statement), to refer only to
-//! the assignments table, to be deterministic (no volatile, aggregate or window
-//! function), and, unless a superuser registers it, to call only built-in
-//! functions: a user-defined function would run with the owner's rights.
+//! The expression is pasted into the run's SQL, the claim's still-due check
+//! and explain. So before it is stored it must be shown to be exactly one
+//! expression (no way to close the parenthesis and append a statement), to
+//! refer only to the assignments table, to be deterministic (no volatile,
+//! aggregate or window function), and to use only what PostgreSQL itself
+//! defines: no user-defined function, operator, cast, type or domain, and
+//! none of the built-in functions that read a relation or run a query named
+//! at run time (`table_to_xml` and its kin). The statements that evaluate it
+//! run as the assignments table's owner anyway (security.rs); this keeps
+//! every evaluation the same and every expression readable as what it does.
 //!
 //! The expression is resolved with `search_path = pg_catalog, pg_temp`, here and
-//! in every run; functions of other schemas must be schema-qualified.
+//! in every run.
 
-use crate::errors::raise;
+use crate::errors::{raise, raise_with_hint};
+use crate::registry::AssignmentTable;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -19,48 +24,46 @@ use std::ffi::CString;
 
 const CHECK_VIEW: &str = "pg_temp.followup_active_when_check";
 
-pub fn validate(client: &mut SpiClient<'_>, relid: pg_sys::Oid, table: &str, expression: &str) {
+pub fn validate(client: &mut SpiClient<'_>, assignments: &AssignmentTable, expression: &str) {
+    let table = &assignments.table;
     require_single_expression(expression);
     require_deterministic_boolean(client, table, expression);
-    let caller_is_superuser = unsafe { pg_sys::superuser_arg(pg_sys::GetOuterUserId()) };
-    if !caller_is_superuser {
-        require_builtin_functions_only(client, relid, table, expression);
-        require_evaluable_by_caller(client, table, expression);
-    }
+    require_builtin_objects_only(client, assignments.relid, table, expression);
+    require_evaluable_by_owner(client, assignments, expression);
 }
 
-/// The run evaluates active_when with the extension owner's rights. Even a
-/// built-in function can need more than the registering role has
-/// (`current_setting('data_directory')`, for one): so evaluate it now as
-/// that role, on every row of the table and on a row of NULLs, and refuse
-/// what it may not do.
-fn require_evaluable_by_caller(client: &mut SpiClient<'_>, table: &str, expression: &str) {
+/// Evaluates the expression now, as the runs will: as the table's owner in
+/// a restricted context, on every row of the table and on a row of NULLs.
+/// What the owner may not do (`current_setting('data_directory')`, say) is
+/// refused. A row whose values the expression cannot handle (a bad cast) is
+/// not: runs skip such rows and count them (README, "Running").
+fn require_evaluable_by_owner(client: &mut SpiClient<'_>, assignments: &AssignmentTable, expression: &str) {
     let sql = format!(
         "SELECT pg_catalog.count(({expression}))
-           FROM {table} FULL JOIN (VALUES (1)) AS followup_null_row (x) ON false"
+           FROM {} FULL JOIN (VALUES (1)) AS followup_null_row (x) ON false",
+        assignments.table
     );
-    let (owner, context) = unsafe {
-        let mut owner = pg_sys::InvalidOid;
-        let mut context = 0;
-        pg_sys::GetUserIdAndSecContext(&mut owner, &mut context);
-        (owner, context)
-    };
-    let caller = unsafe { pg_sys::GetOuterUserId() };
-    unsafe { pg_sys::SetUserIdAndSecContext(caller, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32) };
-    let outcome = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
-        client.select(sql.as_str(), None, &[]).map(|_| ()).map_err(|e| e.to_string())
-    }))
-    .catch_others(|caught| match caught {
-        CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => Err(report.message().to_string()),
-        other => other.rethrow(),
-    })
-    .execute();
-    unsafe { pg_sys::SetUserIdAndSecContext(owner, context) };
-    if let Err(message) = outcome {
-        raise(
+    let outcome = crate::errors::in_subtransaction(std::panic::AssertUnwindSafe(|| {
+        crate::security::as_owner_statement(assignments.owner, &sql, || {
+            client.select(sql.as_str(), None, &[]).map(|_| ()).map_err(|e| e.to_string())
+        })
+    }));
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(message)) => crate::errors::internal(message),
+        Err(failure) if failure.is_data_exception() => warning!(
+            "pg_followup: active_when cannot be evaluated on some row of {} ({}: {}); runs skip such rows and count them",
+            assignments.table,
+            failure.sqlstate(),
+            failure.message
+        ),
+        Err(failure) => raise(
             ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("active_when must be something the registering role may evaluate itself: {message}"),
-        );
+            format!(
+                "active_when must be something the owner of {} may evaluate itself: {}",
+                assignments.table, failure.message
+            ),
+        ),
     }
 }
 
@@ -118,11 +121,14 @@ fn require_deterministic_boolean(client: &mut SpiClient<'_>, table: &str, expres
     }
 }
 
-/// A user-defined function in active_when would run with the extension
-/// owner's rights during every run: only a superuser may register one.
-/// Built-in objects are pinned and leave no pg_depend rows, so any function or
-/// operator a view over the expression depends on is a user-defined one.
-fn require_builtin_functions_only(client: &mut SpiClient<'_>, relid: pg_sys::Oid, table: &str, expression: &str) {
+/// Only what PostgreSQL defines. Built-in objects are pinned and leave no
+/// pg_depend rows, so any object a view over the expression depends on,
+/// other than the table itself, is user-defined: a function, an operator, a
+/// type or domain (`status::app.status`, `'x'::app.d`), a collation. Among
+/// the built-in functions, those that read a relation or run a query named
+/// at run time are refused by name: the view's stored parse tree lists
+/// every function it calls.
+fn require_builtin_objects_only(client: &mut SpiClient<'_>, relid: pg_sys::Oid, table: &str, expression: &str) {
     let create = format!("CREATE TEMP VIEW followup_active_when_check AS SELECT ({expression}) AS active FROM {table}");
     client.update(create.as_str(), None, &[]).unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
     let user_defined: Option<String> = client
@@ -132,20 +138,39 @@ fn require_builtin_functions_only(client: &mut SpiClient<'_>, relid: pg_sys::Oid
                JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
                                            AND d.objid = r.oid
               WHERE r.ev_class = $1::pg_catalog.regclass
-                AND (d.refclassid IN ('pg_catalog.pg_proc'::pg_catalog.regclass,
-                                      'pg_catalog.pg_operator'::pg_catalog.regclass)
-                     OR (d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                         AND d.refobjid NOT IN ($1::pg_catalog.regclass, $2)))",
+                AND NOT (d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                         AND d.refobjid IN ($1::pg_catalog.regclass, $2))",
             None,
             &[CHECK_VIEW.into(), relid.into()],
         )
         .ok()
         .and_then(|t| t.first().get_one::<String>().ok().flatten());
+    let catalogue_access: Option<String> = client
+        .select(
+            "SELECT pg_catalog.string_agg(DISTINCT p.proname::pg_catalog.text, ', ')
+               FROM pg_catalog.pg_rewrite r
+              CROSS JOIN LATERAL pg_catalog.regexp_matches(r.ev_action::pg_catalog.text,
+                                                           ':(?:funcid|opfuncid) (\\d+)', 'g') AS m
+               JOIN pg_catalog.pg_proc p ON p.oid = m[1]::pg_catalog.oid
+              WHERE r.ev_class = $1::pg_catalog.regclass
+                AND (p.proname ~ '(_to_xml|_to_xmlschema|_to_xml_and_xmlschema)$' OR p.proname = 'ts_stat')",
+            None,
+            &[CHECK_VIEW.into()],
+        )
+        .ok()
+        .and_then(|t| t.first().get_one::<String>().ok().flatten());
     client.update("DROP VIEW pg_temp.followup_active_when_check", None, &[]).ok();
     if let Some(objects) = user_defined {
+        raise_with_hint(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("active_when may use only what PostgreSQL defines, not {objects}"),
+            "Compare a column of a user-defined type as text, e.g. status::text = 'active'.",
+        );
+    }
+    if let Some(functions) = catalogue_access {
         raise(
             ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("only a superuser may use {objects} in active_when; built-in functions and operators are allowed"),
+            format!("active_when cannot use {functions}: it reads a relation or runs a query named at run time"),
         );
     }
 }

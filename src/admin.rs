@@ -4,13 +4,16 @@
 //! `followup.snooze` / `unsnooze` (sql/admin.sql) use.
 //!
 //! Authentication is the server's, authorization is a GRANT on the function
-//! (EXECUTE is revoked from PUBLIC), the audit is `followup.contact_corrections`.
+//! (EXECUTE is revoked from PUBLIC), the audit is `followup.contact_corrections`
+//! naming the acting role (security.rs). The statements on the app's table
+//! run as its owner.
 //! The SQL wrapper in sql/admin.sql is SECURITY DEFINER with a pinned
 //! search_path; everything here is schema-qualified as well.
 
 use crate::errors::{raise, required};
 use crate::local_time::{convert, iso, iso_text_sql, today, DateKind, Zone};
 use crate::registry;
+use crate::security;
 use pgrx::datum::Date;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
@@ -48,17 +51,14 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
         // The old value in ISO 8601, whatever the session's DateStyle and
         // TimeZone: a timestamptz in UTC.
         let old_value = iso_text_sql(lc, assignments.last_contact_kind);
-        let current: Vec<Option<String>> = client
-            .update(
-                &format!(
-                    "SELECT {old_value} FROM {table} WHERE {is_the_assignment} FOR UPDATE",
-                    table = assignments.table,
-                ),
-                None,
-                &[assignment_id.into()],
-            )
-            .map(|rows| rows.map(|r| r.get::<String>(1).ok().flatten()).collect())
-            .unwrap_or_default();
+        let lock =
+            format!("SELECT {old_value} FROM {table} WHERE {is_the_assignment} FOR UPDATE", table = assignments.table);
+        let current: Vec<Option<String>> = security::as_owner_statement(assignments.owner, &lock, || {
+            client
+                .update(&lock, None, &[assignment_id.into()])
+                .map(|rows| rows.map(|r| r.get::<String>(1).ok().flatten()).collect())
+                .unwrap_or_default()
+        });
         match current.len() {
             0 => not_found(),
             1 => {}
@@ -73,24 +73,28 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
         }
         let old_value = current.into_iter().next().flatten();
 
+        let update = format!(
+            "UPDATE {table} SET {lc} = {new_value} WHERE {is_the_assignment}",
+            table = assignments.table,
+            new_value = convert("$2::pg_catalog.date", DateKind::Date, assignments.last_contact_kind, Zone::SETTING),
+        );
+        security::as_owner_statement(assignments.owner, &update, || {
+            client
+                .update(&update, None, &[assignment_id.into(), contact_date.into()])
+                .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()))
+        });
         client
             .update(
-                &format!(
-                    "UPDATE {table} SET {lc} = {new_value} WHERE {is_the_assignment}",
-                    table = assignments.table,
-                    new_value =
-                        convert("$2::pg_catalog.date", DateKind::Date, assignments.last_contact_kind, Zone::SETTING),
-                ),
+                "INSERT INTO followup.contact_corrections (assignment_id, old_value, new_value, reason, corrected_by)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING correction_id",
                 None,
-                &[assignment_id.into(), contact_date.into()],
-            )
-            .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
-        client
-            .update(
-                "INSERT INTO followup.contact_corrections (assignment_id, old_value, new_value, reason)
-                 VALUES ($1, $2, $3, $4) RETURNING correction_id",
-                None,
-                &[assignment_id.into(), old_value.into(), contact_date.into(), reason.into()],
+                &[
+                    assignment_id.into(),
+                    old_value.into(),
+                    contact_date.into(),
+                    reason.into(),
+                    security::role_name(security::acting_role()).into(),
+                ],
             )
             .ok()
             .and_then(|t| t.first().get_one::<i64>().ok().flatten())
@@ -105,16 +109,14 @@ fn _require_assignment(assignment_id: Option<&str>) {
     let assignment_id = required(assignment_id, "assignment_id");
     Spi::connect(|client| {
         let assignments = registry::require_assignment_table(&client);
-        let found = crate::query::one::<bool>(
-            &client,
-            &format!(
-                "SELECT EXISTS (SELECT 1 FROM {table} WHERE {is_the_assignment})",
-                table = assignments.table,
-                is_the_assignment = assignments.id_equals_sql("$1")
-            ),
-            &[assignment_id.into()],
-        )
-        .unwrap_or(false);
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {table} WHERE {is_the_assignment})",
+            table = assignments.table,
+            is_the_assignment = assignments.id_equals_sql("$1")
+        );
+        let found = security::as_owner_statement(assignments.owner, &sql, || {
+            crate::query::one::<bool>(&client, &sql, &[assignment_id.into()]).unwrap_or(false)
+        });
         if !found {
             raise(ERRCODE_NO_DATA_FOUND, format!("no assignment with id {}", registry::quote_literal(assignment_id)));
         }

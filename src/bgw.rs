@@ -77,3 +77,19 @@ pub fn in_transaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe + std
         BackgroundWorker::transaction(body)
     }
 }
+
+/// Pins this worker session's search path to `pg_catalog, pg_temp`, before
+/// its first query: whatever `ALTER DATABASE … SET search_path` or the
+/// default `"$user", public` says, no function or operator a role created
+/// elsewhere is resolved instead of pg_catalog's (the worker is a
+/// superuser).
+pub fn pin_search_path() {
+    BackgroundWorker::transaction(|| unsafe {
+        pg_sys::SetConfigOption(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+        );
+    });
+}

@@ -28,10 +28,32 @@ pub fn required<T>(value: Option<T>, argument: &str) -> T {
     })
 }
 
+/// An error caught by `in_subtransaction`: its SQLSTATE and message.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub code: PgSqlErrorCode,
+    pub message: String,
+}
+
+impl Failure {
+    /// SQLSTATE class 22, data exception: a value that cannot be converted,
+    /// compared or computed (division by zero, a bad cast, an infinite
+    /// date in arithmetic).
+    pub fn is_data_exception(&self) -> bool {
+        self.sqlstate().starts_with("22")
+    }
+
+    /// The five-character SQLSTATE.
+    pub fn sqlstate(&self) -> String {
+        let code = self.code as i32;
+        (0..5).map(|i| ((((code >> (6 * i)) & 0x3F) + b'0' as i32) as u8) as char).collect()
+    }
+}
+
 /// Runs `body` in an internal subtransaction, the way PL/pgSQL runs a block
 /// with an EXCEPTION clause: on error the subtransaction is rolled back and
-/// the error's message returned; the outer transaction stays usable.
-pub fn in_subtransaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, String> {
+/// the error returned; the outer transaction stays usable.
+pub fn in_subtransaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, Failure> {
     unsafe {
         let memory_context = pg_sys::CurrentMemoryContext;
         let resource_owner = pg_sys::CurrentResourceOwner;
@@ -39,9 +61,11 @@ pub fn in_subtransaction<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -
         let result = PgTryBuilder::new(|| Ok(body()))
             .catch_others(|caught| match caught {
                 CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => {
-                    Err(report.message().to_string())
+                    Err(Failure { code: report.sql_error_code(), message: report.message().to_string() })
                 }
-                CaughtError::RustPanic { ereport, .. } => Err(ereport.message().to_string()),
+                CaughtError::RustPanic { ereport, .. } => {
+                    Err(Failure { code: ereport.sql_error_code(), message: ereport.message().to_string() })
+                }
             })
             .execute();
         if result.is_ok() {

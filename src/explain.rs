@@ -14,6 +14,7 @@ use crate::local_time::{as_of_or_today, iso};
 use crate::registry::{self, quote_literal, AssignmentTable};
 use crate::run::any_policy_escalates;
 use crate::run::due::{active_when_sql, cycle_start_sql, due_sql, open_snoozes_sql, policy_join_sql, window_of};
+use crate::security;
 use crate::tracking::{latest_activity_sql, latest_correction_sql};
 use pgrx::datum::{Date, JsonB};
 use pgrx::prelude::*;
@@ -88,8 +89,34 @@ fn window_sql(policy: &str) -> String {
     )
 }
 
-fn facts(client: &SpiClient<'_>, assignments: &AssignmentTable, assignment_id: &str, as_of: Date) -> Option<Facts> {
-    let sql = format!(
+/// The facts, read as the assignments table's owner (security.rs). When
+/// active_when cannot be evaluated on the row, it is read without it and
+/// the failure's SQLSTATE returned too: a run skips such a row
+/// (run/unreadable.rs), so it is not active.
+fn facts(
+    client: &SpiClient<'_>,
+    assignments: &AssignmentTable,
+    assignment_id: &str,
+    as_of: Date,
+) -> Option<(Facts, Option<String>)> {
+    let read = |active_when: &str| {
+        let sql = facts_sql(client, assignments, active_when);
+        crate::errors::in_subtransaction(std::panic::AssertUnwindSafe(|| {
+            security::as_owner_statement(assignments.owner, &sql, || read_facts(client, &sql, assignment_id, as_of))
+        }))
+    };
+    match read(active_when_sql(assignments)) {
+        Ok(facts) => facts.map(|f| (f, None)),
+        Err(failure) if failure.is_data_exception() => match read("NULL::pg_catalog.bool") {
+            Ok(facts) => facts.map(|f| (f, Some(failure.sqlstate()))),
+            Err(failure) => crate::errors::raise(failure.code, failure.message),
+        },
+        Err(failure) => crate::errors::raise(failure.code, failure.message),
+    }
+}
+
+fn facts_sql(client: &SpiClient<'_>, assignments: &AssignmentTable, active_when: &str) -> String {
+    format!(
         "SELECT a.followup_active, a.followup_organization, pg_catalog.to_jsonb(policy.*),
                 policy.enabled, policy.remind_after_days, policy.repeat_every_days, policy.escalate_after_days,
                 policy.max_reminders,
@@ -118,16 +145,18 @@ fn facts(client: &SpiClient<'_>, assignments: &AssignmentTable, assignment_id: &
         mentor = assignments.mentor_column,
         coordinator = assignments.coordinator_column.as_ref().map(|c| format!("a.{c}")).unwrap_or("NULL".into()),
         open_snoozes = open_snoozes_sql("$2::pg_catalog.date"),
-        active_when = active_when_sql(assignments),
         organization = assignments.organization_column.as_deref().unwrap_or("NULL"),
         cycle_start = cycle_start_sql(assignments),
         table = assignments.table,
         is_the_assignment = assignments.id_equals_sql("$1"),
         policy_join = policy_join_sql("a.followup_organization"),
         window = window_sql("policy"),
-    );
+    )
+}
+
+fn read_facts(client: &SpiClient<'_>, sql: &str, assignment_id: &str, as_of: Date) -> Option<Facts> {
     let row = client
-        .select(sql.as_str(), None, &[assignment_id.into(), as_of.into()])
+        .select(sql, None, &[assignment_id.into(), as_of.into()])
         .unwrap_or_else(|e| crate::errors::internal(e.to_string()));
     if row.is_empty() {
         return None;
@@ -155,7 +184,7 @@ fn facts(client: &SpiClient<'_>, assignments: &AssignmentTable, assignment_id: &
 }
 
 /// What a run as of `as_of` would want for the assignment: the run's own
-/// scan, restricted to it.
+/// scan, restricted to it, as the table's owner.
 fn due(client: &SpiClient<'_>, assignments: &AssignmentTable, assignment_id: &str, as_of: Date) -> Value {
     let sql = format!(
         "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -164,12 +193,14 @@ fn due(client: &SpiClient<'_>, assignments: &AssignmentTable, assignment_id: &st
            FROM ({due}) AS d",
         due = due_sql(assignments, false, any_policy_escalates(client), &assignments.id_equals_sql("$2")),
     );
-    client
-        .select(sql.as_str(), None, &[as_of.into(), assignment_id.into()])
-        .ok()
-        .and_then(|t| t.first().get_one::<JsonB>().ok().flatten())
-        .map(|j| j.0)
-        .unwrap_or(Value::Array(Vec::new()))
+    security::as_owner_statement(assignments.owner, &sql, || {
+        client
+            .select(sql.as_str(), None, &[as_of.into(), assignment_id.into()])
+            .ok()
+            .and_then(|t| t.first().get_one::<JsonB>().ok().flatten())
+            .map(|j| j.0)
+            .unwrap_or(Value::Array(Vec::new()))
+    })
 }
 
 /// The reminder sequence due at `age` days into a cycle, if any is.
@@ -245,10 +276,15 @@ fn _explain(assignment_id: Option<&str>, as_of: Option<Date>) -> JsonB {
     let as_of = as_of_or_today(as_of);
     Spi::connect(|client| {
         let assignments = registry::require_assignment_table(&client);
-        let Some(facts) = facts(&client, &assignments, assignment_id, as_of) else {
+        let Some((facts, active_when_error)) = facts(&client, &assignments, assignment_id, as_of) else {
             raise(ERRCODE_NO_DATA_FOUND, format!("no assignment with id {}", quote_literal(assignment_id)))
         };
-        let due = due(&client, &assignments, assignment_id, as_of);
+        // a run skips a row whose active_when fails: nothing is due for it
+        let due = if active_when_error.is_some() {
+            Value::Array(Vec::new())
+        } else {
+            due(&client, &assignments, assignment_id, as_of)
+        };
         let age = facts.cycle_start.map(|c| as_of.to_pg_epoch_days() - c.to_pg_epoch_days());
         let date = |d: Option<Date>| d.map(|d| Value::String(iso(d))).unwrap_or(Value::Null);
         let verdict = verdict(&facts, age, &due);
@@ -256,6 +292,7 @@ fn _explain(assignment_id: Option<&str>, as_of: Option<Date>) -> JsonB {
             "assignment_id": assignment_id,
             "as_of": iso(as_of),
             "active": facts.active,
+            "active_when_error": active_when_error,
             "organization": facts.organization,
             "policy": facts.policy,
             "last_contact": facts.last_contact,

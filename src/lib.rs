@@ -22,6 +22,7 @@ mod registry;
 mod repair;
 mod run;
 mod scheduler;
+mod security;
 mod tracking;
 mod triggers;
 
@@ -39,6 +40,7 @@ extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    security::init();
     // _PG_init also runs in every backend that loads the library; only the
     // postmaster, while preloading, may register the static worker.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {

@@ -20,11 +20,13 @@
 //! a large outbox; planner.rs). The SQL wrapper `followup.claim`
 //! (sql/outbox.sql) validates the arguments and returns the claimed rows.
 
+use crate::errors::in_subtransaction;
 use crate::local_time::today;
 use crate::plan_cache;
 use crate::planner::without_jit;
 use crate::registry::{self, AssignmentTable};
 use crate::run::due::{active_when_sql, cycle_start_sql, open_snoozes_sql, policy_join_sql, policy_value, window_of};
+use crate::security;
 use pgrx::datum::{Interval, Uuid};
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
@@ -33,8 +35,8 @@ use std::cell::RefCell;
 
 /// SQL: why the picked message (a row `picked` with assignment_id and
 /// cycle_start) is no longer due, or NULL while it is; with the joins it
-/// needs. `$6` is today (for snoozes).
-fn withdraw_reason_sql(assignments: &AssignmentTable) -> (String, String) {
+/// needs. `today` is the parameter holding today (for snoozes).
+fn withdraw_reason_sql(assignments: &AssignmentTable, today: &str) -> (String, String) {
     let joins = format!(
         "LEFT JOIN LATERAL (SELECT true AS found, {cycle_start} AS cycle_start,
                                   coalesce(({active_when}), false) AS active,
@@ -51,8 +53,10 @@ fn withdraw_reason_sql(assignments: &AssignmentTable) -> (String, String) {
         policy = policy_join_sql("a.organization"),
     );
     // the outbox and the snoozes both hold the id as text
-    let snoozed =
-        format!("picked.assignment_id IN (SELECT sz.assignment_id {})", open_snoozes_sql("$6::pg_catalog.date"));
+    let snoozed = format!(
+        "picked.assignment_id IN (SELECT sz.assignment_id {})",
+        open_snoozes_sql(&format!("{today}::pg_catalog.date"))
+    );
     let reason = format!(
         "CASE WHEN a.found IS NULL THEN 'assignment_inactive'
               WHEN a.cycle_start IS DISTINCT FROM picked.cycle_start THEN 'contact_logged'
@@ -79,7 +83,7 @@ fn withdraw_reason_sql(assignments: &AssignmentTable) -> (String, String) {
 /// visible messages of the digest's recipients (see `pick_sql`).
 fn claim_sql(assignments: Option<&AssignmentTable>, kind: Kind) -> String {
     let (joins, reason) = match assignments {
-        Some(assignments) => withdraw_reason_sql(assignments),
+        Some(assignments) => withdraw_reason_sql(assignments, "$6"),
         None => (String::new(), "NULL::pg_catalog.text".to_string()),
     };
     format!(
@@ -198,21 +202,32 @@ enum Kind {
     Digest,
 }
 
+/// A claim statement kept per backend: its kind, the plan_cache generation
+/// it was built at, the plan, its text, and the assignments table's owner
+/// it runs as (none without a registered table: then it reads only ours).
+struct KeptStatement {
+    kind: Kind,
+    generation: u64,
+    statement: OwnedPreparedStatement,
+    sql: String,
+    owner: Option<pg_sys::Oid>,
+}
+
 thread_local! {
-    /// The kept statements and the plan_cache generation they were built at.
-    static STATEMENTS: RefCell<Vec<(Kind, u64, OwnedPreparedStatement)>> = const { RefCell::new(Vec::new()) };
+    static STATEMENTS: RefCell<Vec<KeptStatement>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with the kept statement of `kind`, preparing it first when the
-/// registrations changed since.
+/// registrations changed since; as the assignments table's owner
+/// (security.rs), since the still-due check reads the app's table.
 fn with_statement<R>(
     client: &mut SpiClient<'_>,
     kind: Kind,
     f: impl FnOnce(&mut SpiClient<'_>, &OwnedPreparedStatement) -> R,
 ) -> R {
     let generation = plan_cache::generation();
-    STATEMENTS.with(|s| s.borrow_mut().retain(|(_, built, _)| *built == generation));
-    let fresh = STATEMENTS.with(|s| s.borrow().iter().any(|(k, _, _)| *k == kind));
+    STATEMENTS.with(|s| s.borrow_mut().retain(|kept| kept.generation == generation));
+    let fresh = STATEMENTS.with(|s| s.borrow().iter().any(|kept| kept.kind == kind));
     if !fresh {
         let assignments = registry::load_assignment_table(client);
         let mut types = vec![
@@ -226,20 +241,28 @@ fn with_statement<R>(
         if kind == Kind::Digest {
             types.extend([PgOid::from(pg_sys::TEXTARRAYOID), PgOid::from(pg_sys::TEXTARRAYOID)]);
         }
-        let statement = client
-            .prepare_mut(claim_sql(assignments.as_ref(), kind).as_str(), &types)
-            .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
-            .keep();
+        let sql = claim_sql(assignments.as_ref(), kind);
+        let owner = assignments.as_ref().map(|a| a.owner);
+        let prepare = |client: &mut SpiClient<'_>| {
+            client.prepare_mut(sql.as_str(), &types).unwrap_or_else(|e| crate::errors::internal(e.to_string())).keep()
+        };
+        let statement = match owner {
+            Some(owner) => security::as_owner_statement(owner, &sql, || prepare(client)),
+            None => prepare(client),
+        };
         let mut watched = plan_cache::registration_tables();
         watched.extend(assignments.map(|a| a.relid));
         plan_cache::watch(watched);
-        STATEMENTS.with(|s| s.borrow_mut().push((kind, generation, statement)));
+        STATEMENTS.with(|s| s.borrow_mut().push(KeptStatement { kind, generation, statement, sql, owner }));
     }
     STATEMENTS.with(|s| {
         let statements = s.borrow();
-        let (_, _, statement) = statements.iter().find(|(k, _, _)| *k == kind).expect("prepared above");
+        let kept = statements.iter().find(|kept| kept.kind == kind).expect("prepared above");
         let _executing = plan_cache::Executing::enter();
-        f(client, statement)
+        match kept.owner {
+            Some(owner) => security::as_owner_statement(owner, &kept.sql, || f(client, &kept.statement)),
+            None => f(client, &kept.statement),
+        }
     })
 }
 
@@ -254,7 +277,44 @@ struct Pass<'a> {
     recipients: Option<(Vec<String>, Vec<String>)>,
 }
 
-/// Runs one pass: (ids handed out, messages withdrawn or deferred, messages picked).
+/// What a pass looked at: how many messages, of which recipients.
+#[derive(Clone)]
+struct Candidates {
+    wanted: i32,
+    recipients: Option<(Vec<String>, Vec<String>)>,
+}
+
+/// Runs `claim` (a whole claim or digest) in a subtransaction. One that
+/// meets a message whose assignment cannot be evaluated (active_when fails
+/// on its row) is rolled back; the messages of the pass it failed in that
+/// cannot be evaluated are held back (`hold_unreadable`), and it runs
+/// again: one bad row stops nobody else's reminders. `claim` records each
+/// pass's candidates in the cell it is given.
+fn holding_unreadable<R>(
+    client: &mut SpiClient<'_>,
+    today: pgrx::datum::Date,
+    mut claim: impl FnMut(&mut SpiClient<'_>, &RefCell<Option<Candidates>>) -> R,
+) -> R {
+    loop {
+        let last_pass = RefCell::new(None);
+        match in_subtransaction(std::panic::AssertUnwindSafe(|| claim(client, &last_pass))) {
+            Ok(claimed) => return claimed,
+            Err(failure) => {
+                let candidates = last_pass.take();
+                let held = match candidates {
+                    Some(candidates) if failure.is_data_exception() => hold_unreadable(client, &candidates, today),
+                    _ => 0,
+                };
+                if held == 0 {
+                    crate::errors::raise(failure.code, failure.message);
+                }
+            }
+        }
+    }
+}
+
+/// Runs one pass: (ids handed out, messages withdrawn or deferred, messages
+/// picked).
 fn claim_pass(client: &mut SpiClient<'_>, pass: &Pass<'_>) -> (Vec<i64>, i64, i64) {
     let attempts_allowed = crate::gucs::MAX_ATTEMPTS.get();
     let kind = if pass.recipients.is_some() { Kind::Digest } else { Kind::Claim };
@@ -288,19 +348,24 @@ fn claim_pass(client: &mut SpiClient<'_>, pass: &Pass<'_>) -> (Vec<i64>, i64, i6
 #[pg_extern(sql = false)]
 fn _claim(consumer: &str, max_messages: i32, lease: Interval, lease_id: Uuid) -> Vec<i64> {
     let today = today();
-    let mut claimed: Vec<i64> = Vec::new();
     without_jit(|| {
-        Spi::connect_mut(|client| loop {
-            let wanted = max_messages - claimed.len() as i32;
-            let pass = Pass { consumer, wanted, lease, lease_id, today, recipients: None };
-            let (ids, set_aside, picked) = claim_pass(client, &pass);
-            claimed.extend(ids);
-            // Only withdrawals and deferrals leave a pass short of what it
-            // picked; a pass that picked fewer than it wanted found no more
-            // visible messages.
-            if set_aside == 0 || picked < wanted as i64 || claimed.len() as i32 >= max_messages {
-                return claimed;
-            }
+        Spi::connect_mut(|client| {
+            holding_unreadable(client, today, |client, last_pass| {
+                let mut claimed: Vec<i64> = Vec::new();
+                loop {
+                    let wanted = max_messages - claimed.len() as i32;
+                    let pass = Pass { consumer, wanted, lease, lease_id, today, recipients: None };
+                    last_pass.replace(Some(Candidates { wanted, recipients: None }));
+                    let (ids, set_aside, picked) = claim_pass(client, &pass);
+                    claimed.extend(ids);
+                    // Only withdrawals and deferrals leave a pass short of what it
+                    // picked; a pass that picked fewer than it wanted found no more
+                    // visible messages.
+                    if set_aside == 0 || picked < wanted as i64 || claimed.len() as i32 >= max_messages {
+                        return claimed;
+                    }
+                }
+            })
         })
     })
 }
@@ -308,11 +373,6 @@ fn _claim(consumer: &str, max_messages: i32, lease: Interval, lease_id: Uuid) ->
 /// Messages one digest hands out at most (all of a recipient's claimable
 /// messages, for up to max_recipients recipients).
 const DIGEST_MESSAGES_MAX: i32 = 10_000;
-
-/// Advisory lock class of the digest's recipients
-/// (`pg_try_advisory_xact_lock(class, hashtext(recipient))`): two digests at
-/// once never split a recipient between them.
-const DIGEST_LOCK_CLASS: i32 = 0x666F_6C64; // "fold"
 
 /// The next recipients for a digest, in the order of their oldest claimable
 /// message, each locked for this transaction (a recipient another digest
@@ -347,13 +407,7 @@ fn lock_recipients(
             if !seen.insert(recipient.clone()) {
                 continue;
             }
-            let mine = crate::query::one::<bool>(
-                client,
-                "SELECT pg_catalog.pg_try_advisory_xact_lock($1, pg_catalog.hashtext($2 || '/' || $3))",
-                &[DIGEST_LOCK_CLASS.into(), recipient.0.as_str().into(), recipient.1.as_str().into()],
-            )
-            .unwrap_or(false);
-            if mine {
+            if recipient_lock(client, &recipient).try_acquire(false) {
                 locked.push(recipient);
                 if locked.len() >= wanted {
                     break 'walk;
@@ -369,32 +423,110 @@ fn lock_recipients(
 #[pg_extern(sql = false)]
 fn _claim_digest(consumer: &str, max_recipients: i32, lease: Interval, lease_id: Uuid) -> Vec<i64> {
     let today = today();
-    let mut claimed: Vec<i64> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut served = 0usize;
     without_jit(|| {
         Spi::connect_mut(|client| {
-            while served < max_recipients as usize && (claimed.len() as i32) < DIGEST_MESSAGES_MAX {
-                let recipients = lock_recipients(client, max_recipients as usize - served, &mut seen);
-                if recipients.is_empty() {
-                    break;
+            holding_unreadable(client, today, |client, last_pass| {
+                let mut claimed: Vec<i64> = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                let mut served = 0usize;
+                while served < max_recipients as usize && (claimed.len() as i32) < DIGEST_MESSAGES_MAX {
+                    let recipients = lock_recipients(client, max_recipients as usize - served, &mut seen);
+                    if recipients.is_empty() {
+                        break;
+                    }
+                    let (roles, ids): (Vec<String>, Vec<String>) = recipients.into_iter().unzip();
+                    let wanted = DIGEST_MESSAGES_MAX - claimed.len() as i32;
+                    last_pass.replace(Some(Candidates { wanted, recipients: Some((roles.clone(), ids.clone())) }));
+                    let pass = Pass { consumer, wanted, lease, lease_id, today, recipients: Some((roles, ids)) };
+                    let (handed_out, _, _) = claim_pass(client, &pass);
+                    served += count_recipients(client, &handed_out);
+                    claimed.extend(handed_out);
                 }
-                let (roles, ids): (Vec<String>, Vec<String>) = recipients.into_iter().unzip();
-                let pass = Pass {
-                    consumer,
-                    wanted: DIGEST_MESSAGES_MAX - claimed.len() as i32,
-                    lease,
-                    lease_id,
-                    today,
-                    recipients: Some((roles, ids)),
-                };
-                let (handed_out, _, _) = claim_pass(client, &pass);
-                served += count_recipients(client, &handed_out);
-                claimed.extend(handed_out);
-            }
+                claimed
+            })
         })
-    });
-    claimed
+    })
+}
+
+/// The lock of a digest's recipient, for the claiming transaction (two
+/// digests at once never split a recipient between them): a lock of the
+/// extension's own that no other role can take (security.rs), keyed by the
+/// hash of the recipient's id, per role.
+fn recipient_lock(client: &SpiClient<'_>, (role, id): &(String, String)) -> security::Lock {
+    let hash = crate::query::one::<i32>(client, "SELECT pg_catalog.hashtext($1)", &[id.as_str().into()]).unwrap_or(0);
+    security::Lock::Recipient { role_index: if role == "coordinator" { 2 } else { 1 }, hash: hash as u32 }
+}
+
+/// How long a message whose assignment cannot be evaluated is held back
+/// before a claim tries it again.
+const HOLD_UNREADABLE: &str = "1 hour";
+
+/// Holds back the messages among a pass's candidates whose assignment row
+/// the still-due check cannot evaluate: each is judged alone, as the
+/// table's owner, in a subtransaction; those that fail with a data
+/// exception stay pending, visible again in an hour, with the reason in
+/// last_error (no values of the row). Returns how many it held.
+fn hold_unreadable(client: &mut SpiClient<'_>, pass: &Candidates, today: pgrx::datum::Date) -> usize {
+    let Some(assignments) = registry::load_assignment_table(client) else { return 0 };
+    let candidates_sql = match &pass.recipients {
+        None => format!(
+            "SELECT o.message_id, o.assignment_id, o.cycle_start FROM followup.outbox AS o
+              WHERE {CLAIMABLE} ORDER BY o.message_id LIMIT $1 FOR UPDATE SKIP LOCKED"
+        ),
+        Some(_) => format!(
+            "SELECT o.message_id, o.assignment_id, o.cycle_start FROM followup.outbox AS o
+              WHERE {CLAIMABLE}
+                AND (o.recipient_role::pg_catalog.text, coalesce(o.recipient_id, '')) IN
+                    (SELECT * FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.text[]), pg_catalog.unnest($3::pg_catalog.text[])))
+              ORDER BY o.message_id LIMIT $1 FOR UPDATE SKIP LOCKED"
+        ),
+    };
+    let (roles, ids) = pass.recipients.clone().unwrap_or_default();
+    let candidates: Vec<(i64, String, pgrx::datum::Date)> = client
+        .update(candidates_sql.as_str(), None, &[pass.wanted.into(), roles.into(), ids.into()])
+        .map(|rows| {
+            rows.filter_map(|r| Some((r.get::<i64>(1).ok()??, r.get::<String>(2).ok()??, r.get(3).ok()??))).collect()
+        })
+        .unwrap_or_default();
+    let (joins, reason) = withdraw_reason_sql(&assignments, "$3");
+    let judge = format!(
+        "SELECT {reason} FROM (SELECT $1::pg_catalog.text AS assignment_id, $2::pg_catalog.date AS cycle_start) AS picked {joins}"
+    );
+    let mut held = Vec::new();
+    let mut sqlstate = String::new();
+    for (message_id, assignment_id, cycle_start) in candidates {
+        let judged = in_subtransaction(std::panic::AssertUnwindSafe(|| {
+            security::as_owner_statement(assignments.owner, &judge, || {
+                client
+                    .select(judge.as_str(), None, &[assignment_id.as_str().into(), cycle_start.into(), today.into()])
+                    .map(|_| ())
+                    .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
+            })
+        }));
+        if let Err(failure) = judged {
+            if failure.is_data_exception() {
+                sqlstate = failure.sqlstate();
+                held.push(message_id);
+            }
+        }
+    }
+    if !held.is_empty() {
+        crate::query::execute(
+            client,
+            &format!(
+                "UPDATE followup.outbox AS o
+                    SET visible_at = pg_catalog.clock_timestamp() + interval '{HOLD_UNREADABLE}',
+                        last_error = pg_catalog.format('held: its assignment cannot be evaluated (SQLSTATE %s); tried again after {HOLD_UNREADABLE}', $2::pg_catalog.text)
+                  WHERE o.message_id OPERATOR(pg_catalog.=) ANY ($1)"
+            ),
+            &[held.clone().into(), sqlstate.as_str().into()],
+        );
+        warning!(
+            "pg_followup: {} message(s) held back for {HOLD_UNREADABLE}: their assignment cannot be evaluated (SQLSTATE {sqlstate})",
+            held.len()
+        );
+    }
+    held.len()
 }
 
 /// How many recipients these messages have.

@@ -12,7 +12,6 @@
 
 use crate::query::execute;
 use crate::registry::{self, quote_ident};
-use crate::tracking;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
@@ -31,11 +30,20 @@ const TRUNCATE_TRIGGERS: [(&str, &str); 2] = [(TRUNCATE_NOTE_TRIGGER, "BEFORE"),
 const TRACKED_RELATIONS: &str = include_str!("../sql/queries/tracked_relations.sql");
 const TRACKING_TRIGGERS: &str = include_str!("../sql/queries/tracking_triggers.sql");
 
-/// Called by the `followup_partitions` event trigger after CREATE TABLE …
-/// PARTITION OF, ATTACH PARTITION and DETACH PARTITION.
+/// `followup._sync_partition_triggers(relids oid[])`: called by the
+/// `followup_partitions` event trigger after CREATE TABLE … PARTITION OF,
+/// ATTACH PARTITION and DETACH PARTITION, with the tables the command named
+/// (in a tracked table's partition tree).
+#[pg_extern(sql = false)]
+fn _sync_partition_triggers_for(relids: Option<Vec<pg_sys::Oid>>) {
+    Spi::connect_mut(|client| sync_triggers(client, relids.as_deref()));
+}
+
+/// `followup._sync_partition_triggers()` of the schema before 0.4.0, which
+/// its upgrade scripts call while this library is installed: a full sync.
 #[pg_extern(sql = false)]
 fn _sync_partition_triggers() {
-    Spi::connect_mut(sync_triggers);
+    Spi::connect_mut(|client| sync_triggers(client, None));
 }
 
 /// Makes the tracking triggers match the registrations: the four triggers on
@@ -44,12 +52,34 @@ fn _sync_partition_triggers() {
 /// partition's statement triggers), the row trigger's clones enabled for
 /// replication only, and no trigger of ours on a table that is no longer
 /// tracked (untracked, or a detached partition).
-pub fn sync_triggers(client: &mut SpiClient<'_>) {
-    // (table, is the registered table itself, registered table's OID)
-    let wanted: Vec<(String, bool, pg_sys::Oid)> = client
+///
+/// With `scope`, triggers are added only for the registrations whose
+/// partition trees hold one of those tables: DDL on one tracked table never
+/// depends on the state of another. A trigger of someone else's with one of
+/// our names is left alone, with a WARNING (the table is then not tracked
+/// on that path), instead of failing the statement that caused the sync.
+pub fn sync_triggers(client: &mut SpiClient<'_>, scope: Option<&[pg_sys::Oid]>) {
+    // (table, is the registered table itself, registered table's OID,
+    // relation OID), of every registration
+    let tracked: Vec<(String, bool, pg_sys::Oid, pg_sys::Oid)> = client
         .select(TRACKED_RELATIONS, None, &[])
-        .map(|rows| rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??))).collect())
+        .map(|rows| {
+            rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??, r.get(4).ok()??))).collect()
+        })
         .unwrap_or_default();
+    let in_scope: Vec<pg_sys::Oid> = match scope {
+        None => tracked.iter().map(|(_, _, registered, _)| *registered).collect(),
+        Some(relids) => tracked
+            .iter()
+            .filter(|(_, _, _, relid)| relids.contains(relid))
+            .map(|(_, _, registered, _)| *registered)
+            .collect(),
+    };
+    let wanted: Vec<(String, bool, pg_sys::Oid)> = tracked
+        .iter()
+        .filter(|(_, _, registered, _)| in_scope.contains(registered))
+        .map(|(table, is_root, registered, _)| (table.clone(), *is_root, *registered))
+        .collect();
 
     // (table, trigger, enabled, is a clone of a parent's trigger)
     let existing: Vec<(String, String, String, bool)> = client
@@ -58,6 +88,30 @@ pub fn sync_triggers(client: &mut SpiClient<'_>) {
             rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??, r.get(4).ok()??))).collect()
         })
         .unwrap_or_default();
+    // triggers of any function on the wanted tables, to see a name taken by
+    // someone else's
+    let tables: Vec<String> = wanted.iter().map(|(t, _, _)| t.clone()).collect();
+    let named: Vec<(String, String)> = client
+        .select(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), tg.tgname::pg_catalog.text
+               FROM pg_catalog.pg_trigger AS tg
+               JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) tg.tgrelid
+               JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              WHERE pg_catalog.format('%I.%I', n.nspname, c.relname) OPERATOR(pg_catalog.=) ANY ($1)",
+            None,
+            &[tables.into()],
+        )
+        .map(|rows| rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??))).collect())
+        .unwrap_or_default();
+    let taken = |table: &str, trigger: &str| {
+        let foreign = named.iter().any(|(t, n)| t == table && n == trigger);
+        if foreign {
+            warning!(
+                "pg_followup: {table} has a trigger named {trigger} that is not pg_followup's; not tracking that path of {table} (rename or drop it, then register again)"
+            );
+        }
+        foreign
+    };
     let has = |table: &str, trigger: &str| existing.iter().any(|(t, n, _, _)| t == table && n == trigger);
     // The TRUNCATE trigger function exists from the schema of 0.3.0 on; a
     // library that is newer than the schema (before ALTER EXTENSION UPDATE,
@@ -78,7 +132,7 @@ pub fn sync_triggers(client: &mut SpiClient<'_>) {
             new_partitions.push((table, *registered));
         }
         for trigger in STATEMENT_TRIGGERS {
-            if !has(table, trigger) {
+            if !has(table, trigger) && !taken(table, trigger) {
                 let (event, referencing) = match trigger {
                     INSERT_TRIGGER => ("INSERT", "NEW TABLE AS followup_new"),
                     UPDATE_TRIGGER => ("UPDATE", "OLD TABLE AS followup_old NEW TABLE AS followup_new"),
@@ -91,14 +145,14 @@ pub fn sync_triggers(client: &mut SpiClient<'_>) {
             }
         }
         for (trigger, timing) in TRUNCATE_TRIGGERS {
-            if truncate_tracked && !has(table, trigger) {
+            if truncate_tracked && !has(table, trigger) && !taken(table, trigger) {
                 ddl.push(format!(
                     "CREATE TRIGGER {trigger} {timing} TRUNCATE ON {table}
                      FOR EACH STATEMENT EXECUTE FUNCTION followup.activity_truncate_trigger()"
                 ));
             }
         }
-        if *is_root && !has(table, REPLICA_TRIGGER) {
+        if *is_root && !has(table, REPLICA_TRIGGER) && !taken(table, REPLICA_TRIGGER) {
             // Row-level, and enabled only while session_replication_role =
             // replica: logical-replication apply fires no statement triggers.
             // On a partitioned table Postgres clones it onto every partition.
@@ -110,8 +164,9 @@ pub fn sync_triggers(client: &mut SpiClient<'_>) {
         }
     }
     for (table, trigger, enabled, is_clone) in &existing {
-        let still_wanted =
-            wanted.iter().any(|(t, is_root, _)| t == table && (trigger != REPLICA_TRIGGER || *is_root || *is_clone));
+        let still_wanted = tracked
+            .iter()
+            .any(|(t, is_root, _, _)| t == table && (trigger != REPLICA_TRIGGER || *is_root || *is_clone));
         if !still_wanted && !is_clone {
             ddl.push(format!("DROP TRIGGER {} ON {table}", quote_ident(trigger)));
         } else if still_wanted && trigger == REPLICA_TRIGGER && enabled != "R" {
@@ -137,7 +192,7 @@ pub fn sync_triggers(client: &mut SpiClient<'_>) {
     let activities = registry::load_activity_tables(client);
     for (partition, registered) in new_partitions {
         if let Some(activity) = activities.iter().find(|a| a.relid == registered) {
-            execute(client, &tracking::raise_sql(&assignments, activity, partition), &[]);
+            crate::registration::backfill(client, &assignments, activity, partition);
         }
     }
 }

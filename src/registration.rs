@@ -6,7 +6,10 @@
 //! `regclass`, `name` and `name[]`, which arrive here as an OID and C strings.
 //! They are SECURITY DEFINER with a pinned search_path; who may register a
 //! table is decided here, against the role that called (`GetOuterUserId`):
-//! the table's owner (or a member of the owning role) or a superuser.
+//! the table's owner (or a member of the owning role) or a superuser; to
+//! replace the assignments registration, also the owner of the table
+//! registered now; to register an activity table, also a role that may set
+//! the assignments' last contact itself (README, "Roles and privileges").
 //!
 //! Every check happens before anything is written, and any error aborts the
 //! statement, so a rejected call registers nothing.
@@ -89,14 +92,67 @@ fn caller_name(client: &SpiClient<'_>) -> String {
 /// Registering a table creates triggers on it and makes the extension write to
 /// it: only its owner (or a superuser) may do that.
 pub fn require_owner(client: &SpiClient<'_>, relid: pg_sys::Oid, table: &str) {
-    let allowed = crate::query::one::<bool>(
+    if !caller_owns(client, relid) {
+        raise(ERRCODE_INSUFFICIENT_PRIVILEGE, format!("must be owner of table {table}"));
+    }
+}
+
+/// Is the calling role the owner of the table (a member of the owning role,
+/// or a superuser)?
+fn caller_owns(client: &SpiClient<'_>, relid: pg_sys::Oid) -> bool {
+    crate::query::one::<bool>(
         client,
         "SELECT pg_catalog.pg_has_role($1, c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = $2",
         &[caller().into(), relid.into()],
     )
-    .unwrap_or(false);
+    .unwrap_or(false)
+}
+
+/// An activity table moves the assignments' last contacts: registering one
+/// needs the right to do that directly, i.e. to own the assignments table or
+/// to UPDATE its last-contact column.
+fn require_last_contact_update(client: &SpiClient<'_>, assignments: &registry::AssignmentTable) {
+    let allowed = caller_owns(client, assignments.relid)
+        || crate::query::one::<bool>(
+            client,
+            "SELECT pg_catalog.has_column_privilege($1, $2, a.attnum, 'UPDATE')
+               FROM pg_catalog.pg_attribute a
+              WHERE a.attrelid = $2 AND pg_catalog.quote_ident(a.attname) = $3",
+            &[caller().into(), assignments.relid.into(), assignments.last_contact_column.as_str().into()],
+        )
+        .unwrap_or(false);
     if !allowed {
-        raise(ERRCODE_INSUFFICIENT_PRIVILEGE, format!("must be owner of table {table}"));
+        raise_with_hint(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "registering an activity table needs UPDATE on {}.{} or ownership of {}",
+                assignments.table, assignments.last_contact_column, assignments.table
+            ),
+            "An activity table sets the assignments' last contact; only a role that may set it itself can register one.",
+        );
+    }
+}
+
+/// Tracking reads the activity table as the assignments table's owner
+/// (security.rs): that role must be able to.
+fn require_readable_by_owner(client: &SpiClient<'_>, assignments: &registry::AssignmentTable, activity: pg_sys::Oid) {
+    let readable = crate::query::one::<bool>(
+        client,
+        "SELECT pg_catalog.has_table_privilege($1, $2, 'SELECT')",
+        &[assignments.owner.into(), activity.into()],
+    )
+    .unwrap_or(false);
+    if !readable {
+        let table = registry::qualified_name(client, activity).unwrap_or_default();
+        let owner = crate::security::role_name(assignments.owner);
+        raise_with_hint(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("{owner}, the owner of {}, cannot read {table}", assignments.table),
+            format!(
+                "pg_followup reads activity tables as the owner of the assignments table: GRANT SELECT ON {table} TO {};",
+                quote_ident(&owner)
+            ),
+        );
     }
 }
 
@@ -139,6 +195,23 @@ fn track_assignments(
         let info = relation_info(client, relid);
         require_table(&info, "assignments table");
         require_owner(client, relid, &info.name);
+        // replacing the registration takes the table registered now away
+        // from pg_followup: that is its owner's decision
+        if let Some(current) = crate::query::one::<pg_sys::Oid>(
+            client,
+            "SELECT relation::pg_catalog.oid FROM followup.assignment_tables",
+            &[],
+        ) {
+            if let Some(current_name) = registry::qualified_name(client, current) {
+                if current != relid && !caller_owns(client, current) {
+                    raise_with_hint(
+                        ERRCODE_INSUFFICIENT_PRIVILEGE,
+                        format!("must be owner of table {current_name}, the assignments table registered now"),
+                        "Only the owner of the registered assignments table may replace its registration.",
+                    );
+                }
+            }
+        }
         let table = &info.name;
         let spec = AssignmentSpec {
             relid,
@@ -151,12 +224,13 @@ fn track_assignments(
             active_when: active_when.clone(),
             payload_columns: payload_columns.clone(),
         };
-        registry::describe_assignment_table(client, &spec).unwrap_or_else(|e| e.raise());
+        let described = registry::describe_assignment_table(client, &spec).unwrap_or_else(|e| e.raise());
         if let Some(expression) = &active_when {
-            crate::active_when::validate(client, relid, table, expression);
+            crate::active_when::validate(client, &described, expression);
         }
 
-        // Activity tables already registered must still match the (new) table.
+        // Activity tables already registered must still match the (new)
+        // table, and its owner must be able to read them.
         for (activity_relid, occurred, matches, targets) in registry::activity_registrations(client) {
             if let Err(DescribeError(code, message)) =
                 registry::describe_activity_table(client, activity_relid, &occurred, &matches, &targets, relid)
@@ -167,6 +241,7 @@ fn track_assignments(
                     "Untrack that activity table first (followup.untrack_activities).",
                 );
             }
+            require_readable_by_owner(client, &described, activity_relid);
         }
 
         let registered_by = caller_name(client);
@@ -235,6 +310,8 @@ fn track_activities(
             raise(ERRCODE_INVALID_PARAMETER_VALUE, "the assignments table cannot also be an activity table");
         }
         require_owner(client, relid, &info.name);
+        require_last_contact_update(client, &assignments);
+        require_readable_by_owner(client, &assignments, relid);
         if match_columns.is_empty() {
             raise(ERRCODE_INVALID_PARAMETER_VALUE, "match_columns must name at least one column");
         }
@@ -278,11 +355,24 @@ fn track_activities(
                 ],
             )
             .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
-        sync_triggers(client);
+        sync_triggers(client, None);
         plan_cache::invalidate_registrations();
         suggest_index(client, &activity);
-        execute(client, &tracking::raise_sql(&assignments, &activity, &activity.table), &[]);
+        backfill(client, &assignments, &activity, &activity.table);
     });
+}
+
+/// Raises every assignment to the latest activity stored in `rows` (the
+/// activity table, or one of its partitions), as the assignments table's
+/// owner.
+pub fn backfill(
+    client: &mut SpiClient<'_>,
+    assignments: &registry::AssignmentTable,
+    activity: &registry::ActivityTable,
+    rows: &str,
+) {
+    let sql = tracking::raise_sql(assignments, activity, rows);
+    crate::security::as_owner_statement(assignments.owner, &sql, || execute(client, &sql, &[]));
 }
 
 #[pg_extern(sql = false)]
@@ -298,7 +388,7 @@ fn untrack_activities(activities: Option<pg_sys::Oid>) {
         if removed == 0 {
             raise(ERRCODE_UNDEFINED_OBJECT, format!("table {} is not tracked", info.name));
         }
-        sync_triggers(client);
+        sync_triggers(client, None);
         plan_cache::invalidate_registrations();
     });
 }
@@ -308,7 +398,7 @@ fn untrack_activities(activities: Option<pg_sys::Oid>) {
 fn backfill_all(client: &mut SpiClient<'_>) {
     let Some(assignments) = registry::load_assignment_table(client) else { return };
     for activity in registry::load_activity_tables(client) {
-        execute(client, &tracking::raise_sql(&assignments, &activity, &activity.table), &[]);
+        backfill(client, &assignments, &activity, &activity.table);
     }
 }
 

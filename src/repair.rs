@@ -13,11 +13,15 @@
 //! the assignments that have activities in the table, and the AFTER TRUNCATE
 //! one recomputes just those, once the table (or every table of the
 //! statement) is empty.
+//!
+//! Every statement on the app's tables runs as the assignments table's
+//! owner (security.rs); the audit rows are written as ourselves.
 
 use crate::errors::{raise, required};
 use crate::local_time::iso_text_sql;
 use crate::query::execute;
-use crate::registry::{self, AssignmentTable};
+use crate::registry::{self, AssignmentTable, EQUALS};
+use crate::security;
 use crate::tracking::{bulk_recompute_sql, recompute_sql};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -64,21 +68,26 @@ fn _verify(
              SELECT d.assignment_id, d.stored, d.expected FROM drift AS d ORDER BY d.assignment_id LIMIT $1",
             drift_sql(&client, &assignments)
         );
-        client
-            .select(sql.as_str(), None, &[max_rows.into()])
-            .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
-            .map(|row| {
-                (
-                    row.get::<String>(1).ok().flatten().unwrap_or_default(),
-                    row.get::<String>(2).ok().flatten(),
-                    row.get::<String>(3).ok().flatten(),
-                )
-            })
-            .collect()
+        security::as_owner_statement(assignments.owner, &sql, || {
+            client
+                .select(sql.as_str(), None, &[max_rows.into()])
+                .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
+                .map(|row| {
+                    (
+                        row.get::<String>(1).ok().flatten().unwrap_or_default(),
+                        row.get::<String>(2).ok().flatten(),
+                        row.get::<String>(3).ok().flatten(),
+                    )
+                })
+                .collect()
+        })
     });
     TableIterator::new(rows)
 }
 
+/// Sets every drifted assignment to what tracking keeps and audits each
+/// change. Two statements: the UPDATE of the app's table as its owner
+/// (security.rs), the audit rows as ourselves.
 #[pg_extern(sql = false)]
 fn _repair(reason: Option<&str>) -> i64 {
     let reason = required(reason, "reason");
@@ -88,28 +97,55 @@ fn _repair(reason: Option<&str>) -> i64 {
     Spi::connect_mut(|client| {
         let assignments = registry::require_assignment_table(client);
         let sql = format!(
-            "WITH drift AS MATERIALIZED ({drift}),
-                  fixed AS (
-                      UPDATE {table} AS a SET {lc} = drift.value
-                        FROM drift WHERE a.{id} = drift.id_value
-                      RETURNING drift.assignment_id, drift.stored, drift.expected)
-             INSERT INTO followup.repairs (assignment_id, old_value, new_value, reason)
-             SELECT fixed.assignment_id, fixed.stored, fixed.expected, $1 FROM fixed",
+            "WITH drift AS MATERIALIZED ({drift})
+             UPDATE {table} AS a SET {lc} = drift.value
+               FROM drift WHERE a.{id} = drift.id_value
+             RETURNING drift.assignment_id, drift.stored, drift.expected",
             drift = drift_sql(client, &assignments),
             table = assignments.table,
             lc = assignments.last_contact_column,
             id = assignments.id_column,
         );
-        client
-            .update(sql.as_str(), None, &[reason.trim().into()])
-            .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
-            .len() as i64
+        let mut ids = Vec::new();
+        let mut stored = Vec::new();
+        let mut expected = Vec::new();
+        security::as_owner_statement(assignments.owner, &sql, || {
+            for row in client.update(sql.as_str(), None, &[]).unwrap_or_else(|e| crate::errors::internal(e.to_string()))
+            {
+                ids.push(row.get::<String>(1).ok().flatten().unwrap_or_default());
+                stored.push(row.get::<String>(2).ok().flatten());
+                expected.push(row.get::<String>(3).ok().flatten());
+            }
+        });
+        let repaired = ids.len() as i64;
+        if repaired > 0 {
+            execute(
+                client,
+                "INSERT INTO followup.repairs (assignment_id, old_value, new_value, reason, repaired_by)
+                 SELECT r.id, r.old_value, r.new_value, $4, $5
+                   FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[]),
+                                   pg_catalog.unnest($3::pg_catalog.text[])) AS r (id, old_value, new_value)",
+                &[
+                    ids.into(),
+                    stored.into(),
+                    expected.into(),
+                    reason.trim().into(),
+                    security::role_name(security::acting_role()).into(),
+                ],
+            );
+        }
+        repaired
     })
 }
 
-/// Where the BEFORE TRUNCATE trigger notes the affected assignments, for the
-/// AFTER TRUNCATE one (a temporary table of this session).
-const TRUNCATED: &str = "pg_temp.followup_truncated_assignments";
+thread_local! {
+    /// The assignments with activities in the tables a TRUNCATE empties,
+    /// noted by its BEFORE TRUNCATE triggers for its AFTER TRUNCATE ones,
+    /// with the transaction they belong to. Kept in memory, not in a table:
+    /// nothing of the caller's can take part.
+    static TRUNCATED: std::cell::RefCell<(pg_sys::TransactionId, std::collections::HashSet<String>)> =
+        std::cell::RefCell::new((pg_sys::InvalidTransactionId, std::collections::HashSet::new()));
+}
 
 /// BEFORE TRUNCATE of a tracked table (or one of its partitions): note the
 /// assignments with an activity in it.
@@ -127,49 +163,55 @@ pub fn before_truncate(client: &mut SpiClient<'_>, relid: pg_sys::Oid) {
     let matches = activity
         .keys
         .iter()
-        .map(|k| format!("r.{} {} a.{}", k.activity_column, k.equality, k.assignment_column))
+        .map(|k| format!("a.{} {EQUALS} r.{}", k.assignment_column, k.activity_column))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let noted = crate::query::one::<bool>(client, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[TRUNCATED.into()])
-        .unwrap_or(false);
-    if !noted {
-        execute(client, &format!("CREATE TEMP TABLE {TRUNCATED} (assignment_id text)"), &[]);
-    }
-    execute(
-        client,
-        &format!(
-            "INSERT INTO {TRUNCATED}
-             SELECT (a.{id})::pg_catalog.text FROM {table} AS a
-              WHERE EXISTS (SELECT 1 FROM {truncated} AS r WHERE {matches})",
-            id = assignments.id_column,
-            table = assignments.table,
-        ),
-        &[],
+    let sql = format!(
+        "SELECT (a.{id})::pg_catalog.text FROM {table} AS a
+          WHERE EXISTS (SELECT 1 FROM {truncated} AS r WHERE {matches})",
+        id = assignments.id_column,
+        table = assignments.table,
     );
+    let noted: Vec<String> = security::as_owner_statement(assignments.owner, &sql, || {
+        client
+            .select(sql.as_str(), None, &[])
+            .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
+            .filter_map(|row| row.get::<String>(1).ok().flatten())
+            .collect()
+    });
+    let transaction = unsafe { pg_sys::GetTopTransactionId() };
+    TRUNCATED.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.0 != transaction {
+            *t = (transaction, std::collections::HashSet::new());
+        }
+        t.1.extend(noted);
+    });
 }
 
 /// AFTER TRUNCATE: recompute the noted assignments from what is left.
 pub fn after_truncate(client: &mut SpiClient<'_>) {
-    let Some(assignments) = registry::load_assignment_table(client) else { return };
-    let exists =
-        crate::query::one::<bool>(client, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[TRUNCATED.into()])
-            .unwrap_or(false);
-    if !exists {
+    let transaction = unsafe { pg_sys::GetTopTransactionId() };
+    let noted: Vec<String> = TRUNCATED.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.0 != transaction {
+            return Vec::new();
+        }
+        t.1.drain().collect()
+    });
+    if noted.is_empty() {
         return;
     }
+    let Some(assignments) = registry::load_assignment_table(client) else { return };
     let activities = registry::load_activity_tables(client);
     let recompute = recompute_sql(&assignments, &activities);
     let lc = &assignments.last_contact_column;
-    execute(
-        client,
-        &format!(
-            "UPDATE {table} AS a SET {lc} = {recompute}
-              WHERE (a.{id})::pg_catalog.text IN (SELECT t.assignment_id FROM {TRUNCATED} AS t)
-                AND a.{lc} IS DISTINCT FROM {recompute}",
-            table = assignments.table,
-            id = assignments.id_column,
-        ),
-        &[],
+    let sql = format!(
+        "UPDATE {table} AS a SET {lc} = {recompute}
+          WHERE (a.{id})::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])
+            AND a.{lc} IS DISTINCT FROM {recompute}",
+        table = assignments.table,
+        id = assignments.id_column,
     );
-    execute(client, &format!("TRUNCATE {TRUNCATED}"), &[]);
+    security::as_owner_statement(assignments.owner, &sql, || execute(client, &sql, &[noted.into()]));
 }

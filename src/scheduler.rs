@@ -18,7 +18,13 @@
 //!   (run/worker.rs), so the scheduler stays free to raise a long_run alert while it
 //!   runs. At start-up it marks runs whose process died as abandoned and, when
 //!   the day's run was missed while the server was down, raises
-//!   missed_schedule and runs once (catch_up). An advisory lock keeps it single.
+//!   missed_schedule and runs once (catch_up). A lock of the extension's own
+//!   keeps it single (security.rs).
+//!
+//! Every worker session pins `search_path = pg_catalog, pg_temp` before its
+//! first query, and its SQL names pg_catalog's operators and functions: an
+//! object a database owner creates in `public` (or in a schema named after
+//! the worker's user) is never resolved instead (bgw.rs).
 
 use crate::bgw::{self, sleep};
 use crate::gucs;
@@ -45,10 +51,6 @@ const RETRY_AFTER_SKIP: Duration = Duration::from_secs(60);
 const PRUNE_BATCH: i32 = 5_000;
 /// The launcher and the scheduler are restarted this long after they die.
 const RESTART_AFTER: Duration = Duration::from_secs(10);
-
-/// `pg_try_advisory_lock(7381237527265899859)`: held by the one scheduler of a
-/// database ("followupS").
-const SCHEDULER_LOCK_KEY: i64 = 0x666F_6C6C_6F77_7553;
 
 const MISSED_DAY: &str = include_str!("../sql/queries/missed_day.sql");
 const RAISE_LONG_RUNS: &str = include_str!("../sql/queries/raise_long_runs.sql");
@@ -91,11 +93,12 @@ pub extern "C-unwind" fn followup_scheduler_main(_arg: pg_sys::Datum) {
     bgw::install_signal_handlers(true);
     let database = gucs::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    bgw::pin_search_path();
+    wait_for_extension(&database);
     if !take_scheduler_lock() {
         // another scheduler (e.g. left over from before a launcher restart) runs
         unsafe { pg_sys::proc_exit(0) };
     }
-    wait_for_extension(&database);
     log!("pg_followup scheduler started in database \"{database}\"");
 
     let mut scheduler = Scheduler::new();
@@ -106,10 +109,10 @@ pub extern "C-unwind" fn followup_scheduler_main(_arg: pg_sys::Datum) {
     }
 }
 
+/// The one scheduler of a database holds this lock (security.rs: a lock
+/// no role can take from SQL, so none can keep the scheduler from starting).
 fn take_scheduler_lock() -> bool {
-    BackgroundWorker::transaction(|| {
-        select_one::<bool>("SELECT pg_catalog.pg_try_advisory_lock($1)", &[SCHEDULER_LOCK_KEY.into()]).unwrap_or(false)
-    })
+    BackgroundWorker::transaction(|| crate::security::Lock::Scheduler.try_acquire(true))
 }
 
 /// Is there a database of that name? Before connecting to a database only the
@@ -141,8 +144,12 @@ fn database_exists(database: &str) -> bool {
 
 fn extension_installed() -> bool {
     BackgroundWorker::transaction(|| {
-        select_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_followup')", &[])
-            .unwrap_or(false)
+        select_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension
+                             WHERE extname OPERATOR(pg_catalog.=) 'pg_followup')",
+            &[],
+        )
+        .unwrap_or(false)
     })
 }
 
@@ -176,7 +183,7 @@ impl Schedule {
         let (run_at, tz) = (self.run_at.clone(), self.timezone.clone());
         BackgroundWorker::transaction(move || {
             select_one::<f64>(
-                "SELECT extract(epoch FROM followup._next_run_after(pg_catalog.to_timestamp($1), $2, $3))::float8",
+                "SELECT pg_catalog.date_part('epoch', followup._next_run_after(pg_catalog.to_timestamp($1), $2, $3))",
                 &[after.into(), run_at.as_str().into(), tz.as_str().into()],
             )
             .unwrap_or(after + 86_400.0)
@@ -188,7 +195,7 @@ impl Schedule {
         let (run_at, tz) = (self.run_at.clone(), self.timezone.clone());
         BackgroundWorker::transaction(move || {
             select_one::<f64>(
-                "SELECT extract(epoch FROM followup._last_run_at_or_before(pg_catalog.to_timestamp($1), $2, $3))::float8",
+                "SELECT pg_catalog.date_part('epoch', followup._last_run_at_or_before(pg_catalog.to_timestamp($1), $2, $3))",
                 &[at.into(), run_at.as_str().into(), tz.as_str().into()],
             )
             .unwrap_or(at)
@@ -211,7 +218,7 @@ impl Schedule {
 /// Seconds since the epoch, from the database clock.
 fn now() -> f64 {
     BackgroundWorker::transaction(|| {
-        select_one::<f64>("SELECT extract(epoch FROM pg_catalog.clock_timestamp())::float8", &[]).unwrap_or(0.0)
+        select_one::<f64>("SELECT pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())", &[]).unwrap_or(0.0)
     })
 }
 
@@ -257,7 +264,8 @@ impl Scheduler {
         let first_delay = gucs::RETRY_DELAY_SECONDS.get();
         let at = BackgroundWorker::transaction(move || {
             select_one::<f64>(
-                "SELECT extract(epoch FROM followup._next_retry_at($1, $2, make_interval(secs => $3)))::float8",
+                "SELECT pg_catalog.date_part('epoch',
+                        followup._next_retry_at($1, $2, pg_catalog.make_interval(secs => $3)))",
                 &[as_of.into(), retries.into(), (first_delay as f64).into()],
             )
         });
@@ -400,7 +408,7 @@ fn check_running_runs() {
     let alert_after = gucs::ALERT_AFTER_MINUTES.get();
     BackgroundWorker::transaction(move || {
         let anything_to_do = select_one::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM followup.runs WHERE status = 'running')
+            "SELECT EXISTS (SELECT 1 FROM followup.runs WHERE status OPERATOR(pg_catalog.=) 'running'::followup.run_status)
                  OR EXISTS (SELECT 1 FROM followup.alerts WHERE resolved_at IS NULL)",
             &[],
         )

@@ -13,7 +13,11 @@
 //! * rows removed (DELETE, or the old side of an UPDATE) matter only when the
 //!   removed date is at least the current last contact; then the value is
 //!   recomputed from all tracked activity tables and the latest manual
-//!   correction. Deleting an old activity therefore costs no recompute.
+//!   correction. Deleting an old activity therefore costs no recompute;
+//! * `infinity` and `-infinity` are no dates of contact: they are ignored.
+//!
+//! The statements run as the assignments table's owner (security.rs; the
+//! trigger functions in triggers.rs see to it).
 //!
 //! Every write first locks the assignment rows it touches (`lock_sql`, FOR NO
 //! KEY UPDATE, in id order) and only then computes, in a second statement
@@ -25,7 +29,7 @@
 //! writes from deadlocking on each other's assignments.
 
 use crate::local_time::{self, DateKind, Zone};
-use crate::registry::{ActivityTable, AssignmentTable};
+use crate::registry::{ActivityTable, AssignmentTable, EQUALS};
 use pgrx::pg_sys;
 
 /// Activity dates are local to followup.timezone, read when the statement
@@ -90,53 +94,38 @@ pub fn tracking_statement(
         }
     }
     let single_row = single_row || row_level;
-    let (lock_sql, sql) = match change {
-        Change::Insert => (
-            lock_sql_for(
-                assignments,
-                activity,
-                "",
-                &added_rows_sql(activity, NEW_ROWS, assignments, single_row),
-                single_row,
-            ),
-            raise_sql_for(assignments, activity, NEW_ROWS, single_row),
-        ),
-        Change::Update | Change::Delete => (
-            lock_sql_for(
-                assignments,
-                activity,
-                &format!("WITH changed AS ({})", changed_sql(assignments, activity, change)),
-                "SELECT * FROM changed",
-                single_row,
-            ),
-            change_sql(assignments, activity, all_activities, change),
-        ),
-    };
-    let with_ctes = |sql: String| {
+    // The row-level form's CTEs go inside the subquery that reads them, not
+    // in front of the UPDATE: PostgreSQL refuses a WITH on an UPDATE that a
+    // rule on the assignments table turns into several statements.
+    let with_rows = |source: String| {
         if ctes.is_empty() {
-            sql
-        } else if let Some(rest) = sql.strip_prefix("WITH ") {
-            format!("WITH {},\n{rest}", ctes.join(",\n"))
+            source
         } else {
-            format!("WITH {}\n{sql}", ctes.join(",\n"))
+            format!("WITH {}\n{source}", ctes.join(",\n"))
         }
     };
-    TrackingStatement { lock_sql: with_ctes(lock_sql), sql: with_ctes(sql), params }
+    let (lock_sql, sql) = match change {
+        Change::Insert => {
+            let added = with_rows(added_rows_sql(activity, NEW_ROWS, assignments, single_row));
+            (lock_sql_for(assignments, activity, &added, single_row), raise_from_sql(assignments, activity, &added))
+        }
+        Change::Update | Change::Delete => {
+            let changed = with_rows(changed_sql(assignments, activity, change));
+            (
+                lock_sql_for(assignments, activity, &changed, single_row),
+                change_sql(assignments, activity, all_activities, &changed),
+            )
+        }
+    };
+    TrackingStatement { lock_sql, sql, params }
 }
 
 /// SQL: lock the assignment rows matched by `rows` (grouped change rows with
-/// key columns `k1..kn`, after the CTEs `with`), in id order unless there is
-/// only one.
-fn lock_sql_for(
-    assignments: &AssignmentTable,
-    activity: &ActivityTable,
-    with: &str,
-    rows: &str,
-    single_row: bool,
-) -> String {
+/// key columns `k1..kn`), in id order unless there is only one.
+fn lock_sql_for(assignments: &AssignmentTable, activity: &ActivityTable, rows: &str, single_row: bool) -> String {
     let order = if single_row { String::new() } else { format!("ORDER BY a.{}", assignments.id_column) };
     format!(
-        "{with} SELECT 1 FROM {table} AS a JOIN ({rows}) AS n ON {join} {order} FOR NO KEY UPDATE OF a",
+        "SELECT 1 FROM {table} AS a JOIN ({rows}) AS n ON {join} {order} FOR NO KEY UPDATE OF a",
         table = assignments.table,
         join = key_join(activity, "n"),
     )
@@ -149,7 +138,7 @@ fn key_join(activity: &ActivityTable, source: &str) -> String {
         .keys
         .iter()
         .enumerate()
-        .map(|(i, k)| format!("a.{} {} {source}.k{}", k.assignment_column, k.equality, i + 1))
+        .map(|(i, k)| format!("a.{} {EQUALS} {source}.k{}", k.assignment_column, i + 1))
         .collect::<Vec<_>>()
         .join(" AND ")
 }
@@ -171,15 +160,13 @@ fn group_by(activity: &ActivityTable) -> String {
 /// Raise-only update from the rows of `rows` (a transition table, or the whole
 /// activity table when a registration back-fills).
 pub fn raise_sql(assignments: &AssignmentTable, activity: &ActivityTable, rows: &str) -> String {
-    raise_sql_for(assignments, activity, rows, false)
+    raise_from_sql(assignments, activity, &added_rows_sql(activity, rows, assignments, false))
 }
 
-/// `single_row`: `rows` holds exactly one row (a single-row INSERT, the
-/// replication trigger), so there is nothing to group: a plain join, which
-/// spares the executor a hash aggregate on the hottest path.
-fn raise_sql_for(assignments: &AssignmentTable, activity: &ActivityTable, rows: &str, single_row: bool) -> String {
+/// Raise-only update from `source`, the latest added activity per
+/// assignment key (`added_rows_sql`).
+fn raise_from_sql(assignments: &AssignmentTable, activity: &ActivityTable, source: &str) -> String {
     let lc = &assignments.last_contact_column;
-    let source = added_rows_sql(activity, rows, assignments, single_row);
     format!(
         "UPDATE {table} AS a SET {lc} = n.latest
            FROM ({source}) AS n
@@ -190,18 +177,26 @@ fn raise_sql_for(assignments: &AssignmentTable, activity: &ActivityTable, rows: 
 }
 
 /// SQL: per assignment key (`k1..kn`) in `rows`, the latest added activity
-/// as a last-contact value (`latest`).
+/// as a last-contact value (`latest`). `single_row`: `rows` holds exactly
+/// one row (a single-row INSERT, the replication trigger), so there is
+/// nothing to group: a plain join, which spares the executor a hash
+/// aggregate on the hottest path.
 fn added_rows_sql(activity: &ActivityTable, rows: &str, assignments: &AssignmentTable, single_row: bool) -> String {
     let occurred = format!("t.{}", activity.occurred_column);
     if single_row {
         let latest = convert(&occurred, activity.occurred_kind, assignments.last_contact_kind);
-        format!("SELECT {keys}, {latest} AS latest FROM {rows} AS t", keys = key_select(activity, "t"))
+        format!(
+            "SELECT {keys}, {latest} AS latest FROM {rows} AS t WHERE {finite}",
+            keys = key_select(activity, "t"),
+            finite = finite_sql(&occurred)
+        )
     } else {
         let latest =
             convert(&format!("pg_catalog.max({occurred})"), activity.occurred_kind, assignments.last_contact_kind);
         format!(
-            "SELECT {keys}, {latest} AS latest FROM {rows} AS t GROUP BY {group}",
+            "SELECT {keys}, {latest} AS latest FROM {rows} AS t WHERE {finite} GROUP BY {group}",
             keys = key_select(activity, "t"),
+            finite = finite_sql(&occurred),
             group = group_by(activity)
         )
     }
@@ -212,7 +207,10 @@ fn added_rows_sql(activity: &ActivityTable, rows: &str, assignments: &Assignment
 fn changed_sql(assignments: &AssignmentTable, activity: &ActivityTable, change: Change) -> String {
     let occ = &activity.occurred_column;
     let keys = key_select(activity, "t");
-    let side = |rows: &str, added: bool| format!("SELECT {keys}, t.{occ} AS occ, {added} AS added FROM {rows} AS t");
+    let finite = finite_sql(&format!("t.{occ}"));
+    let side = |rows: &str, added: bool| {
+        format!("SELECT {keys}, t.{occ} AS occ, {added} AS added FROM {rows} AS t WHERE {finite}")
+    };
     // An UPDATE that does not touch the match or occurred columns produces the
     // same (keys, occurred) multiset on both sides and so no change rows.
     let changed_rows = match change {
@@ -237,23 +235,21 @@ fn changed_sql(assignments: &AssignmentTable, activity: &ActivityTable, change: 
 }
 
 /// UPDATE or DELETE: raise for added dates, recompute where a removed date was
-/// (possibly) the latest one.
+/// (possibly) the latest one. `changed` is `changed_sql`.
 fn change_sql(
     assignments: &AssignmentTable,
     activity: &ActivityTable,
     all_activities: &[ActivityTable],
-    change: Change,
+    changed: &str,
 ) -> String {
     let lc = &assignments.last_contact_column;
     let needs_recompute = format!("(c.removed IS NOT NULL AND (a.{lc} IS NULL OR c.removed >= a.{lc}))");
     format!(
-        "WITH changed AS ({changed})
-         UPDATE {table} AS a
+        "UPDATE {table} AS a
             SET {lc} = CASE WHEN {needs_recompute} THEN {recompute} ELSE c.added END
-           FROM changed AS c
+           FROM ({changed}) AS c
           WHERE {join}
             AND ({needs_recompute} OR (c.added IS NOT NULL AND (a.{lc} IS NULL OR c.added > a.{lc})))",
-        changed = changed_sql(assignments, activity, change),
         table = assignments.table,
         recompute = recompute_sql(assignments, all_activities),
         join = key_join(activity, "c"),
@@ -289,8 +285,10 @@ pub fn bulk_recompute_sql(assignments: &AssignmentTable, all_activities: &[Activ
             assignments.last_contact_kind,
         );
         joins.push(format!(
-            "LEFT JOIN (SELECT {keys}, {latest} AS latest FROM {table} AS t GROUP BY {group}) AS {alias} ON {join}",
+            "LEFT JOIN (SELECT {keys}, {latest} AS latest FROM {table} AS t WHERE {finite} GROUP BY {group})
+                    AS {alias} ON {join}",
             keys = key_select(activity, "t"),
+            finite = finite_sql(&format!("t.{}", activity.occurred_column)),
             table = activity.table,
             group = group_by(activity),
             join = key_join(activity, &alias),
@@ -321,13 +319,24 @@ pub fn latest_activity_sql(assignments: &AssignmentTable, activity: &ActivityTab
     let matches = activity
         .keys
         .iter()
-        .map(|k| format!("r.{} {} a.{}", k.activity_column, k.equality, k.assignment_column))
+        .map(|k| format!("a.{} {EQUALS} r.{}", k.assignment_column, k.activity_column))
         .collect::<Vec<_>>()
         .join(" AND ");
     let latest = format!("pg_catalog.max(r.{})", activity.occurred_column);
     let value =
         if converted { convert(&latest, activity.occurred_kind, assignments.last_contact_kind) } else { latest };
-    format!("(SELECT {value} FROM {table} AS r WHERE {matches})", table = activity.table)
+    format!(
+        "(SELECT {value} FROM {table} AS r WHERE {matches} AND {finite})",
+        table = activity.table,
+        finite = finite_sql(&format!("r.{}", activity.occurred_column))
+    )
+}
+
+/// SQL: is the activity date `occurred` finite? `infinity` and `-infinity`
+/// never count as a contact: no age can be counted from them (README, "How
+/// last_contact_date is kept true").
+fn finite_sql(occurred: &str) -> String {
+    format!("pg_catalog.isfinite({occurred})")
 }
 
 /// SQL: `value` (over the row `cc`) of the latest correction of assignment
@@ -344,7 +353,7 @@ pub fn latest_correction_sql(assignments: &AssignmentTable, value: &str) -> Stri
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {
-    use super::{raise_sql, raise_sql_for, recompute_sql};
+    use super::{added_rows_sql, raise_from_sql, raise_sql, recompute_sql};
     use crate::registry::{load_activity_tables, require_assignment_table};
     use pgrx::prelude::*;
 
@@ -381,7 +390,7 @@ mod tests {
             let assignments = require_assignment_table(client);
             let activity = load_activity_tables(client).remove(0);
             let sql = if single_row {
-                raise_sql_for(&assignments, &activity, "t.rows", true)
+                raise_from_sql(&assignments, &activity, &added_rows_sql(&activity, "t.rows", &assignments, true))
             } else {
                 raise_sql(&assignments, &activity, "t.rows")
             };

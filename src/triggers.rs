@@ -8,7 +8,9 @@
 //!   `session_replication_role = replica`, i.e. for logical-replication apply,
 //!   which never fires statement triggers.
 //!
-//! Both run the statements of `tracking.rs` through SPI. Plans are prepared once
+//! Both run the statements of `tracking.rs` through SPI, as the assignments
+//! table's owner (security.rs): the functions are SECURITY DEFINER only so
+//! that they can read the registrations. Plans are prepared once
 //! per backend and kept (keyed by table, kind of change, row or statement level
 //! and a size class of the transition table, so a 1-row insert and a
 //! 1,000,000-row COPY get plans fit for their size). A relcache invalidation of
@@ -16,6 +18,7 @@
 
 use crate::plan_cache;
 use crate::registry;
+use crate::security;
 use crate::tracking::{tracking_statement, Change};
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -31,11 +34,13 @@ struct PlanKey {
 }
 
 struct CachedPlan {
-    /// Locks the touched assignments (tracking.rs, `lock_sql`), run first.
-    lock: pg_sys::SPIPlanPtr,
-    plan: pg_sys::SPIPlanPtr,
+    /// Locks the touched assignments (tracking.rs, `lock_sql`), run first,
+    /// then the write: each with its SQL text (security.rs arms it by it).
+    statements: [(pg_sys::SPIPlanPtr, String); 2],
     /// For row-level plans: per parameter, (from the NEW tuple?, attnum).
     params: Vec<(bool, i32)>,
+    /// The assignments table's owner, whom the statements run as.
+    owner: pg_sys::Oid,
 }
 
 thread_local! {
@@ -43,8 +48,14 @@ thread_local! {
     static PLANS: RefCell<(u64, HashMap<PlanKey, Option<CachedPlan>>)> = RefCell::new((0, HashMap::new()));
 }
 
-/// A key's lock and write plans, and its parameters (see CachedPlan).
-type Plans = ([pg_sys::SPIPlanPtr; 2], Vec<(bool, i32)>);
+/// A key's statements, parameters and owner (see CachedPlan).
+type Plans = ([(pg_sys::SPIPlanPtr, String); 2], Vec<(bool, i32)>, pg_sys::Oid);
+
+impl CachedPlan {
+    fn plans(&self) -> Plans {
+        (self.statements.clone(), self.params.clone(), self.owner)
+    }
+}
 
 /// The cached plan for `key`, if built at the current generation; retires
 /// every plan of an older one.
@@ -54,20 +65,23 @@ fn cached(key: &PlanKey) -> Option<Option<Plans>> {
         let mut plans = plans.borrow_mut();
         if plans.0 != generation {
             for cached in plans.1.drain().filter_map(|(_, p)| p) {
-                plan_cache::retire(cached.lock);
-                plan_cache::retire(cached.plan);
+                for (plan, _) in cached.statements {
+                    plan_cache::retire(plan);
+                }
             }
             plans.0 = generation;
         }
-        plans.1.get(key).map(|c| c.as_ref().map(|c| ([c.lock, c.plan], c.params.clone())))
+        plans.1.get(key).map(|c| c.as_ref().map(CachedPlan::plans))
     })
 }
 
 /// Builds and keeps the plan for `key`, or None when the table is not (or no
 /// longer) tracked. Runs inside the caller's SPI connection so the transition
-/// tables it registered are visible to parse analysis.
+/// tables it registered are visible to parse analysis. The registrations
+/// are read as ourselves; the statements are prepared as the owner they
+/// run as.
 fn build_plan(key: PlanKey, tupdesc: pg_sys::TupleDesc) -> Option<CachedPlan> {
-    let (statement, watched) = Spi::connect(|client| {
+    let (statement, watched, owner) = Spi::connect(|client| {
         let root: pg_sys::Oid = client
             .select("SELECT coalesce(pg_catalog.pg_partition_root($1), $1)::pg_catalog.oid", None, &[key.relid.into()])
             .ok()?
@@ -88,7 +102,7 @@ fn build_plan(key: PlanKey, tupdesc: pg_sys::TupleDesc) -> Option<CachedPlan> {
         let mut watched: Vec<pg_sys::Oid> = activities.iter().map(|a| a.relid).collect();
         watched.extend(plan_cache::registration_tables());
         watched.extend([assignments.relid, key.relid, root]);
-        Some((statement, watched))
+        Some((statement, watched, assignments.owner))
     })?;
 
     let mut params = Vec::with_capacity(statement.params.len());
@@ -102,10 +116,16 @@ fn build_plan(key: PlanKey, tupdesc: pg_sys::TupleDesc) -> Option<CachedPlan> {
         params.push((*from_new, attnum));
         types.push(*type_oid);
     }
-    let lock = plan_cache::prepare_kept(&statement.lock_sql, &mut types.clone());
-    let plan = plan_cache::prepare_kept(&statement.sql, &mut types);
+    let (lock, plan) = security::as_table_owner(owner, || {
+        (
+            security::statement(&statement.lock_sql, || {
+                plan_cache::prepare_kept(&statement.lock_sql, &mut types.clone())
+            }),
+            security::statement(&statement.sql, || plan_cache::prepare_kept(&statement.sql, &mut types)),
+        )
+    });
     plan_cache::watch(watched);
-    Some(CachedPlan { lock, plan, params })
+    Some(CachedPlan { statements: [(lock, statement.lock_sql), (plan, statement.sql)], params, owner })
 }
 
 /// Transition tables of one row (a single-row statement: no grouping needed),
@@ -161,12 +181,12 @@ fn track(trigger: &PgTrigger<'_>, row_level: bool) {
         Some(entry) => entry,
         None => {
             let built = build_plan(key, unsafe { (*relation).rd_att });
-            let entry = built.as_ref().map(|c| ([c.lock, c.plan], c.params.clone()));
+            let entry = built.as_ref().map(CachedPlan::plans);
             PLANS.with(|p| p.borrow_mut().1.insert(key, built));
             entry
         }
     };
-    if let Some((plans, params)) = entry {
+    if let Some((statements, params, owner)) = entry {
         let mut values = Vec::with_capacity(params.len());
         let mut nulls = Vec::with_capacity(params.len());
         for (from_new, attnum) in params {
@@ -187,13 +207,17 @@ fn track(trigger: &PgTrigger<'_>, row_level: bool) {
         // COMMITTED it reads with a snapshot taken after the lock was granted
         // (tracking.rs).
         let mut execute = || {
-            for plan in plans {
-                let status = unsafe { pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0) };
-                if status < 0 {
-                    return status;
+            security::as_table_owner(owner, || {
+                for (plan, sql) in &statements {
+                    let status = security::statement(sql, || unsafe {
+                        pg_sys::SPI_execute_plan(*plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0)
+                    });
+                    if status < 0 {
+                        return status;
+                    }
                 }
-            }
-            0
+                0
+            })
         };
         // A kept plan is planned at its first execution (and again after an
         // invalidation), here: the settings in force now decide whether it

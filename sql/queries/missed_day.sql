@@ -7,5 +7,5 @@ WITH last AS (SELECT followup._last_run_at_or_before(pg_catalog.now(), $1, $2) A
 SELECT (last.instant AT TIME ZONE $2)::pg_catalog.date,
        pg_catalog.to_char(last.instant AT TIME ZONE $2, 'YYYY-MM-DD HH24:MI')
   FROM last
- WHERE EXISTS (SELECT 1 FROM followup.assignment_tables WHERE registered_at < last.instant)
+ WHERE EXISTS (SELECT 1 FROM followup.assignment_tables WHERE registered_at OPERATOR(pg_catalog.<) last.instant)
    AND NOT followup._day_succeeded((last.instant AT TIME ZONE $2)::pg_catalog.date)

@@ -103,8 +103,11 @@ pub fn describe_assignment_table(
     for name in spec.coordinator_column.iter().chain(&spec.organization_column).chain(&spec.payload_columns) {
         column(name)?;
     }
+    let owner = one::<pg_sys::Oid>(client, "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1", &[relid.into()])
+        .ok_or_else(|| DescribeError(ERRCODE_UNDEFINED_TABLE, format!("relation {table} does not exist")))?;
     Ok(AssignmentTable {
         relid,
+        owner,
         table: table.clone(),
         id_column: quote_ident(&spec.id_column),
         id_type,
@@ -178,11 +181,11 @@ pub fn describe_activity_table(
                 format!("column {} of relation {assignments_table} does not exist", quote_ident(assignment_column)),
             );
         };
-        let Some(equality) = equality_operator(client, activity_type, assignment_type) else {
+        if !comparable_with_builtin_equality(client, activity_type, assignment_type) {
             return invalid(
                 ERRCODE_DATATYPE_MISMATCH,
                 format!(
-                    "match column {table}.{} ({}) cannot be compared with {assignments_table}.{} ({})",
+                    "match column {table}.{} ({}) cannot be compared with {assignments_table}.{} ({}) by a built-in equality operator",
                     quote_ident(activity_column),
                     type_name(client, activity_type),
                     quote_ident(assignment_column),
@@ -195,7 +198,6 @@ pub fn describe_activity_table(
             activity_column_raw: activity_column.clone(),
             activity_type,
             assignment_column: quote_ident(assignment_column),
-            equality,
         });
     }
     Ok(ActivityTable {
@@ -209,33 +211,46 @@ pub fn describe_activity_table(
     })
 }
 
-/// `OPERATOR(schema.=)` comparing the two types: the types' own default
-/// equality when both share it (text and varchar do), else an exact
-/// cross-type `=` (int4 = int8). None when the types cannot be matched.
-fn equality_operator(client: &SpiClient<'_>, left: pg_sys::Oid, right: pg_sys::Oid) -> Option<String> {
-    let default_eq = |t: pg_sys::Oid| unsafe {
-        let base = pg_sys::getBaseType(t);
-        let entry = pg_sys::lookup_type_cache(base, pg_sys::TYPECACHE_EQ_OPR as i32);
+/// Can the pair be compared with `OPERATOR(pg_catalog.=)`, as tracking
+/// compares them (`assignment_column = activity_column`), with an equality
+/// an index can use? Both base types must be built-in, and either share
+/// their default equality (int and int, text and varchar) or have a
+/// built-in cross-type one (int and bigint). Then the parser can only find
+/// built-in operators and casts (a cast needs its creator to own the source
+/// or the target type), and no code of a table owner's runs in the
+/// comparison: a user-defined `=`, or a user type with its own, is refused.
+fn comparable_with_builtin_equality(
+    client: &SpiClient<'_>,
+    activity_type: pg_sys::Oid,
+    assignment_type: pg_sys::Oid,
+) -> bool {
+    let (activity_base, assignment_base) =
+        unsafe { (pg_sys::getBaseType(activity_type), pg_sys::getBaseType(assignment_type)) };
+    if !is_builtin(activity_base) || !is_builtin(assignment_base) {
+        return false;
+    }
+    let default_equality = |t: pg_sys::Oid| unsafe {
+        let entry = pg_sys::lookup_type_cache(t, pg_sys::TYPECACHE_EQ_OPR as i32);
         (*entry).eq_opr
     };
-    let (left_eq, right_eq) = (default_eq(left), default_eq(right));
-    let operator = if left_eq != pg_sys::InvalidOid && left_eq == right_eq {
-        left_eq
-    } else {
-        let (l, r) = unsafe { (pg_sys::getBaseType(left), pg_sys::getBaseType(right)) };
-        one(
-            client,
-            "SELECT o.oid FROM pg_catalog.pg_operator o
-              WHERE o.oprname = '=' AND o.oprleft = $1 AND o.oprright = $2
-                AND o.oprresult = 'pg_catalog.bool'::pg_catalog.regtype",
-            &[l.into(), r.into()],
-        )?
-    };
-    one(
+    let shared = default_equality(activity_base);
+    if shared != pg_sys::InvalidOid && is_builtin(shared) && shared == default_equality(assignment_base) {
+        return true;
+    }
+    one::<bool>(
         client,
-        "SELECT pg_catalog.format('OPERATOR(%I.%s)', n.nspname, o.oprname)
-           FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
-          WHERE o.oid = $1",
-        &[operator.into()],
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_operator AS o
+                         WHERE o.oprname OPERATOR(pg_catalog.=) '='
+                           AND o.oprnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace
+                           AND o.oprleft OPERATOR(pg_catalog.=) $1 AND o.oprright OPERATOR(pg_catalog.=) $2
+                           AND o.oid OPERATOR(pg_catalog.<) $3)",
+        &[assignment_base.into(), activity_base.into(), pg_sys::Oid::from(pg_sys::FirstNormalObjectId).into()],
     )
+    .unwrap_or(false)
+}
+
+/// Built into PostgreSQL (an OID below FirstNormalObjectId), not created
+/// by a user or an extension.
+fn is_builtin(oid: pg_sys::Oid) -> bool {
+    oid.to_u32() < pg_sys::FirstNormalObjectId
 }

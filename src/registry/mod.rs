@@ -21,6 +21,9 @@ use pgrx::spi::SpiClient;
 #[derive(Clone, Debug)]
 pub struct AssignmentTable {
     pub relid: pg_sys::Oid,
+    /// The table's owner: our statements on the app's tables run as this
+    /// role (security.rs).
+    pub owner: pg_sys::Oid,
     /// `"schema"."table"`
     pub table: String,
     /// Quoted column names.
@@ -48,9 +51,13 @@ pub struct MatchKey {
     pub activity_type: pg_sys::Oid,
     /// Quoted column of the assignments table.
     pub assignment_column: String,
-    /// `OPERATOR(schema.=)` that compares the two.
-    pub equality: String,
 }
+
+/// The equality that compares a match-column pair, written
+/// `assignment_column EQUALS activity_column`: always the built-in one,
+/// whatever a caller created elsewhere (catalog.rs admits only pairs of
+/// built-in base types).
+pub const EQUALS: &str = "OPERATOR(pg_catalog.=)";
 
 /// A registered activity table.
 #[derive(Clone, Debug)]

@@ -15,10 +15,16 @@ use crate::registry::{quote_literal, AssignmentTable};
 /// assignments table): its last contact as a local date, or its created
 /// column's. The one definition the run, preview and the outbox's still-due
 /// checks share.
+///
+/// A value that is not finite (`infinity`, `-infinity`, which the app may
+/// write itself) counts as none: no age can be counted from it.
 pub fn cycle_start_sql(assignments: &AssignmentTable) -> String {
-    let last_contact = local_date(&assignments.last_contact_column, assignments.last_contact_kind, Zone::SETTING);
+    let finite_date = |column: &str, kind| {
+        format!("CASE WHEN pg_catalog.isfinite({column}) THEN {} END", local_date(column, kind, Zone::SETTING))
+    };
+    let last_contact = finite_date(&assignments.last_contact_column, assignments.last_contact_kind);
     match &assignments.created_column {
-        Some((created, kind)) => format!("coalesce({last_contact}, {})", local_date(created, *kind, Zone::SETTING)),
+        Some((created, kind)) => format!("coalesce({last_contact}, {})", finite_date(created, *kind)),
         None => last_contact,
     }
 }
@@ -90,6 +96,9 @@ pub fn snoozed_sql(assignments: &AssignmentTable, id: &str, day: &str) -> String
 ///
 /// The innermost query reads only the assignments table, unaliased, so
 /// active_when sees exactly its columns (qualified by the table name or not).
+/// `only` is tested before active_when (the CASE), so that active_when is
+/// never evaluated on a row `only` leaves out (unreadable.rs leaves out the
+/// rows it cannot be evaluated on).
 /// A row without a cycle start has a NULL age, which no condition accepts.
 /// With `tallied`, every assignment read is counted (log.rs's
 /// `_tally_scanned`) behind an OFFSET 0 fence, so that the planner cannot push
@@ -112,7 +121,7 @@ fn scan_sql(assignments: &AssignmentTable, tallied: bool, only: &str) -> String 
                          ({organization})::pg_catalog.text AS organization, {cycle_start} AS cycle_start
                          {payload}{tally}
                     FROM {table}
-                   WHERE ({active_when}) AND {only}
+                   WHERE {only} AND CASE WHEN {only} THEN ({active_when}) END
                   {fence}) AS a
             {policy}) AS s",
         id = assignments.id_column,
@@ -202,8 +211,9 @@ fn payload_sql(assignments: &AssignmentTable, alias: &str) -> String {
 const SAME_MESSAGE: &str = "o.assignment_id = d.assignment_id AND o.cycle_start = d.cycle_start
                             AND o.kind = d.kind AND o.sequence = d.sequence";
 
-/// `followup.preview`: the due messages not yet in the outbox, as outbox rows.
-pub fn preview_sql(assignments: &AssignmentTable, any_policy_escalates: bool) -> String {
+/// `followup.preview`: the due messages not yet in the outbox, as outbox
+/// rows, of the assignments `only` is true for.
+pub fn preview_sql(assignments: &AssignmentTable, any_policy_escalates: bool, only: &str) -> String {
     format!(
         "SELECT NULL::pg_catalog.int8 AS message_id, NULL::pg_catalog.int8 AS run_id,
                 d.assignment_id, d.cycle_start, d.kind, d.sequence, d.recipient_role, d.recipient_id,
@@ -217,7 +227,7 @@ pub fn preview_sql(assignments: &AssignmentTable, any_policy_escalates: bool) ->
           WHERE NOT EXISTS (SELECT 1 FROM followup.outbox AS o WHERE {SAME_MESSAGE})
           ORDER BY d.assignment_id, d.kind",
         payload = payload_sql(assignments, "d"),
-        due = due_sql(assignments, false, any_policy_escalates, "true")
+        due = due_sql(assignments, false, any_policy_escalates, only)
     )
 }
 
@@ -237,7 +247,14 @@ pub fn preview_sql(assignments: &AssignmentTable, any_policy_escalates: bool) ->
 /// The due tally sits behind an OFFSET 0 fence, so it counts every due
 /// message, enqueued before or not; the difference is `duplicates_suppressed`.
 /// The JSON payload is built only for rows that get past the anti-join.
-pub fn enqueue_sql(assignments: &AssignmentTable, any_policy_escalates: bool, skip_enqueued: bool) -> String {
+///
+/// `only` as in due_sql (the run leaves out rows it cannot evaluate).
+pub fn enqueue_sql(
+    assignments: &AssignmentTable,
+    any_policy_escalates: bool,
+    skip_enqueued: bool,
+    only: &str,
+) -> String {
     let payload_columns = payload_columns(assignments, "due");
     let anti_join = if skip_enqueued {
         format!("WHERE NOT EXISTS (SELECT 1 FROM followup.outbox AS o WHERE {SAME_MESSAGE})")
@@ -257,6 +274,6 @@ pub fn enqueue_sql(assignments: &AssignmentTable, any_policy_escalates: bool, sk
          {anti_join}
          ON CONFLICT ON CONSTRAINT outbox_idempotency_key DO NOTHING",
         payload = payload_sql(assignments, "d"),
-        due = due_sql(assignments, true, any_policy_escalates, "true")
+        due = due_sql(assignments, true, any_policy_escalates, only)
     )
 }

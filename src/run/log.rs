@@ -5,14 +5,16 @@
 use super::{RunCause, RunStatus};
 use crate::errors::internal;
 use crate::query::{execute, one, select_one};
+use crate::security::Lock;
 use pgrx::datum::Date;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use std::cell::Cell;
 
-/// The advisory lock every run takes: `pg_try_advisory_lock(7381237527265899888)`,
-/// the ASCII bytes of "followup" as a bigint. Advisory locks are per database.
-pub const LOCK_KEY: i64 = 0x666F_6C6C_6F77_7570;
+/// The lock every run takes (security.rs): an object lock on the
+/// pg_followup extension with sub-id 1, which no role can take from SQL
+/// (`pg_locks`: locktype `object`, classid `pg_extension`, objsubid 1).
+const RUN_LOCK: Lock = Lock::Run;
 
 const RUN_LOCK_HOLDERS: &str = include_str!("../../sql/queries/run_lock_holders.sql");
 const MARK_ABANDONED: &str = include_str!("../../sql/queries/mark_abandoned.sql");
@@ -36,10 +38,8 @@ pub enum Start {
 pub fn start(run_id: i64, as_of: Date, cause: RunCause) -> Start {
     let pid = unsafe { pg_sys::MyProcPid };
     Spi::connect_mut(|client| {
-        let locked =
-            one::<bool>(client, "SELECT pg_catalog.pg_try_advisory_lock($1)", &[LOCK_KEY.into()]).unwrap_or(false);
-        if !locked {
-            let holder = one::<i32>(client, &format!("{RUN_LOCK_HOLDERS} LIMIT 1"), &[LOCK_KEY.into()])
+        if !RUN_LOCK.try_acquire(true) {
+            let holder = one::<i32>(client, &format!("{RUN_LOCK_HOLDERS} LIMIT 1"), &[(Lock::RUN_SUBID as i32).into()])
                 .map(|p| format!("another run holds the lock (pid {p})"))
                 .unwrap_or_else(|| "another run holds the lock".to_string());
             execute(
@@ -72,10 +72,18 @@ pub fn start(run_id: i64, as_of: Date, cause: RunCause) -> Start {
 /// belongs to a process that died (crash, kill, restart). Reads first, so the
 /// usual case (no such row) writes nothing.
 pub fn mark_abandoned(client: &mut SpiClient<'_>) {
-    let any_running = one::<bool>(client, "SELECT EXISTS (SELECT 1 FROM followup.runs WHERE status = 'running')", &[])
+    let any_running = one::<bool>(
+        client,
+        "SELECT EXISTS (SELECT 1 FROM followup.runs WHERE status OPERATOR(pg_catalog.=) 'running'::followup.run_status)",
+        &[],
+    )
         .unwrap_or(true);
     if any_running {
-        execute(client, &MARK_ABANDONED.replace("{run_lock_holders}", RUN_LOCK_HOLDERS), &[LOCK_KEY.into()]);
+        execute(
+            client,
+            &MARK_ABANDONED.replace("{run_lock_holders}", RUN_LOCK_HOLDERS),
+            &[(Lock::RUN_SUBID as i32).into()],
+        );
     }
 }
 
@@ -83,18 +91,15 @@ pub fn mark_abandoned(client: &mut SpiClient<'_>) {
 /// not take it for itself).
 pub fn mark_abandoned_if_free() {
     Spi::connect_mut(|client| {
-        let free =
-            one::<bool>(client, "SELECT pg_catalog.pg_try_advisory_xact_lock($1)", &[LOCK_KEY.into()]).unwrap_or(false);
-        if free {
+        // for this transaction only
+        if RUN_LOCK.try_acquire(false) {
             mark_abandoned(client);
         }
     });
 }
 
 pub fn release_lock() {
-    Spi::connect_mut(|client| {
-        execute(client, "SELECT pg_catalog.pg_advisory_unlock($1)", &[LOCK_KEY.into()]);
-    });
+    RUN_LOCK.release();
 }
 
 /// Counts of a finished scan.
@@ -102,6 +107,8 @@ pub struct Outcome {
     pub scanned: i64,
     pub due: i64,
     pub enqueued: i64,
+    /// Assignments left out because they cannot be evaluated (unreadable.rs).
+    pub skipped: i64,
 }
 
 /// The run's last step: the outcome in its log row, alerts resolved (or a
@@ -114,7 +121,8 @@ pub fn finish(run_id: i64, result: Result<Outcome, String>) {
                 client,
                 "UPDATE followup.runs
                     SET status = $2::followup.run_status, finished_at = pg_catalog.clock_timestamp(),
-                        assignments_scanned = $3, reminders_enqueued = $4, duplicates_suppressed = $5
+                        assignments_scanned = $3, reminders_enqueued = $4, duplicates_suppressed = $5,
+                        assignments_skipped = $6
                   WHERE run_id = $1",
                 &[
                     run_id.into(),
@@ -122,6 +130,7 @@ pub fn finish(run_id: i64, result: Result<Outcome, String>) {
                     outcome.scanned.into(),
                     outcome.enqueued.into(),
                     (outcome.due - outcome.enqueued).into(),
+                    outcome.skipped.into(),
                 ],
             );
             execute(client, "SELECT followup._resolve_alerts()", &[]);

@@ -11,6 +11,7 @@
 //! * kinds.rs  the message kinds (reminder, escalation) as data
 //! * due.rs    the SQL of what is due (scan, INSERT, preview)
 //! * log.rs    the run's life in followup.runs, the lock, the tallies
+//! * unreadable.rs  going on without the rows a statement cannot evaluate
 //! * worker.rs where a run executes: a dynamic background worker (so others
 //!   see the `running` row while it works) or the calling session
 //!
@@ -20,6 +21,8 @@
 pub mod due;
 pub mod kinds;
 pub mod log;
+pub mod preview;
+pub mod unreadable;
 pub mod worker;
 
 use crate::errors::in_subtransaction;
@@ -27,9 +30,11 @@ use crate::local_time::as_of_or_today;
 use crate::planner::{with_settings, NO_JIT};
 use crate::query::one;
 use crate::registry;
+use crate::security;
 use pgrx::datum::Date;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
+use unreadable::skipping_unreadable;
 
 /// What started a run (`followup.runs.trigger`; named so here to keep it
 /// apart from database triggers).
@@ -104,13 +109,14 @@ pub fn any_policy_escalates(client: &SpiClient<'_>) -> bool {
 /// subtransaction so that an error is caught, logged as `failed` and the
 /// transaction can still commit the log row. With `max_runtime_minutes`
 /// (followup.max_runtime) the statement is cancelled past it, and the error
-/// names the limit.
+/// names the limit. Assignments the run cannot evaluate are left out and
+/// counted (unreadable.rs). The INSERT runs as the assignments table's
+/// owner (security.rs).
 pub fn scan_and_finish(run_id: i64, as_of: Date, max_runtime_minutes: i32) {
     let result = with_time_limit(max_runtime_minutes, || {
         in_subtransaction(|| {
             Spi::connect_mut(|client| {
                 let assignments = registry::require_assignment_table(client);
-                log::reset_tallies();
                 let escalations = any_policy_escalates(client);
                 // Has the outbox any pages (else there is nothing to skip), and
                 // has it been analyzed with rows in it (else the planner has no
@@ -126,26 +132,42 @@ pub fn scan_and_finish(run_id: i64, as_of: Date, max_runtime_minutes: i32) {
                     .and_then(|t| t.first().get_two::<bool, bool>().ok())
                     .map(|(pages, analyzed)| (pages.unwrap_or(false), analyzed.unwrap_or(false)))
                     .unwrap_or((false, false));
-                let enqueued = with_join_methods(skip_enqueued && !analyzed, || {
-                    client
-                        .update(
-                            due::enqueue_sql(&assignments, escalations, skip_enqueued).as_str(),
-                            None,
-                            &[as_of.into(), run_id.into()],
-                        )
-                        .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
-                        .len() as i64
-                });
-                let (scanned, due) = log::tallies();
-                log::Outcome { scanned, due, enqueued }
+                let enqueue = |client: &mut SpiClient<'_>, only: &str, unreadable: &[String]| {
+                    log::reset_tallies();
+                    let sql = due::enqueue_sql(&assignments, escalations, skip_enqueued, only);
+                    let enqueued = with_join_methods(skip_enqueued && !analyzed, || {
+                        security::as_owner_statement(assignments.owner, &sql, || {
+                            client
+                                .update(sql.as_str(), None, &[as_of.into(), run_id.into(), unreadable.to_vec().into()])
+                                .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
+                                .len() as i64
+                        })
+                    });
+                    let (scanned, due) = log::tallies();
+                    (scanned, due, enqueued)
+                };
+                let probe = |only: &str| {
+                    format!("SELECT pg_catalog.count(p.*) FROM ({}) AS p", due::preview_sql(&assignments, escalations, only))
+                };
+                match skipping_unreadable(client, &assignments, "$3", enqueue, probe, as_of) {
+                    Ok(((scanned, due, enqueued), skipped)) => {
+                        if skipped > 0 {
+                            warning!(
+                                "pg_followup: run {run_id} skipped {skipped} assignment(s) whose active_when or columns it cannot evaluate (followup.runs.assignments_skipped)"
+                            );
+                        }
+                        log::Outcome { scanned, due, enqueued, skipped: skipped as i64 }
+                    }
+                    Err(failure) => crate::errors::raise(failure.code, failure.message),
+                }
             })
         })
     })
-    .map_err(|message| {
-        if max_runtime_minutes > 0 && message == "canceling statement due to statement timeout" {
+    .map_err(|failure| {
+        if max_runtime_minutes > 0 && failure.message == "canceling statement due to statement timeout" {
             format!("cancelled: the run took longer than followup.max_runtime ({max_runtime_minutes} min)")
         } else {
-            message
+            failure.message
         }
     });
     log::finish(run_id, result);
@@ -221,16 +243,4 @@ impl RunSettings {
     pub fn current() -> RunSettings {
         RunSettings { timezone: crate::gucs::timezone(), max_runtime_minutes: crate::gucs::MAX_RUNTIME_MINUTES.get() }
     }
-}
-
-/// `followup.preview`'s as-of date: `as_of`, or today in followup.timezone.
-#[pg_extern(sql = false)]
-fn _as_of(as_of: Option<Date>) -> Date {
-    as_of_or_today(as_of)
-}
-
-/// SQL text of `followup.preview`'s query (it is run with RETURN QUERY EXECUTE).
-#[pg_extern(sql = false)]
-fn _preview_sql() -> String {
-    Spi::connect(|client| due::preview_sql(&registry::require_assignment_table(&client), any_policy_escalates(&client)))
 }

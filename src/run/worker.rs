@@ -46,8 +46,11 @@ pub fn run_and_wait(as_of: Date, cause: RunCause) -> i64 {
 /// worker slot is free.
 pub fn launch(run_id: i64, as_of: Date, cause: RunCause, settings: &RunSettings) -> Option<DynamicBackgroundWorker> {
     let owner: pg_sys::Oid = bgw::in_transaction(|| {
-        select_one("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_followup'", &[])
-            .unwrap_or_else(|| internal("pg_followup is not installed in this database"))
+        select_one(
+            "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_followup'",
+            &[],
+        )
+        .unwrap_or_else(|| internal("pg_followup is not installed in this database"))
     });
     let extra = WorkerArgs {
         database: unsafe { pg_sys::MyDatabaseId },
@@ -95,14 +98,16 @@ pub fn execute_in_worker(run_id: i64, as_of: Date, cause: RunCause, settings: &R
             pin_settings(&settings.timezone);
             scan_and_finish(run_id, as_of, settings.max_runtime_minutes)
         });
+        BackgroundWorker::transaction(log::release_lock);
     }
-    BackgroundWorker::transaction(log::release_lock);
 }
 
 /// For the current transaction: the caller's followup.timezone, and a
 /// search_path of pg_catalog only (the run's SQL is schema-qualified;
 /// active_when is resolved in pg_catalog). Local to the transaction, so that
 /// a scheduler running a run itself still follows reloads of its settings.
+/// (Every worker session has pinned its search path already; this covers a
+/// run in the scheduler's own process too.)
 fn pin_settings(timezone: &str) {
     Spi::run_with_args(
         "SELECT pg_catalog.set_config('followup.timezone', $1, true),
@@ -162,5 +167,6 @@ pub extern "C-unwind" fn followup_run_worker_main(_arg: pg_sys::Datum) {
         return;
     };
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(args.database), Some(args.user));
+    bgw::pin_search_path();
     execute_in_worker(args.run_id, args.as_of, args.cause, &args.settings);
 }

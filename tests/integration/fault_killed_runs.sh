@@ -33,7 +33,7 @@ no_duplicates() {
 }
 lock_free() {
     expect "$1: the run lock is free" \
-        "$(q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 1870099824")" "0"
+        "$(q "SELECT count(*) FROM pg_locks WHERE locktype = 'object' AND classid = 'pg_extension'::regclass AND objsubid = 1")" "0"
 }
 # start_blocked_run SQL: run SQL (a run_now) in the background, held up by a
 # lock on the assignments table, and wait until its `running` row is committed.

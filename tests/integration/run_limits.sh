@@ -6,13 +6,13 @@
 # its run_failed alert. The retry schedule itself is pinned with fixed
 # instants in tests/pg_regress/sql/schedule.sql; here the scheduler acts on
 # it, with followup.retry_delay shortened to seconds: a run that fails while
-# a gate in active_when is closed is retried until the gate opens.
+# a gate setting read by active_when is unset is retried until it is set.
 source "$(dirname "$0")/../lib/integration.sh"
 trap 'cluster_stop limits immediate' EXIT
 
 # A zone where it is about noon, run_at an hour ago: today's scheduled run is
 # past, whatever the hour in UTC.
-NOON_TZ=$(awk -v h="$(date -u +%H)" 'BEGIN { o = h - 12; printf "Etc/GMT%s%d", (o < 0 ? "-" : "+"), (o < 0 ? -o : o) }')
+NOON_TZ=$(noon_tz)
 DB=followup_limits
 cluster_init limits "followup.database = '$DB'" "followup.timezone = '$NOON_TZ'" "followup.catch_up = off" \
     "followup.enabled = off"
@@ -40,21 +40,17 @@ expect "a run past followup.max_runtime is cancelled and logged failed, naming t
 expect "with its run_failed alert" \
     "$(q "SELECT count(*) FROM followup.alerts WHERE kind = 'run_failed' AND message LIKE '%followup.max_runtime (1 min)%'")" "1"
 expect "and nothing enqueued, the lock released" \
-    "$(q "SELECT count(*) FROM followup.outbox") $(q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 1870099824")" "0 0"
+    "$(q "SELECT count(*) FROM followup.outbox") $(q "SELECT count(*) FROM pg_locks WHERE locktype = 'object' AND classid = 'pg_extension'::regclass AND objsubid = 1")" "0 0"
 
 # --- a failed catch-up run is retried by the scheduler until it succeeds ----
-# active_when calls a gate a superuser installed: it raises while the gate is
-# closed, so every run fails until someone opens it.
-q "CREATE TABLE app.run_gate (closed boolean NOT NULL);
-   INSERT INTO app.run_gate VALUES (true);
-   CREATE FUNCTION app.gate_open() RETURNS boolean LANGUAGE plpgsql STABLE AS \$\$
-   BEGIN
-       IF (SELECT closed FROM app.run_gate) THEN RAISE EXCEPTION 'the run gate is closed'; END IF;
-       RETURN true;
-   END \$\$" >/dev/null
-q "SELECT followup.track_assignments('app.assignments', 'id', 'mentor_id', 'last_contact_date',
+# active_when reads a gate setting: while the database does not set it, every
+# run fails (unrecognized configuration parameter, not a row's fault), until
+# someone opens it.
+psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "SET limits.gate = 'on'" \
+    -c "SELECT followup.track_assignments('app.assignments', 'id', 'mentor_id', 'last_contact_date',
        created_column => 'created_at', coordinator_column => 'coordinator_id',
-       organization_column => 'organization', active_when => \$\$status = 'active' AND app.gate_open()\$\$,
+       organization_column => 'organization',
+       active_when => \$\$status = 'active' AND pg_catalog.current_setting('limits.gate')::pg_catalog.bool\$\$,
        payload_columns => '{organization,contact_id}')" >/dev/null
 run_at=$(q "SELECT to_char(now() AT TIME ZONE '$NOON_TZ' - interval '1 hour', 'HH24:MI')")
 today=$(q "SELECT (now() AT TIME ZONE '$NOON_TZ')::date")
@@ -77,7 +73,7 @@ for _ in $(seq 1 300); do
     [ "$(q "SELECT count(*) FROM followup.runs WHERE as_of = '$today' AND trigger = 'retry' AND status = 'failed'" 2>/dev/null)" -ge 1 ] && break
     sleep 0.2
 done
-q "UPDATE app.run_gate SET closed = false" >/dev/null
+q "ALTER DATABASE $DB SET limits.gate = 'on'" >/dev/null
 for _ in $(seq 1 300); do
     runs_of_today 2>/dev/null | grep -q "retry:succeeded" && break
     sleep 0.2
@@ -88,7 +84,7 @@ q "SELECT '  skipped: ' || trigger || ' ' || error FROM followup.runs WHERE as_o
 expect "the catch-up failed, was retried (trigger retry) while the gate was closed, and a retry succeeded" \
     "$(echo "$runs" | grep -Ec '^catch_up:failed( retry:failed)+ retry:succeeded$')" "1"
 expect "each failure names the gate's error" \
-    "$(q "SELECT count(*) FROM followup.runs WHERE as_of = '$today' AND status = 'failed' AND error NOT LIKE '%the run gate is closed%'")" "0"
+    "$(q "SELECT count(*) FROM followup.runs WHERE as_of = '$today' AND status = 'failed' AND error NOT LIKE '%unrecognized configuration parameter \"limits.gate\"%'")" "0"
 expect "each failure raised its run_failed alert" \
     "$(q "SELECT count(*) FROM followup.runs AS r
            WHERE r.as_of = '$today' AND r.status = 'failed'

@@ -16,7 +16,7 @@ trap 'cluster_stop sched immediate' EXIT
 # expectation computed from it. followup.timezone is a zone where it is about
 # noon now: nothing here crosses local midnight or meets the 03:00 default
 # run_at, whatever the hour in UTC.
-NOON_TZ=$(awk -v h="$(date -u +%H)" 'BEGIN { o = h - 12; printf "Etc/GMT%s%d", (o < 0 ? "-" : "+"), (o < 0 ? -o : o) }')
+NOON_TZ=$(noon_tz)
 cluster_init sched "followup.database = 'followup_sched'" "followup.alert_after = 1" "followup.timezone = '$NOON_TZ'"
 cluster_start sched
 export PGHOST=$(cluster_host sched) PGPORT=$(cluster_port sched)
@@ -29,15 +29,6 @@ wait_for_log() {
     for i in $(seq 1 "$2"); do
         grep -q "$1" "$LOG" && return 0
         sleep 1
-    done
-    return 1
-}
-# wait_for SQL EXPECTED SECONDS
-wait_for() {
-    local i
-    for i in $(seq 1 $(( $3 * 2 ))); do
-        [ "$(q "$1" 2>/dev/null)" == "$2" ] && return 0
-        sleep 0.5
     done
     return 1
 }
@@ -121,7 +112,7 @@ expect "with a run_abandoned alert" "$(q "SELECT count(*) FROM followup.alerts W
 kill "$locker" 2>/dev/null || true
 psql -X -q -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%LOCK TABLE app.assignments%' AND pid <> pg_backend_pid()" >/dev/null
 expect "the lock is free after the killed run" \
-    "$(q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 1870099824")" "0"
+    "$(q "SELECT count(*) FROM pg_locks WHERE locktype = 'object' AND classid = 'pg_extension'::regclass AND objsubid = 1")" "0"
 sleep 5
 expect "the day's scheduled run is not started again" "$(q "SELECT count(*) FROM followup.runs WHERE trigger = 'schedule'")" "1"
 

@@ -45,6 +45,24 @@ seed() { q "SELECT app.seed($1, '$AS_OF')" >/dev/null; }
 # only, it reads no clock.
 day() { date -u -d "$AS_OF $1 days" +%F; }
 
+# noon_tz: a time zone where it is about noon now (Etc/GMT±N, from the
+# clock), for the tests that work on the real clock (the scheduler): nothing
+# they do then crosses local midnight or meets the 03:00 default run_at.
+noon_tz() {
+    awk -v h="$(date -u +%H)" 'BEGIN { o = h - 12; printf "Etc/GMT%s%d", (o < 0 ? "-" : "+"), (o < 0 ? -o : o) }'
+}
+
+# wait_for SQL EXPECTED SECONDS: polls $DB until SQL returns EXPECTED; false
+# when the deadline passes first (follow it with the expect that says so).
+wait_for() {
+    local i
+    for i in $(seq 1 $(( $3 * 2 ))); do
+        [ "$(q "$1" 2>/dev/null)" == "$2" ] && return 0
+        sleep 0.5
+    done
+    return 1
+}
+
 finish() {
     [ "$FAILED" -eq 0 ] && echo "all checks passed" || echo "some checks FAILED"
     exit "$FAILED"

@@ -2,18 +2,9 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_followup CASCADE;
 DROP SCHEMA IF EXISTS priv CASCADE;
-DO $$
-DECLARE
-    r text;
-BEGIN
-    FOREACH r IN ARRAY ARRAY['followup_priv_admin', 'followup_priv_nobody', 'followup_priv_notifier',
-                             'followup_priv_monitor'] LOOP
-        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
-            EXECUTE format('DROP OWNED BY %I', r);
-            EXECUTE format('DROP ROLE %I', r);
-        END IF;
-    END LOOP;
-END $$;
+\i tests/pg_regress/helpers/roles.sql
+SELECT FROM drop_roles(ARRAY['followup_priv_admin', 'followup_priv_nobody', 'followup_priv_notifier',
+                                  'followup_priv_monitor']);
 CREATE EXTENSION pg_followup;
 RESET client_min_messages;
 CREATE SCHEMA priv;
@@ -153,13 +144,23 @@ SELECT p.oid::regprocedure AS definer_without_pinned_search_path
  WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_followup')
    AND p.prosecdef
    AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=pg_catalog%');
--- ... and no function that can change state is executable by PUBLIC
-SELECT p.oid::regprocedure AS volatile_function_executable_by_public
+-- ... and no function that can change state is executable by PUBLIC, but
+-- for those the README lists: the tracking trigger functions (no trigger
+-- function can be called directly, and a table owner must be able to create
+-- partitions of a tracked table) and the run's row counters (the run's
+-- INSERT runs as the table owner and calls them)
+SELECT p.oid::regprocedure AS volatile_function_executable_by_public,
+       p.oid::regprocedure IN ('followup.activity_statement_trigger()'::regprocedure,
+                               'followup.activity_replica_trigger()'::regprocedure,
+                               'followup.activity_truncate_trigger()'::regprocedure,
+                               'followup._tally_scanned(text)'::regprocedure,
+                               'followup._tally_due(text)'::regprocedure) AS documented
   FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
  WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_followup')
    AND p.provolatile = 'v'
    AND EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
-                WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE');
+                WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')
+ ORDER BY p.oid::regprocedure::text;
 -- ... and no table of the extension is readable or writable by PUBLIC
 SELECT c.oid::regclass AS table_open_to_public
   FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
