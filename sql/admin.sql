@@ -1,5 +1,6 @@
--- The admin paths on one assignment: correcting its last contact, snoozing
--- it, explaining it. Implemented in src/admin.rs and src/explain.rs.
+-- What ops and support do to one assignment or to drift: correct its last
+-- contact, snooze and unsnooze it, explain it, verify and repair the last
+-- contacts. Implemented in src/admin.rs, src/explain.rs and src/repair.rs.
 
 CREATE FUNCTION followup._set_last_contact(assignment_id text, contact_date date, reason text) RETURNS bigint
 LANGUAGE c VOLATILE

@@ -28,6 +28,32 @@ CREATE FUNCTION followup._max_attempts() RETURNS int
 LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', '_max_attempts_wrapper';
 
+-- Which messages a consumer may take (README, "Consuming the outbox"): not
+-- delivered, not withdrawn, pending or claimed under a lease that ran out,
+-- and visible. The one definition: claims, digests and the notifier's
+-- metrics read it, and the partial indexes outbox_undelivered and
+-- outbox_undelivered_by_recipient (sql/schema.sql) hold exactly the rows of
+-- its first two conditions, so it reads through them.
+CREATE VIEW followup.claimable AS
+SELECT o.*
+  FROM followup.outbox AS o
+ WHERE o.delivered_at IS NULL AND o.cancelled_at IS NULL
+   AND o.status IN ('pending', 'claimed')
+   AND o.visible_at <= clock_timestamp();
+COMMENT ON VIEW followup.claimable IS 'Messages a consumer may take now (claim and claim_digest pick from these).';
+
+-- For a consumer's metrics: how long the oldest claimable message has
+-- waited since it was enqueued (zero when there is none), through the claim
+-- index.
+CREATE FUNCTION followup.oldest_claimable_age() RETURNS interval
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT clock_timestamp() - c.enqueued_at FROM followup.claimable AS c
+                      ORDER BY c.message_id LIMIT 1), interval '0')
+$$;
+COMMENT ON FUNCTION followup.oldest_claimable_age() IS
+    'How long the oldest claimable message has waited since it was enqueued (0 when none): for a consumer''s metrics.';
+
 -- One claim (src/outbox.rs): picks, checks each message is still due, withdraws
 -- those that are not, hands out the rest under lease_id; returns their ids.
 CREATE FUNCTION followup._claim(consumer text, max_messages int, lease interval, lease_id uuid) RETURNS bigint[]
@@ -152,9 +178,11 @@ $$;
 COMMENT ON FUNCTION followup.fail(uuid, bigint, text, interval) IS
     'Records a failed delivery under the lease: returns pending (retried after retry_in or the backoff), dead, cancelled or lease_not_current.';
 
-CREATE FUNCTION followup.requeue_dead(message_ids bigint[] DEFAULT NULL)
+-- Dead messages (all, or those listed) pending again with attempts reset,
+-- audited with the acting role and, from the two-argument form, a reason.
+CREATE FUNCTION followup._requeue_dead(message_ids bigint[], reason text)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     requeued bigint;
@@ -164,20 +192,43 @@ BEGIN
         UPDATE followup.outbox AS o
            SET status = 'pending', attempts = 0, visible_at = clock_timestamp(), lease_id = NULL, claimed_by = NULL
          WHERE o.status = 'dead'
-           AND (requeue_dead.message_ids IS NULL OR o.message_id = ANY (requeue_dead.message_ids))
+           AND (_requeue_dead.message_ids IS NULL OR o.message_id = ANY (_requeue_dead.message_ids))
         RETURNING o.message_id)
     SELECT count(*), coalesce(array_agg(r.message_id ORDER BY r.message_id), '{}')
       INTO requeued, requeued_ids FROM requeued_now AS r;
     IF requeued > 0 THEN
-        INSERT INTO followup.audit_log (action, details)
-        VALUES ('requeue_dead', jsonb_build_object('message_ids', to_jsonb(requeued_ids)));
+        INSERT INTO followup.audit_log (action, reason, details)
+        VALUES ('requeue_dead', _requeue_dead.reason, jsonb_build_object('message_ids', to_jsonb(requeued_ids)));
         PERFORM pg_notify('followup_outbox', json_build_object('requeued', requeued)::text);
     END IF;
     RETURN requeued;
 END
 $$;
+
+CREATE FUNCTION followup.requeue_dead(message_ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT followup._requeue_dead(message_ids, NULL) $$;
 COMMENT ON FUNCTION followup.requeue_dead(bigint[]) IS
     'Makes dead messages (all, or those listed) pending again with attempts reset; returns how many.';
+
+CREATE FUNCTION followup.requeue_dead(message_ids bigint[], reason text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF requeue_dead.reason IS NULL THEN
+        RAISE EXCEPTION 'reason must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF btrim(requeue_dead.reason) = '' THEN
+        RAISE EXCEPTION 'reason must say why the messages are requeued' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN followup._requeue_dead(requeue_dead.message_ids, btrim(requeue_dead.reason));
+END
+$$;
+COMMENT ON FUNCTION followup.requeue_dead(bigint[], text) IS
+    'Makes dead messages (all, or those listed) pending again with attempts reset, recording why; returns how many.';
 
 CREATE FUNCTION followup.release(lease_id uuid, message_ids bigint[] DEFAULT NULL)
 RETURNS bigint

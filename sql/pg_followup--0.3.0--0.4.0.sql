@@ -210,9 +210,11 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION followup.requeue_dead(message_ids bigint[] DEFAULT NULL)
+-- Dead messages (all, or those listed) pending again with attempts reset,
+-- audited with the acting role and, from the two-argument form, a reason.
+CREATE FUNCTION followup._requeue_dead(message_ids bigint[], reason text)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     requeued bigint;
@@ -222,18 +224,43 @@ BEGIN
         UPDATE followup.outbox AS o
            SET status = 'pending', attempts = 0, visible_at = clock_timestamp(), lease_id = NULL, claimed_by = NULL
          WHERE o.status = 'dead'
-           AND (requeue_dead.message_ids IS NULL OR o.message_id = ANY (requeue_dead.message_ids))
+           AND (_requeue_dead.message_ids IS NULL OR o.message_id = ANY (_requeue_dead.message_ids))
         RETURNING o.message_id)
     SELECT count(*), coalesce(array_agg(r.message_id ORDER BY r.message_id), '{}')
       INTO requeued, requeued_ids FROM requeued_now AS r;
     IF requeued > 0 THEN
-        INSERT INTO followup.audit_log (action, details)
-        VALUES ('requeue_dead', jsonb_build_object('message_ids', to_jsonb(requeued_ids)));
+        INSERT INTO followup.audit_log (action, reason, details)
+        VALUES ('requeue_dead', _requeue_dead.reason, jsonb_build_object('message_ids', to_jsonb(requeued_ids)));
         PERFORM pg_notify('followup_outbox', json_build_object('requeued', requeued)::text);
     END IF;
     RETURN requeued;
 END
 $$;
+
+CREATE OR REPLACE FUNCTION followup.requeue_dead(message_ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT followup._requeue_dead(message_ids, NULL) $$;
+COMMENT ON FUNCTION followup.requeue_dead(bigint[]) IS
+    'Makes dead messages (all, or those listed) pending again with attempts reset; returns how many.';
+
+CREATE FUNCTION followup.requeue_dead(message_ids bigint[], reason text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF requeue_dead.reason IS NULL THEN
+        RAISE EXCEPTION 'reason must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF btrim(requeue_dead.reason) = '' THEN
+        RAISE EXCEPTION 'reason must say why the messages are requeued' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN followup._requeue_dead(requeue_dead.message_ids, btrim(requeue_dead.reason));
+END
+$$;
+COMMENT ON FUNCTION followup.requeue_dead(bigint[], text) IS
+    'Makes dead messages (all, or those listed) pending again with attempts reset, recording why; returns how many.';
 
 CREATE OR REPLACE FUNCTION followup.cancel(message_ids bigint[], reason text)
 RETURNS bigint
@@ -325,7 +352,72 @@ END
 $$;
 
 -------------------------------------------------------------------------------
--- Health: the assignments the last run skipped.
+-- One definition of a missed day for the scheduler and health (README, "The
+-- scheduler"): days before the first registration, while followup.enabled
+-- was off or before followup.database named this database were never the
+-- scheduler's. Existing registrations count from when they were made.
+-------------------------------------------------------------------------------
+ALTER TABLE followup.assignment_tables ADD COLUMN tracked_since timestamptz;
+UPDATE followup.assignment_tables SET tracked_since = registered_at;
+ALTER TABLE followup.assignment_tables
+    ALTER COLUMN tracked_since SET NOT NULL,
+    ALTER COLUMN tracked_since SET DEFAULT now();
+-------------------------------------------------------------------------------
+-- The scheduler's duty (src/scheduler.rs): since when the scheduler has been
+-- responsible for this database's daily runs. Set when it first serves the
+-- database, when followup.enabled is turned on again and when
+-- followup.database has changed to this one; NULL while followup.enabled is
+-- off; kept across restarts, so a day whose run_at passed while the server
+-- was down is still the scheduler's to catch up. Not dumped: a restored
+-- database's scheduler takes its duty anew.
+-------------------------------------------------------------------------------
+CREATE TABLE followup.scheduler_duty (
+    singleton     boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    on_duty_since timestamptz,
+    changed_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE followup.scheduler_duty IS
+    'Since when the scheduler has been responsible for the daily runs of this database (NULL: followup.enabled is off).';
+
+REVOKE ALL ON followup.scheduler_duty FROM PUBLIC;
+
+-- Did the daily run for local date `day`, or for a later day, succeed? A
+-- later day's run covers an earlier day: a reminder that was due stays due,
+-- so it enqueues what the missed day's would have. Only the scheduler's own
+-- runs count (schedule, catch_up, retry): a manual run_now is extra and never
+-- stands in for the day's run (README, "The scheduler"). The scheduler, its
+-- catch-up and followup.health all ask this one function.
+CREATE OR REPLACE FUNCTION followup._day_succeeded(day date) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM followup.runs
+                    WHERE as_of >= day AND status = 'succeeded' AND trigger <> 'manual')
+$$;
+
+-- The one definition of "the day's scheduled run was missed", for the
+-- scheduler's catch-up and missed_schedule alert (grace 0, at start-up) and
+-- for followup.health's overdue (grace followup.alert_after): the day of the
+-- last scheduled instant at or before `at - grace` (run_at in tz), if the
+-- scheduler was on duty then (followup.scheduler_duty), an assignments table
+-- had been registered before it, and no run of the scheduler's for the day
+-- succeeded. A day before the first registration, while followup.enabled
+-- was off, or before followup.database named this database, was never the
+-- scheduler's (README, "The scheduler"). Returns the day and its scheduled
+-- instant, or no row. SECURITY DEFINER (read-only): followup.health calls
+-- it for whoever may read health, who need not read the registrations.
+CREATE FUNCTION followup._missed_day(at timestamptz, grace interval, run_at text, tz text)
+RETURNS TABLE (day date, scheduled_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (last.instant AT TIME ZONE tz)::date, last.instant
+      FROM (SELECT followup._last_run_at_or_before(at - grace, run_at, tz) AS instant) AS last
+     WHERE EXISTS (SELECT 1 FROM followup.scheduler_duty AS d WHERE d.on_duty_since <= last.instant)
+       AND EXISTS (SELECT 1 FROM followup.assignment_tables AS t WHERE t.tracked_since < last.instant)
+       AND NOT followup._day_succeeded((last.instant AT TIME ZONE tz)::date)
+$$;
+
+-------------------------------------------------------------------------------
+-- Health: overdue by followup._missed_day; the assignments the last run skipped.
 -------------------------------------------------------------------------------
 CREATE OR REPLACE VIEW followup.health AS
 WITH settings AS (
@@ -342,7 +434,9 @@ running AS (
 ),
 due AS (
     SELECT followup._last_run_at_or_before(now(), s.run_at, s.tz) AS instant, s.alert_after_minutes, s.tz,
-           s.run_retries, s.max_runtime, s.retry_delay
+           s.run_retries, s.max_runtime, s.retry_delay,
+           EXISTS (SELECT 1 FROM followup._missed_day(now(), make_interval(mins => s.alert_after_minutes),
+                                                      s.run_at, s.tz)) AS missed
       FROM settings s
 ),
 queue AS (
@@ -355,11 +449,9 @@ SELECT (SELECT status FROM last_run) AS last_run_status,
        (SELECT max(finished_at) FROM followup.runs WHERE status = 'succeeded') AS last_success_at,
        (SELECT run_id FROM running) AS running_run_id,
        (SELECT running_for FROM running) AS running_for,
-       -- the last scheduled run (plus alert_after of grace) has passed without
-       -- a successful run for its day, and an assignments table is registered
-       (now() > due.instant + make_interval(mins => due.alert_after_minutes)
-        AND EXISTS (SELECT 1 FROM followup.assignment_tables)
-        AND NOT followup._day_succeeded((due.instant AT TIME ZONE due.tz)::date)) AS overdue,
+       -- the scheduler missed a day (followup._missed_day, with alert_after
+       -- of grace for a run in progress): the definition its catch-up uses
+       due.missed AS overdue,
        (SELECT count(*) FROM followup.alerts WHERE resolved_at IS NULL) AS open_alerts,
        queue.pending AS outbox_pending,
        queue.oldest_pending_age,
@@ -378,9 +470,81 @@ SELECT (SELECT status FROM last_run) AS last_run_status,
   FROM due, queue;
 
 -------------------------------------------------------------------------------
+-- One rule, one place (README, "Consuming the outbox"): which messages a
+-- consumer may take, one definition for claims, digests and the notifier's
+-- metrics; the effective policy of fail's window from the library's one
+-- definition.
+-------------------------------------------------------------------------------
+-- Which messages a consumer may take (README, "Consuming the outbox"): not
+-- delivered, not withdrawn, pending or claimed under a lease that ran out,
+-- and visible. The one definition: claims, digests and the notifier's
+-- metrics read it, and the partial indexes outbox_undelivered and
+-- outbox_undelivered_by_recipient (sql/schema.sql) hold exactly the rows of
+-- its first two conditions, so it reads through them.
+CREATE VIEW followup.claimable AS
+SELECT o.*
+  FROM followup.outbox AS o
+ WHERE o.delivered_at IS NULL AND o.cancelled_at IS NULL
+   AND o.status IN ('pending', 'claimed')
+   AND o.visible_at <= clock_timestamp();
+COMMENT ON VIEW followup.claimable IS 'Messages a consumer may take now (claim and claim_digest pick from these).';
+
+-- For a consumer's metrics: how long the oldest claimable message has
+-- waited since it was enqueued (zero when there is none), through the claim
+-- index.
+CREATE FUNCTION followup.oldest_claimable_age() RETURNS interval
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT clock_timestamp() - c.enqueued_at FROM followup.claimable AS c
+                      ORDER BY c.message_id LIMIT 1), interval '0')
+$$;
+COMMENT ON FUNCTION followup.oldest_claimable_age() IS
+    'How long the oldest claimable message has waited since it was enqueued (0 when none): for a consumer''s metrics.';
+
+REVOKE ALL ON followup.claimable FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION followup.oldest_claimable_age() FROM PUBLIC;
+
+-- When a message of `organization` may be handed out at the earliest, from
+-- `at`: its effective policy's next opening (src/rule/policy.rs, the one
+-- definition of the effective policy). fail uses it for one message; claims
+-- and runs join the policies themselves the same way.
+CREATE OR REPLACE FUNCTION followup._opens_at(organization text, at timestamptz) RETURNS timestamptz
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', '_opens_at_wrapper';
+
+-- Resolves an open alert by hand (an operator has dealt with it), audited;
+-- true if it was open. Alerts also resolve by themselves once what they
+-- warned about is over (followup._resolve_alerts).
+CREATE FUNCTION followup.resolve_alert(alert_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF resolve_alert.alert_id IS NULL THEN
+        RAISE EXCEPTION 'alert_id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM followup.alerts AS a WHERE a.alert_id = resolve_alert.alert_id) THEN
+        RAISE EXCEPTION 'no alert with id %', resolve_alert.alert_id USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE followup.alerts AS a SET resolved_at = now()
+     WHERE a.alert_id = resolve_alert.alert_id AND a.resolved_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO followup.audit_log (action, subject) VALUES ('resolve_alert', resolve_alert.alert_id::text);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION followup.resolve_alert(bigint) IS
+    'Resolves an open alert by hand, audited; true if it was open.';
+
+-------------------------------------------------------------------------------
 -- Privileges (sql/privileges.sql)
 -------------------------------------------------------------------------------
 REVOKE EXECUTE ON FUNCTION
+    followup._requeue_dead(bigint[], text),
+    followup.requeue_dead(bigint[], text),
+    followup.resolve_alert(bigint),
     followup._preview(date),
     followup._sync_partition_triggers(oid[]),
     followup._audit_policy_change()

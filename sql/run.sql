@@ -91,3 +91,29 @@ SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$ SELECT * FROM followup._preview(as_of) $$;
 COMMENT ON FUNCTION followup.preview(date) IS
     'The messages a run for as_of would enqueue now (not yet in the outbox); writes nothing.';
+
+-- Resolves an open alert by hand (an operator has dealt with it), audited;
+-- true if it was open. Alerts also resolve by themselves once what they
+-- warned about is over (followup._resolve_alerts).
+CREATE FUNCTION followup.resolve_alert(alert_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF resolve_alert.alert_id IS NULL THEN
+        RAISE EXCEPTION 'alert_id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM followup.alerts AS a WHERE a.alert_id = resolve_alert.alert_id) THEN
+        RAISE EXCEPTION 'no alert with id %', resolve_alert.alert_id USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE followup.alerts AS a SET resolved_at = now()
+     WHERE a.alert_id = resolve_alert.alert_id AND a.resolved_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO followup.audit_log (action, subject) VALUES ('resolve_alert', resolve_alert.alert_id::text);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION followup.resolve_alert(bigint) IS
+    'Resolves an open alert by hand, audited; true if it was open.';

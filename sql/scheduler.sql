@@ -31,15 +31,39 @@ SET search_path = pg_catalog, pg_temp AS $$
       FROM (SELECT (at AT TIME ZONE tz)::date AS d) AS local_day
 $$;
 
--- Did the daily run for local date `day` succeed? Only the scheduler's own
--- runs count (schedule, catch_up, retry): a manual run_now is extra and never stands
--- in for the day's run (README, "The scheduler"). The scheduler, its
+-- Did the daily run for local date `day`, or for a later day, succeed? A
+-- later day's run covers an earlier day: a reminder that was due stays due,
+-- so it enqueues what the missed day's would have. Only the scheduler's own
+-- runs count (schedule, catch_up, retry): a manual run_now is extra and never
+-- stands in for the day's run (README, "The scheduler"). The scheduler, its
 -- catch-up and followup.health all ask this one function.
 CREATE FUNCTION followup._day_succeeded(day date) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT 1 FROM followup.runs
-                    WHERE as_of = day AND status = 'succeeded' AND trigger <> 'manual')
+                    WHERE as_of >= day AND status = 'succeeded' AND trigger <> 'manual')
+$$;
+
+-- The one definition of "the day's scheduled run was missed", for the
+-- scheduler's catch-up and missed_schedule alert (grace 0, at start-up) and
+-- for followup.health's overdue (grace followup.alert_after): the day of the
+-- last scheduled instant at or before `at - grace` (run_at in tz), if the
+-- scheduler was on duty then (followup.scheduler_duty), an assignments table
+-- had been registered before it, and no run of the scheduler's for the day
+-- succeeded. A day before the first registration, while followup.enabled
+-- was off, or before followup.database named this database, was never the
+-- scheduler's (README, "The scheduler"). Returns the day and its scheduled
+-- instant, or no row. SECURITY DEFINER (read-only): followup.health calls
+-- it for whoever may read health, who need not read the registrations.
+CREATE FUNCTION followup._missed_day(at timestamptz, grace interval, run_at text, tz text)
+RETURNS TABLE (day date, scheduled_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (last.instant AT TIME ZONE tz)::date, last.instant
+      FROM (SELECT followup._last_run_at_or_before(at - grace, run_at, tz) AS instant) AS last
+     WHERE EXISTS (SELECT 1 FROM followup.scheduler_duty AS d WHERE d.on_duty_since <= last.instant)
+       AND EXISTS (SELECT 1 FROM followup.assignment_tables AS t WHERE t.tracked_since < last.instant)
+       AND NOT followup._day_succeeded((last.instant AT TIME ZONE tz)::date)
 $$;
 
 -- When the scheduler runs the day `day` again after a failure: first_delay
@@ -147,7 +171,9 @@ running AS (
 ),
 due AS (
     SELECT followup._last_run_at_or_before(now(), s.run_at, s.tz) AS instant, s.alert_after_minutes, s.tz,
-           s.run_retries, s.max_runtime, s.retry_delay
+           s.run_retries, s.max_runtime, s.retry_delay,
+           EXISTS (SELECT 1 FROM followup._missed_day(now(), make_interval(mins => s.alert_after_minutes),
+                                                      s.run_at, s.tz)) AS missed
       FROM settings s
 ),
 queue AS (
@@ -160,11 +186,9 @@ SELECT (SELECT status FROM last_run) AS last_run_status,
        (SELECT max(finished_at) FROM followup.runs WHERE status = 'succeeded') AS last_success_at,
        (SELECT run_id FROM running) AS running_run_id,
        (SELECT running_for FROM running) AS running_for,
-       -- the last scheduled run (plus alert_after of grace) has passed without
-       -- a successful run for its day, and an assignments table is registered
-       (now() > due.instant + make_interval(mins => due.alert_after_minutes)
-        AND EXISTS (SELECT 1 FROM followup.assignment_tables)
-        AND NOT followup._day_succeeded((due.instant AT TIME ZONE due.tz)::date)) AS overdue,
+       -- the scheduler missed a day (followup._missed_day, with alert_after
+       -- of grace for a run in progress): the definition its catch-up uses
+       due.missed AS overdue,
        (SELECT count(*) FROM followup.alerts WHERE resolved_at IS NULL) AS open_alerts,
        queue.pending AS outbox_pending,
        queue.oldest_pending_age,

@@ -40,7 +40,11 @@ CREATE TABLE followup.assignment_tables (
     active_when         text,
     payload_columns     name[] NOT NULL DEFAULT '{}',
     registered_at       timestamptz NOT NULL DEFAULT now(),
-    registered_by       name NOT NULL DEFAULT current_user
+    registered_by       name NOT NULL DEFAULT current_user,
+    -- the first registration of an assignments table in this database: a
+    -- re-registration keeps it (README, "The scheduler": days before it
+    -- were never the scheduler's)
+    tracked_since       timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE followup.assignment_tables IS
     'The one assignments table of this database (followup.track_assignments).';
@@ -57,6 +61,23 @@ CREATE TABLE followup.activity_tables (
 );
 COMMENT ON TABLE followup.activity_tables IS
     'Activity tables whose rows keep last_contact_column true (followup.track_activities).';
+
+-------------------------------------------------------------------------------
+-- The scheduler's duty (src/scheduler.rs): since when the scheduler has been
+-- responsible for this database's daily runs. Set when it first serves the
+-- database, when followup.enabled is turned on again and when
+-- followup.database has changed to this one; NULL while followup.enabled is
+-- off; kept across restarts, so a day whose run_at passed while the server
+-- was down is still the scheduler's to catch up. Not dumped: a restored
+-- database's scheduler takes its duty anew.
+-------------------------------------------------------------------------------
+CREATE TABLE followup.scheduler_duty (
+    singleton     boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    on_duty_since timestamptz,
+    changed_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE followup.scheduler_duty IS
+    'Since when the scheduler has been responsible for the daily runs of this database (NULL: followup.enabled is off).';
 
 -------------------------------------------------------------------------------
 -- Policies
@@ -175,7 +196,8 @@ CREATE TABLE followup.outbox (
     autovacuum_vacuum_scale_factor = 0.01,
     autovacuum_vacuum_threshold = 1000
 );
--- Where consumers look for work. Only message_id is indexed and only
+-- Where consumers look for work (followup.claimable, sql/outbox.sql, is
+-- defined over exactly this predicate). Only message_id is indexed and only
 -- delivered_at and cancelled_at are in the predicate, so claim, fail, release,
 -- dead and requeue (which change status, lease, visible_at, attempts) can be
 -- HOT updates that add no index entries; a message leaves this index once,

@@ -81,7 +81,7 @@ fn require_deterministic_boolean(client: &mut SpiClient<'_>, table: &str, expres
         })
         .execute();
     if plan.is_null() {
-        raise(ERRCODE_INTERNAL_ERROR, "could not analyze active_when");
+        crate::errors::internal("could not analyze active_when");
     }
     let not_allowed =
         |what: &str| -> ! { raise(ERRCODE_INVALID_PARAMETER_VALUE, format!("active_when cannot contain {what}")) };
@@ -130,7 +130,7 @@ fn require_deterministic_boolean(client: &mut SpiClient<'_>, table: &str, expres
 /// every function it calls.
 fn require_builtin_objects_only(client: &mut SpiClient<'_>, relid: pg_sys::Oid, table: &str, expression: &str) {
     let create = format!("CREATE TEMP VIEW followup_active_when_check AS SELECT ({expression}) AS active FROM {table}");
-    client.update(create.as_str(), None, &[]).unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
+    client.update(create.as_str(), None, &[]).unwrap_or_else(|e| crate::errors::internal(e.to_string()));
     let user_defined: Option<String> = client
         .select(
             "SELECT pg_catalog.string_agg(pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0), ', ')

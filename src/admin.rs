@@ -81,7 +81,7 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
         security::as_owner_statement(assignments.owner, &update, || {
             client
                 .update(&update, None, &[assignment_id.into(), contact_date.into()])
-                .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()))
+                .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
         });
         client
             .update(
@@ -98,7 +98,7 @@ fn _set_last_contact(assignment_id: Option<&str>, contact_date: Option<Date>, re
             )
             .ok()
             .and_then(|t| t.first().get_one::<i64>().ok().flatten())
-            .unwrap_or_else(|| raise(ERRCODE_INTERNAL_ERROR, "could not write the audit row"))
+            .unwrap_or_else(|| crate::errors::internal("could not write the audit row"))
     })
 }
 

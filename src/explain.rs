@@ -2,23 +2,31 @@
 //! assignment"): why an assignment gets (or does not get) a reminder, as one
 //! jsonb document a support person can read without knowing the SQL.
 //!
-//! Every fact comes from the definitions the run uses: the cycle start and
-//! `active_when` (run/due.rs), the effective policy, open snoozes, the due
-//! messages (the run's own scan restricted to this assignment), the send
-//! window (sql/delivery.sql), and for where the last contact came from, the
-//! tracking statements' latest activity per table and latest correction
-//! (tracking.rs).
+//! Every answer comes from the definitions the run uses (src/rule/): the
+//! cycle start and `active_when`, the effective policy, open snoozes, the
+//! send window (sql/windows.sql). What is due is the run's own scan
+//! restricted to this assignment; the next due date is the first later day
+//! on which that scan wants a new reminder; the verdict is made of what each
+//! message kind says of the assignment (reached, within its limit, with a
+//! recipient). Where the last contact came from is the tracking statements'
+//! latest activity per table and latest correction (tracking.rs). Nothing of
+//! the reminder rule is computed here again.
 
 use crate::errors::{raise, required};
 use crate::local_time::{as_of_or_today, iso};
 use crate::registry::{self, quote_literal, AssignmentTable};
 use crate::run::any_policy_escalates;
-use crate::run::due::{active_when_sql, cycle_start_sql, due_sql, open_snoozes_sql, policy_join_sql, window_of};
-use crate::security;
+use crate::rule::cycle::{active_when_sql, cycle_start_sql};
+use crate::rule::kinds::REMINDER;
+use crate::rule::policy::{window_of, Policy};
+use crate::rule::snoozes::open_snoozes_sql;
+use crate::run::due::{due_sql, reasons_sql, AS_OF};
+use crate::plan_cache::{self, Statement};
 use crate::tracking::{latest_activity_sql, latest_correction_sql};
 use pgrx::datum::{Date, JsonB};
 use pgrx::prelude::*;
-use pgrx::spi::SpiClient;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::PgOid;
 use pgrx::PgSqlErrorCode::*;
 use serde_json::{json, Value};
 
@@ -28,15 +36,12 @@ struct Facts {
     organization: Option<String>,
     policy: Value,
     enabled: bool,
-    remind_after: i32,
-    repeat_every: Option<i32>,
-    escalate_after: Option<i32>,
-    max_reminders: Option<i32>,
+    /// How many days ahead the next reminder can be at most: the policy's
+    /// remind_after_days or repeat_every_days (bounds the search for it).
+    reminder_horizon: i32,
     last_contact: Value,
     last_contact_source: Value,
     cycle_start: Option<Date>,
-    has_mentor: bool,
-    has_coordinator: bool,
     snoozed_until: Option<Date>,
     messages: Value,
     window: Value,
@@ -75,7 +80,7 @@ fn source_sql(assignments: &AssignmentTable, client: &SpiClient<'_>) -> String {
     format!("coalesce({})", branches.join(",\n                 "))
 }
 
-/// SQL: the send window of the policy row `policy` as of now (sql/delivery.sql
+/// SQL: the send window of the policy row `policy` as of now (sql/windows.sql
 /// holds the arithmetic): its zone, bounds, whether it is open and when it
 /// next opens; NULL when the policy has no window.
 fn window_sql(policy: &str) -> String {
@@ -94,15 +99,17 @@ fn window_sql(policy: &str) -> String {
 /// the failure's SQLSTATE returned too: a run skips such a row
 /// (run/unreadable.rs), so it is not active.
 fn facts(
-    client: &SpiClient<'_>,
+    client: &mut SpiClient<'_>,
     assignments: &AssignmentTable,
     assignment_id: &str,
     as_of: Date,
 ) -> Option<(Facts, Option<String>)> {
-    let read = |active_when: &str| {
+    let mut read = |active_when: &str| {
         let sql = facts_sql(client, assignments, active_when);
         crate::errors::in_subtransaction(std::panic::AssertUnwindSafe(|| {
-            security::as_owner_statement(assignments.owner, &sql, || read_facts(client, &sql, assignment_id, as_of))
+            kept(client, assignments, sql, &[pg_sys::TEXTOID, pg_sys::DATEOID], |client, statement| {
+                read_facts(client, statement, assignment_id, as_of)
+            })
         }))
     };
     match read(active_when_sql(assignments)) {
@@ -118,10 +125,8 @@ fn facts(
 fn facts_sql(client: &SpiClient<'_>, assignments: &AssignmentTable, active_when: &str) -> String {
     format!(
         "SELECT a.followup_active, a.followup_organization, pg_catalog.to_jsonb(policy.*),
-                policy.enabled, policy.remind_after_days, policy.repeat_every_days, policy.escalate_after_days,
-                policy.max_reminders,
+                policy.enabled, GREATEST(policy.remind_after_days, policy.repeat_every_days),
                 pg_catalog.to_jsonb(a.{lc}), {source}, a.followup_cycle_start,
-                a.{mentor} IS NOT NULL, {coordinator} IS NOT NULL,
                 (SELECT pg_catalog.max(sz.until) {open_snoozes} AND sz.assignment_id = $1),
                 (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                             'message_id', o.message_id, 'kind', o.kind, 'sequence', o.sequence, 'status', o.status,
@@ -139,24 +144,28 @@ fn facts_sql(client: &SpiClient<'_>, assignments: &AssignmentTable, active_when:
                   LIMIT 1) AS a
            {policy_join}
            CROSS JOIN LATERAL (SELECT p.* FROM followup.policies AS p
-                                WHERE p.organization = coalesce(own.organization, '*')) AS policy",
+                                WHERE p.organization = {effective}) AS policy",
         lc = assignments.last_contact_column,
         source = source_sql(assignments, client),
-        mentor = assignments.mentor_column,
-        coordinator = assignments.coordinator_column.as_ref().map(|c| format!("a.{c}")).unwrap_or("NULL".into()),
         open_snoozes = open_snoozes_sql("$2::pg_catalog.date"),
         organization = assignments.organization_column.as_deref().unwrap_or("NULL"),
         cycle_start = cycle_start_sql(assignments),
         table = assignments.table,
         is_the_assignment = assignments.id_equals_sql("$1"),
-        policy_join = policy_join_sql("a.followup_organization"),
+        policy_join = Policy::EFFECTIVE.join_sql("a.followup_organization", "pg_catalog.now()"),
+        effective = Policy::EFFECTIVE.organization(),
         window = window_sql("policy"),
     )
 }
 
-fn read_facts(client: &SpiClient<'_>, sql: &str, assignment_id: &str, as_of: Date) -> Option<Facts> {
+fn read_facts(
+    client: &SpiClient<'_>,
+    statement: &OwnedPreparedStatement,
+    assignment_id: &str,
+    as_of: Date,
+) -> Option<Facts> {
     let row = client
-        .select(sql, None, &[assignment_id.into(), as_of.into()])
+        .select(statement, None, &[assignment_id.into(), as_of.into()])
         .unwrap_or_else(|e| crate::errors::internal(e.to_string()));
     if row.is_empty() {
         return None;
@@ -168,34 +177,29 @@ fn read_facts(client: &SpiClient<'_>, sql: &str, assignment_id: &str, as_of: Dat
         organization: row.get::<String>(2).ok().flatten(),
         policy: json(3),
         enabled: row.get::<bool>(4).ok().flatten().unwrap_or(false),
-        remind_after: row.get::<i32>(5).ok().flatten().unwrap_or(0),
-        repeat_every: row.get::<i32>(6).ok().flatten(),
-        escalate_after: row.get::<i32>(7).ok().flatten(),
-        max_reminders: row.get::<i32>(8).ok().flatten(),
-        last_contact: json(9),
-        last_contact_source: json(10),
-        cycle_start: row.get::<Date>(11).ok().flatten(),
-        has_mentor: row.get::<bool>(12).ok().flatten().unwrap_or(false),
-        has_coordinator: row.get::<bool>(13).ok().flatten().unwrap_or(false),
-        snoozed_until: row.get::<Date>(14).ok().flatten(),
-        messages: json(15),
-        window: json(16),
+        reminder_horizon: row.get::<i32>(5).ok().flatten().unwrap_or(0),
+        last_contact: json(6),
+        last_contact_source: json(7),
+        cycle_start: row.get::<Date>(8).ok().flatten(),
+        snoozed_until: row.get::<Date>(9).ok().flatten(),
+        messages: json(10),
+        window: json(11),
     })
 }
 
 /// What a run as of `as_of` would want for the assignment: the run's own
 /// scan, restricted to it, as the table's owner.
-fn due(client: &SpiClient<'_>, assignments: &AssignmentTable, assignment_id: &str, as_of: Date) -> Value {
+fn due(client: &mut SpiClient<'_>, assignments: &AssignmentTable, assignment_id: &str, as_of: Date) -> Value {
     let sql = format!(
         "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                     'kind', d.kind, 'sequence', d.sequence, 'recipient_role', d.recipient_role,
                     'recipient_id', d.recipient_id) ORDER BY d.kind), '[]')
            FROM ({due}) AS d",
-        due = due_sql(assignments, false, any_policy_escalates(client), &assignments.id_equals_sql("$2")),
+        due = due_sql(assignments, false, any_policy_escalates(client), &assignments.id_equals_sql("$2"), AS_OF),
     );
-    security::as_owner_statement(assignments.owner, &sql, || {
+    kept(client, assignments, sql, &[pg_sys::DATEOID, pg_sys::TEXTOID], |client, statement| {
         client
-            .select(sql.as_str(), None, &[as_of.into(), assignment_id.into()])
+            .select(statement, None, &[as_of.into(), assignment_id.into()])
             .ok()
             .and_then(|t| t.first().get_one::<JsonB>().ok().flatten())
             .map(|j| j.0)
@@ -203,47 +207,84 @@ fn due(client: &SpiClient<'_>, assignments: &AssignmentTable, assignment_id: &st
     })
 }
 
-/// The reminder sequence due at `age` days into a cycle, if any is.
-fn reminder_sequence(facts: &Facts, age: i32) -> Option<i32> {
-    (age >= facts.remind_after).then(|| match facts.repeat_every {
-        Some(every) => 1 + (age - facts.remind_after) / every,
-        None => 1,
+/// The next day after `as_of` on which a run would enqueue a new reminder
+/// for the assignment if nothing changed: the first day, in the window the
+/// policy allows (after an open snooze ends), on which the run's scan wants
+/// a reminder whose sequence is not due on `as_of` already (that one a run
+/// enqueues on `as_of`).
+fn next_due_on(
+    client: &mut SpiClient<'_>,
+    assignments: &AssignmentTable,
+    assignment_id: &str,
+    as_of: Date,
+    facts: &Facts,
+    due: &Value,
+) -> Option<Date> {
+    let due_now: Vec<i32> = due
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["kind"] == REMINDER.kind)
+        .filter_map(|d| d["sequence"].as_i64().map(|n| n as i32))
+        .collect();
+    let after = match facts.snoozed_until {
+        Some(until) if !until.is_finite() => return None,
+        Some(until) if until.to_pg_epoch_days() > as_of.to_pg_epoch_days() => until,
+        _ => as_of,
+    };
+    let first = Date::saturating_from_raw(after.to_pg_epoch_days() + 1);
+    // a reminder is due at most `reminder_horizon` days after the later of
+    // `first` and the cycle's start (a last contact dated ahead of as_of)
+    let not_started = facts
+        .cycle_start
+        .map_or(0, |c| (i64::from(c.to_pg_epoch_days()) - i64::from(first.to_pg_epoch_days())).max(0));
+    let horizon = i32::try_from(i64::from(facts.reminder_horizon) + not_started).unwrap_or(i32::MAX);
+    let day = "($2::pg_catalog.date + i.n)";
+    let sql = format!(
+        "SELECT pg_catalog.min({day})
+           FROM pg_catalog.generate_series(0, $3) AS i (n)
+          CROSS JOIN LATERAL ({due}) AS d
+          WHERE d.kind = '{reminder}' AND d.sequence <> ALL ($4::pg_catalog.int4[])",
+        due = due_sql(assignments, false, false, &assignments.id_equals_sql("$1"), day),
+        reminder = REMINDER.kind,
+    );
+    let types = [pg_sys::TEXTOID, pg_sys::DATEOID, pg_sys::INT4OID, pg_sys::INT4ARRAYOID];
+    kept(client, assignments, sql, &types, |client, statement| {
+        client
+            .select(statement, Some(1), &[assignment_id.into(), first.into(), horizon.into(), due_now.into()])
+            .ok()
+            .and_then(|t| t.first().get_one::<Date>().ok().flatten())
     })
 }
 
-/// The date of the next reminder after `as_of` if nothing changes (a snooze
-/// postpones it to the day after it ends), or None.
-fn next_due_on(facts: &Facts, as_of: Date) -> Option<Date> {
-    let start = facts.cycle_start?.to_pg_epoch_days();
-    if !facts.active || !facts.enabled || !facts.has_mentor {
-        return None;
-    }
-    let today = as_of.to_pg_epoch_days();
-    let first = start + facts.remind_after;
-    let mut next = if today < first {
-        first
-    } else {
-        let sequence = reminder_sequence(facts, today - start)?;
-        start + facts.remind_after + sequence * facts.repeat_every?
-    };
-    if let Some(until) = facts.snoozed_until {
-        if until.is_finite() && next <= until.to_pg_epoch_days() {
-            next = (until.to_pg_epoch_days() + 1).max(first);
-        } else if !until.is_finite() {
-            return None;
-        }
-    }
-    let sequence = reminder_sequence(facts, next - start)?;
-    if facts.max_reminders.is_some_and(|max| sequence > max) {
-        return None;
-    }
-    Some(Date::saturating_from_raw(next))
+/// What each message kind that applies says of the assignment on `as_of`:
+/// (kind, reached, within its limit, has a recipient).
+fn reasons(
+    client: &mut SpiClient<'_>,
+    assignments: &AssignmentTable,
+    assignment_id: &str,
+    as_of: Date,
+) -> Vec<(String, bool, bool, bool)> {
+    let sql = reasons_sql(assignments, any_policy_escalates(client), &assignments.id_equals_sql("$2"), AS_OF);
+    kept(client, assignments, sql, &[pg_sys::DATEOID, pg_sys::TEXTOID], |client, statement| {
+        client
+            .select(statement, None, &[as_of.into(), assignment_id.into()])
+            .map(|rows| {
+                rows.filter_map(|r| {
+                    Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??, r.get(4).ok()??))
+                })
+                .collect()
+            })
+            .unwrap_or_default()
+    })
 }
 
-fn verdict(facts: &Facts, age: Option<i32>, due: &Value) -> &'static str {
-    let Some(age) = age else {
+/// The verdict, in the order a support person would look: no cycle, not
+/// active, snoozed, disabled; due; else why not, as the kinds say.
+fn verdict(facts: &Facts, due: &Value, reasons: &[(String, bool, bool, bool)]) -> &'static str {
+    if facts.cycle_start.is_none() {
         return if facts.active { "no_cycle_start" } else { "inactive" };
-    };
+    }
     if !facts.active {
         "inactive"
     } else if facts.snoozed_until.is_some() {
@@ -252,42 +293,56 @@ fn verdict(facts: &Facts, age: Option<i32>, due: &Value) -> &'static str {
         "policy_disabled"
     } else if due.as_array().is_some_and(|d| !d.is_empty()) {
         "due"
+    } else if reasons.iter().any(|(_, reached, within_limit, _)| *reached && !within_limit) {
+        "max_reminders_reached"
+    } else if reasons.iter().any(|(_, reached, within_limit, recipient)| *reached && *within_limit && !recipient) {
+        "no_recipient"
     } else {
-        match reminder_sequence(facts, age) {
-            None => "not_yet_due",
-            Some(sequence) if facts.max_reminders.is_some_and(|max| sequence > max) => "max_reminders_reached",
-            Some(_) if !facts.has_mentor => "no_recipient",
-            // due by age, but no message: only an escalation could be missing
-            // its coordinator
-            Some(_) => {
-                if facts.escalate_after.is_some_and(|e| age >= e) && !facts.has_coordinator {
-                    "no_recipient"
-                } else {
-                    "not_yet_due"
-                }
-            }
-        }
+        "not_yet_due"
     }
+}
+
+/// Runs `f` with `sql` kept prepared (plan_cache.rs: explain's statements
+/// are generated once per registration, and planning them is most of an
+/// explain's cost), as the assignments table's owner.
+fn kept<R>(
+    client: &mut SpiClient<'_>,
+    assignments: &AssignmentTable,
+    sql: String,
+    types: &[pg_sys::Oid],
+    f: impl FnOnce(&mut SpiClient<'_>, &OwnedPreparedStatement) -> R,
+) -> R {
+    let key = format!("explain {sql}");
+    let build = |_: &mut SpiClient<'_>| Statement {
+        sql,
+        types: types.iter().map(|t| PgOid::from(*t)).collect(),
+        owner: Some(assignments.owner),
+        reads: vec![assignments.relid],
+    };
+    plan_cache::with_kept(client, &key, build, f)
 }
 
 #[pg_extern(sql = false)]
 fn _explain(assignment_id: Option<&str>, as_of: Option<Date>) -> JsonB {
     let assignment_id = required(assignment_id, "assignment_id");
     let as_of = as_of_or_today(as_of);
-    Spi::connect(|client| {
-        let assignments = registry::require_assignment_table(&client);
-        let Some((facts, active_when_error)) = facts(&client, &assignments, assignment_id, as_of) else {
+    Spi::connect_mut(|client| {
+        let assignments = registry::require_assignment_table(client);
+        let Some((facts, active_when_error)) = facts(client, &assignments, assignment_id, as_of) else {
             raise(ERRCODE_NO_DATA_FOUND, format!("no assignment with id {}", quote_literal(assignment_id)))
         };
         // a run skips a row whose active_when fails: nothing is due for it
-        let due = if active_when_error.is_some() {
-            Value::Array(Vec::new())
+        let (due, reasons, next) = if active_when_error.is_some() {
+            (Value::Array(Vec::new()), Vec::new(), None)
         } else {
-            due(&client, &assignments, assignment_id, as_of)
+            let due = due(client, &assignments, assignment_id, as_of);
+            let reasons = reasons(client, &assignments, assignment_id, as_of);
+            let next = next_due_on(client, &assignments, assignment_id, as_of, &facts, &due);
+            (due, reasons, next)
         };
         let age = facts.cycle_start.map(|c| as_of.to_pg_epoch_days() - c.to_pg_epoch_days());
         let date = |d: Option<Date>| d.map(|d| Value::String(iso(d))).unwrap_or(Value::Null);
-        let verdict = verdict(&facts, age, &due);
+        let verdict = verdict(&facts, &due, &reasons);
         JsonB(json!({
             "assignment_id": assignment_id,
             "as_of": iso(as_of),
@@ -303,7 +358,7 @@ fn _explain(assignment_id: Option<&str>, as_of: Option<Date>) -> JsonB {
             "due": due,
             "messages": facts.messages,
             "window": facts.window,
-            "next_due_on": date(next_due_on(&facts, as_of)),
+            "next_due_on": date(next),
             "verdict": verdict,
         }))
     })

@@ -2,9 +2,11 @@
 //!
 //! Every parameter is defined whenever the library is loaded, so a bad value is
 //! rejected at `SET`, `ALTER SYSTEM` or reload time by the check hooks below, not
-//! discovered later by the scheduler. Each default is written once, in the
-//! `DEFAULT_*` constants; SQL reads the settings through `followup._settings()`
-//! (below), which loads the library, so it sees the same values and defaults.
+//! discovered later by the scheduler. Each default is written once: in the
+//! setting's `GucSetting::new` (the `DEFAULT_*` constants for the strings,
+//! which the readers below fall back to); SQL reads the settings through
+//! `followup._settings()` (below), which loads the library, so it sees the
+//! same values and defaults.
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
@@ -33,7 +35,8 @@ pub static LOG_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(90);
 pub static RUN_IN_WORKER: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Delivery attempts before an outbox message becomes `dead`.
 pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(10);
-/// Retries of a failed scheduled (or catch-up) run, 5, 10, 20… minutes apart.
+/// Retries of a failed scheduled (or catch-up) run: the first
+/// followup.retry_delay after the failure, each next one twice as long.
 pub static RUN_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
 /// Seconds before the first retry of a failed run (doubling for each next).
 pub static RETRY_DELAY_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(300);
@@ -135,7 +138,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"followup.run_retries",
         c"Retries of a failed scheduled or catch-up run.",
-        c"The scheduler runs the day again 5, 10, 20, ... minutes after each failure, until one succeeds or the retries are spent.",
+        c"The scheduler runs the day again followup.retry_delay after a failure, then twice, four times as long, ..., until one succeeds or the retries are spent.",
         &RUN_RETRIES,
         0,
         100,

@@ -25,7 +25,9 @@ use crate::local_time::today;
 use crate::plan_cache;
 use crate::planner::without_jit;
 use crate::registry::{self, AssignmentTable};
-use crate::run::due::{active_when_sql, cycle_start_sql, open_snoozes_sql, policy_join_sql, policy_value, window_of};
+use crate::rule::cycle::{active_when_sql, cycle_start_sql};
+use crate::rule::policy::Policy;
+use crate::rule::snoozes::open_snoozes_sql;
 use crate::security;
 use pgrx::datum::{Interval, Uuid};
 use pgrx::prelude::*;
@@ -50,7 +52,7 @@ fn withdraw_reason_sql(assignments: &AssignmentTable, today: &str) -> (String, S
         organization = assignments.organization_column.as_deref().unwrap_or("NULL"),
         table = assignments.table,
         is_the_assignment = assignments.id_equals_sql("picked.assignment_id"),
-        policy = policy_join_sql("a.organization"),
+        policy = Policy::EFFECTIVE.join_sql("a.organization", WINDOW_NOW),
     );
     // the outbox and the snoozes both hold the id as text
     let snoozed = format!(
@@ -64,7 +66,7 @@ fn withdraw_reason_sql(assignments: &AssignmentTable, today: &str) -> (String, S
               WHEN {snoozed} THEN 'snoozed'
               WHEN NOT {enabled} THEN 'policy_disabled'
          END",
-        enabled = policy_value("enabled"),
+        enabled = Policy::EFFECTIVE.value("enabled"),
     );
     (joins, reason)
 }
@@ -132,8 +134,8 @@ fn claim_sql(assignments: Option<&AssignmentTable>, kind: Kind) -> String {
                 (SELECT pg_catalog.count(*) FROM picked)",
         pick = pick_sql(kind),
         now = WINDOW_NOW,
-        window_joins = WINDOW_JOINS,
-        opens_at = opens_at_sql(),
+        window_joins = WINDOW.join_sql("picked.organization", WINDOW_NOW),
+        opens_at = WINDOW.value("opens_at"),
     )
 }
 
@@ -141,27 +143,14 @@ fn claim_sql(assignments: Option<&AssignmentTable>, kind: Kind) -> String {
 /// so the window functions inline).
 const WINDOW_NOW: &str = "pg_catalog.statement_timestamp()";
 
-/// The send window of a picked message: its organization's policy (`wown`),
-/// else the default row (`wdflt`). By the message's organization at enqueue.
-const WINDOW_JOINS: &str = "CROSS JOIN (SELECT * FROM followup.policies WHERE organization = '*') AS wdflt
-         LEFT JOIN followup.policies AS wown
-                ON wown.organization = picked.organization AND wown.organization <> '*'";
-
-/// SQL: when the picked message's send window next opens (now, when it is
-/// open or there is none).
-fn opens_at_sql() -> String {
-    let opening = |p: &str| format!("followup._next_opening({WINDOW_NOW}, {})", window_of(p));
-    format!("CASE WHEN wown.organization IS NULL THEN {} ELSE {} END", opening("wdflt"), opening("wown"))
-}
-
-/// The messages a claim may hand out: visible, neither delivered nor withdrawn
-/// (the claim index's predicate, sql/schema.sql).
-const CLAIMABLE: &str = "o.delivered_at IS NULL AND o.cancelled_at IS NULL
-                AND o.status IN ('pending', 'claimed')
-                AND o.visible_at <= pg_catalog.clock_timestamp()";
+/// The send window of a picked message: its effective policy by the
+/// message's organization at enqueue (the still-due check joins the
+/// assignment's current one as `own`/`dflt`).
+const WINDOW: Policy = Policy { own: "wown", default: "wdflt" };
 
 /// SQL, `FROM … LIMIT $2` with the outbox row as `o`: what a pass picks and
-/// locks (`FOR UPDATE SKIP LOCKED`), oldest first.
+/// locks (`FOR UPDATE SKIP LOCKED`), oldest first, among the messages
+/// `followup.claimable` (sql/outbox.sql) says a consumer may take.
 ///
 /// A claim walks the claim index (`outbox_undelivered`) from its oldest entry.
 /// A digest takes the messages of the recipients `$7` (roles) / `$8` (ids), as
@@ -172,21 +161,18 @@ const CLAIMABLE: &str = "o.delivered_at IS NULL AND o.cancelled_at IS NULL
 /// index and filtering took a second per digest over a million messages).
 fn pick_sql(kind: Kind) -> String {
     match kind {
-        Kind::Claim => format!(
-            "FROM followup.outbox AS o
-              WHERE {CLAIMABLE}
+        Kind::Claim => "FROM followup.claimable AS o
               ORDER BY o.message_id
               LIMIT $2
                 FOR UPDATE SKIP LOCKED"
-        ),
+            .to_string(),
         Kind::Digest => format!(
             "FROM ROWS FROM (pg_catalog.unnest($7::pg_catalog.text[]), pg_catalog.unnest($8::pg_catalog.text[]))
                     AS r(role, id)
               CROSS JOIN LATERAL (
                     SELECT o.message_id, o.assignment_id, o.cycle_start, o.organization, o.status, o.attempts
-                      FROM followup.outbox AS o
-                     WHERE {CLAIMABLE}
-                       AND coalesce(o.recipient_id, '') = r.id
+                      FROM followup.claimable AS o
+                     WHERE coalesce(o.recipient_id, '') = r.id
                        AND o.recipient_role = r.role::followup.recipient_role
                        FOR UPDATE SKIP LOCKED) AS o
               ORDER BY o.message_id
@@ -195,40 +181,27 @@ fn pick_sql(kind: Kind) -> String {
     }
 }
 
-/// A claim statement kept per backend.
+/// Which claim statement: a plain claim or a digest's.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Claim,
     Digest,
 }
 
-/// A claim statement kept per backend: its kind, the plan_cache generation
-/// it was built at, the plan, its text, and the assignments table's owner
-/// it runs as (none without a registered table: then it reads only ours).
-struct KeptStatement {
-    kind: Kind,
-    generation: u64,
-    statement: OwnedPreparedStatement,
-    sql: String,
-    owner: Option<pg_sys::Oid>,
-}
-
-thread_local! {
-    static STATEMENTS: RefCell<Vec<KeptStatement>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with the kept statement of `kind`, preparing it first when the
-/// registrations changed since; as the assignments table's owner
-/// (security.rs), since the still-due check reads the app's table.
+/// Runs `f` with the kept statement of `kind` (plan_cache.rs), as the
+/// assignments table's owner (security.rs), since the still-due check reads
+/// the app's table.
 fn with_statement<R>(
     client: &mut SpiClient<'_>,
     kind: Kind,
     f: impl FnOnce(&mut SpiClient<'_>, &OwnedPreparedStatement) -> R,
 ) -> R {
-    let generation = plan_cache::generation();
-    STATEMENTS.with(|s| s.borrow_mut().retain(|kept| kept.generation == generation));
-    let fresh = STATEMENTS.with(|s| s.borrow().iter().any(|kept| kept.kind == kind));
-    if !fresh {
+    let key = match kind {
+        Kind::Claim => "outbox.claim",
+        Kind::Digest => "outbox.digest",
+    };
+    let build = |client: &mut SpiClient<'_>| {
+        registry::require_current_schema(client);
         let assignments = registry::load_assignment_table(client);
         let mut types = vec![
             PgOid::from(pg_sys::TEXTOID),
@@ -241,29 +214,14 @@ fn with_statement<R>(
         if kind == Kind::Digest {
             types.extend([PgOid::from(pg_sys::TEXTARRAYOID), PgOid::from(pg_sys::TEXTARRAYOID)]);
         }
-        let sql = claim_sql(assignments.as_ref(), kind);
-        let owner = assignments.as_ref().map(|a| a.owner);
-        let prepare = |client: &mut SpiClient<'_>| {
-            client.prepare_mut(sql.as_str(), &types).unwrap_or_else(|e| crate::errors::internal(e.to_string())).keep()
-        };
-        let statement = match owner {
-            Some(owner) => security::as_owner_statement(owner, &sql, || prepare(client)),
-            None => prepare(client),
-        };
-        let mut watched = plan_cache::registration_tables();
-        watched.extend(assignments.map(|a| a.relid));
-        plan_cache::watch(watched);
-        STATEMENTS.with(|s| s.borrow_mut().push(KeptStatement { kind, generation, statement, sql, owner }));
-    }
-    STATEMENTS.with(|s| {
-        let statements = s.borrow();
-        let kept = statements.iter().find(|kept| kept.kind == kind).expect("prepared above");
-        let _executing = plan_cache::Executing::enter();
-        match kept.owner {
-            Some(owner) => security::as_owner_statement(owner, &kept.sql, || f(client, &kept.statement)),
-            None => f(client, &kept.statement),
+        plan_cache::Statement {
+            sql: claim_sql(assignments.as_ref(), kind),
+            types,
+            owner: assignments.as_ref().map(|a| a.owner),
+            reads: assignments.iter().map(|a| a.relid).collect(),
         }
-    })
+    };
+    plan_cache::with_kept(client, key, build, f)
 }
 
 /// The arguments of one claim pass.
@@ -383,13 +341,10 @@ fn lock_recipients(
     seen: &mut std::collections::HashSet<(String, String)>,
 ) -> Vec<(String, String)> {
     let mut locked = Vec::new();
-    let walk = format!(
-        "SELECT o.recipient_role::pg_catalog.text, coalesce(o.recipient_id, '')
-               FROM followup.outbox AS o
-              WHERE {CLAIMABLE}
-              ORDER BY o.message_id"
-    );
-    let mut cursor = client.open_cursor(&walk, &[]);
+    let walk = "SELECT o.recipient_role::pg_catalog.text, coalesce(o.recipient_id, '')
+               FROM followup.claimable AS o
+              ORDER BY o.message_id";
+    let mut cursor = client.open_cursor(walk, &[]);
     // Fetch about as many rows as recipients are wanted, then more: a digest
     // of one recipient reads a handful of rows, not a page of 500.
     let mut batch = (wanted as i64).clamp(8, 500);
@@ -469,21 +424,16 @@ const HOLD_UNREADABLE: &str = "1 hour";
 fn hold_unreadable(client: &mut SpiClient<'_>, pass: &Candidates, today: pgrx::datum::Date) -> usize {
     let Some(assignments) = registry::load_assignment_table(client) else { return 0 };
     let candidates_sql = match &pass.recipients {
-        None => format!(
-            "SELECT o.message_id, o.assignment_id, o.cycle_start FROM followup.outbox AS o
-              WHERE {CLAIMABLE} ORDER BY o.message_id LIMIT $1 FOR UPDATE SKIP LOCKED"
-        ),
-        Some(_) => format!(
-            "SELECT o.message_id, o.assignment_id, o.cycle_start FROM followup.outbox AS o
-              WHERE {CLAIMABLE}
-                AND (o.recipient_role::pg_catalog.text, coalesce(o.recipient_id, '')) IN
+        None => "SELECT o.message_id, o.assignment_id, o.cycle_start FROM followup.claimable AS o
+              ORDER BY o.message_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        Some(_) => "SELECT o.message_id, o.assignment_id, o.cycle_start FROM followup.claimable AS o
+              WHERE (o.recipient_role::pg_catalog.text, coalesce(o.recipient_id, '')) IN
                     (SELECT * FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.text[]), pg_catalog.unnest($3::pg_catalog.text[])))
-              ORDER BY o.message_id LIMIT $1 FOR UPDATE SKIP LOCKED"
-        ),
+              ORDER BY o.message_id LIMIT $1 FOR UPDATE SKIP LOCKED",
     };
     let (roles, ids) = pass.recipients.clone().unwrap_or_default();
     let candidates: Vec<(i64, String, pgrx::datum::Date)> = client
-        .update(candidates_sql.as_str(), None, &[pass.wanted.into(), roles.into(), ids.into()])
+        .update(candidates_sql, None, &[pass.wanted.into(), roles.into(), ids.into()])
         .map(|rows| {
             rows.filter_map(|r| Some((r.get::<i64>(1).ok()??, r.get::<String>(2).ok()??, r.get(3).ok()??))).collect()
         })

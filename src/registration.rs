@@ -61,7 +61,7 @@ fn relation_info(client: &SpiClient<'_>, relid: pg_sys::Oid) -> RelationInfo {
             None,
             &[relid.into()],
         )
-        .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()))
+        .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
         .first();
     let name: Option<String> = row.get(1).ok().flatten();
     let Some(name) = name else {
@@ -274,7 +274,7 @@ fn track_assignments(
                     registered_by.as_str().into(),
                 ],
             )
-            .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
+            .unwrap_or_else(|e| crate::errors::internal(e.to_string()));
         plan_cache::invalidate_registrations();
         backfill_all(client);
     });
@@ -354,7 +354,7 @@ fn track_activities(
                     registered_by.as_str().into(),
                 ],
             )
-            .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, e.to_string()));
+            .unwrap_or_else(|e| crate::errors::internal(e.to_string()));
         sync_triggers(client, None);
         plan_cache::invalidate_registrations();
         suggest_index(client, &activity);

@@ -105,6 +105,7 @@ pub extern "C-unwind" fn followup_scheduler_main(_arg: pg_sys::Datum) {
     scheduler.start_up();
     loop {
         scheduler.tick();
+        scheduler.report();
         sleep(scheduler.sleep_for());
     }
 }
@@ -233,20 +234,24 @@ struct Scheduler {
     retry: Option<(f64, Date, RunCause)>,
     /// The schedule `next_run` was computed from (recomputed on change).
     schedule: Schedule,
+    /// followup.enabled as last seen: a change starts or ends the duty.
+    enabled: bool,
 }
 
 impl Scheduler {
     fn new() -> Scheduler {
         let schedule = Schedule::current();
         let now = now();
-        Scheduler { next_run: schedule.next_run_after(now), next_check: now, retry: None, schedule }
+        Scheduler { next_run: schedule.next_run_after(now), next_check: now, retry: None, schedule, enabled: false }
     }
 
     /// Once, after connecting: abandoned runs, a missed run, a retry that
     /// was pending when the scheduler stopped, retention.
     fn start_up(&mut self) {
         BackgroundWorker::transaction(mark_abandoned_if_free);
-        if gucs::ENABLED.get() {
+        self.enabled = gucs::ENABLED.get();
+        duty::take_up(self.enabled);
+        if self.enabled {
             self.catch_up();
             if self.retry.is_none() {
                 let last_day = self.schedule.local_date(self.schedule.last_run_at_or_before(now()));
@@ -280,7 +285,8 @@ impl Scheduler {
     }
 
     /// If the last scheduled run time passed (while the server was down) with
-    /// no successful run for its day, say so and, with followup.catch_up, run.
+    /// no successful run for its day, say so and, with followup.catch_up, run
+    /// (followup._missed_day: the definition followup.health shares).
     fn catch_up(&mut self) {
         let (run_at, tz) = (self.schedule.run_at.clone(), self.schedule.timezone.clone());
         let missed: Option<(Date, String)> = BackgroundWorker::transaction(move || {
@@ -312,6 +318,16 @@ impl Scheduler {
     }
 
     fn tick(&mut self) {
+        let enabled = gucs::ENABLED.get();
+        if enabled != self.enabled {
+            log!(
+                "pg_followup scheduler: followup.enabled is {}; {}",
+                if enabled { "on" } else { "off" },
+                if enabled { "on duty from now on" } else { "no runs until it is on again" }
+            );
+            duty::set(enabled);
+            self.enabled = enabled;
+        }
         let schedule = Schedule::current();
         if schedule != self.schedule {
             log!("pg_followup scheduler: schedule changed to {} {}; rescheduling", schedule.run_at, schedule.timezone);
@@ -346,6 +362,26 @@ impl Scheduler {
             check_running_runs();
             self.next_check = now + CHECK_INTERVAL.as_secs_f64();
         }
+    }
+
+    /// Shows in `pg_stat_activity.query` when the scheduler last looked
+    /// and what it waits for: operators see it, and tests wait for a tick
+    /// after an instant before they check that nothing happened.
+    fn report(&self) {
+        let (next_run, retry) = (self.next_run, self.retry.map(|(at, _, _)| at));
+        let text = BackgroundWorker::transaction(move || {
+            select_one::<String>(
+                "SELECT pg_catalog.format('last tick %s, next run %s%s',
+                        pg_catalog.to_char(pg_catalog.clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                        pg_catalog.to_char(pg_catalog.to_timestamp($1) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                        COALESCE(', retry ' || pg_catalog.to_char(pg_catalog.to_timestamp($2) AT TIME ZONE 'UTC',
+                                                                             'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''))",
+                &[next_run.into(), retry.into()],
+            )
+        })
+        .unwrap_or_default();
+        let text = std::ffi::CString::new(text).unwrap_or_default();
+        unsafe { pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, text.as_ptr()) };
     }
 
     fn sleep_for(&self) -> Duration {
@@ -436,5 +472,74 @@ fn prune() {
             break;
         }
         bgw::handle_interrupts();
+    }
+}
+
+/// The scheduler's duty (`followup.scheduler_duty`): since when it has been
+/// responsible for this database's daily runs, which `followup._missed_day`
+/// (the catch-up, `followup.health.overdue`) goes by. A day whose run_at
+/// passed before the duty began was never the scheduler's; a day whose
+/// run_at passed while the server was down still is. Written only when the
+/// duty changes, never on an idle tick.
+mod duty {
+    use pgrx::bgworkers::BackgroundWorker;
+    use pgrx::prelude::*;
+
+    /// The file in the data directory naming the database the scheduler
+    /// serves: followup.database can change only with a restart, and the
+    /// database it names then learns here that it was not served before.
+    const SERVED_FILE: &str = "pg_followup.scheduler";
+
+    /// At start-up: on duty since now when the scheduler serves this
+    /// database for the first time, or again after followup.database named
+    /// another one; still on duty (since before) after a restart; off while
+    /// followup.enabled is off.
+    pub fn take_up(enabled: bool) {
+        let database = crate::gucs::database();
+        let path = std::path::Path::new(&data_directory()).join(SERVED_FILE);
+        let served_before = std::fs::read_to_string(&path).ok().map(|s| s.trim().to_string());
+        let switched = served_before.as_deref().is_some_and(|before| before != database);
+        if served_before.as_deref() != Some(database.as_str()) {
+            if let Err(e) = std::fs::write(&path, format!("{database}\n")) {
+                warning!("pg_followup scheduler: could not write {}: {e}", path.display());
+            }
+        }
+        if switched {
+            log!("pg_followup scheduler: followup.database changed to \"{database}\"; on duty from now on");
+        }
+        BackgroundWorker::transaction(move || {
+            Spi::run_with_args(
+                "INSERT INTO followup.scheduler_duty AS d (on_duty_since)
+                 VALUES (CASE WHEN $1 THEN pg_catalog.now() END)
+                 ON CONFLICT (singleton) DO UPDATE
+                    SET on_duty_since = CASE WHEN NOT $1 THEN NULL
+                                             WHEN $2 OR d.on_duty_since IS NULL THEN pg_catalog.now()
+                                             ELSE d.on_duty_since END,
+                        changed_at = pg_catalog.now()
+                  WHERE d.on_duty_since IS DISTINCT FROM
+                        (CASE WHEN NOT $1 THEN NULL WHEN $2 OR d.on_duty_since IS NULL THEN pg_catalog.now()
+                              ELSE d.on_duty_since END)",
+                &[enabled.into(), switched.into()],
+            )
+            .unwrap_or_else(|e| crate::errors::internal(e.to_string()));
+        });
+    }
+
+    /// followup.enabled changed: on duty from now on, or off.
+    pub fn set(enabled: bool) {
+        BackgroundWorker::transaction(move || {
+            Spi::run_with_args(
+                "INSERT INTO followup.scheduler_duty AS d (on_duty_since)
+                 VALUES (CASE WHEN $1 THEN pg_catalog.now() END)
+                 ON CONFLICT (singleton) DO UPDATE
+                    SET on_duty_since = EXCLUDED.on_duty_since, changed_at = pg_catalog.now()",
+                &[enabled.into()],
+            )
+            .unwrap_or_else(|e| crate::errors::internal(e.to_string()));
+        });
+    }
+
+    fn data_directory() -> String {
+        unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::DataDir) }.to_string_lossy().into_owned()
     }
 }

@@ -226,7 +226,7 @@ fn track(trigger: &PgTrigger<'_>, row_level: bool) {
         let status =
             if key.size_class == SINGLE_ROW || row_level { execute() } else { crate::planner::without_jit(execute) };
         if status < 0 {
-            error!("pg_followup: tracking statement failed (SPI error {status})");
+            crate::errors::internal(format!("tracking statement failed (SPI error {status})"));
         }
     }
     unsafe { pg_sys::SPI_finish() };

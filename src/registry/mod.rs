@@ -116,6 +116,29 @@ pub fn quote_literal(literal: &str) -> String {
 const ASSIGNMENT_REGISTRATION: &str = include_str!("../../sql/queries/assignment_registration.sql");
 const ACTIVITY_REGISTRATIONS: &str = include_str!("../../sql/queries/activity_registrations.sql");
 
+/// The statements this library generates read objects of its own
+/// version's schema: with the library of a newer release installed and the
+/// database not yet updated (README, "Upgrading"), runs and claims refuse
+/// with a clear error instead of failing on a missing object.
+pub fn require_current_schema(client: &SpiClient<'_>) {
+    let library = env!("CARGO_PKG_VERSION");
+    let schema = crate::query::one::<String>(
+        client,
+        "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_followup'",
+        &[],
+    );
+    if schema.as_deref() != Some(library) {
+        crate::errors::raise_with_hint(
+            pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "pg_followup's schema is version {} but its library is version {library}",
+                schema.as_deref().unwrap_or("(none)")
+            ),
+            "Run ALTER EXTENSION pg_followup UPDATE.",
+        )
+    }
+}
+
 /// The registered assignments table, or None when none is registered (or it
 /// was dropped, or no longer fits its registration).
 pub fn load_assignment_table(client: &SpiClient<'_>) -> Option<AssignmentTable> {

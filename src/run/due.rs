@@ -1,98 +1,26 @@
-//! What is due on a date, as SQL text: the run's scan, its one INSERT, and
-//! `followup.preview`'s query. Nothing here executes anything.
+//! What is due on a date, as SQL text: the scan of the assignments, what
+//! each message kind wants from it, the run's one INSERT, and
+//! `followup.preview`'s query. Nothing here executes anything; every rule it
+//! applies is defined in src/rule/.
 //!
 //! The reminder rule (README, "Policies and the reminder rule"): for a run as
 //! of local date D, every assignment matching `active_when` with a cycle
 //! start C (its last contact, or its creation while there is none) has age
-//! D − C, and each message kind (kinds.rs) that applies is due by its own
+//! D − C, and each message kind (rule/kinds.rs) that applies is due by its own
 //! condition over that age and the assignment's effective policy.
 
-use super::kinds::{self, MessageKind};
-use crate::local_time::{local_date, Zone};
 use crate::registry::{quote_literal, AssignmentTable};
+use crate::rule::cycle::{active_when_sql, cycle_start_sql};
+use crate::rule::kinds::{self, MessageKind};
+use crate::rule::policy::Policy;
+use crate::rule::snoozes::snoozed_sql;
 
-/// SQL: the cycle start of an assignment row (unaliased columns of the
-/// assignments table): its last contact as a local date, or its created
-/// column's. The one definition the run, preview and the outbox's still-due
-/// checks share.
-///
-/// A value that is not finite (`infinity`, `-infinity`, which the app may
-/// write itself) counts as none: no age can be counted from it.
-pub fn cycle_start_sql(assignments: &AssignmentTable) -> String {
-    let finite_date = |column: &str, kind| {
-        format!("CASE WHEN pg_catalog.isfinite({column}) THEN {} END", local_date(column, kind, Zone::SETTING))
-    };
-    let last_contact = finite_date(&assignments.last_contact_column, assignments.last_contact_kind);
-    match &assignments.created_column {
-        Some((created, kind)) => format!("coalesce({last_contact}, {})", finite_date(created, *kind)),
-        None => last_contact,
-    }
-}
-
-/// SQL: the filter of assignments a run considers.
-pub fn active_when_sql(assignments: &AssignmentTable) -> &str {
-    assignments.active_when.as_deref().unwrap_or("true")
-}
-
-/// SQL joining the effective policy of a row whose organization is the
-/// expression `organization`: `own` (the organization's row, if any) and
-/// `dflt` (the default row '*'). Read a setting with `policy_value`.
-///
-/// Each policy row also carries `opens_at`: when its send window next opens
-/// from now (now, when it is open or there is none; sql/delivery.sql). The
-/// OFFSET 0 fences keep it computed once per policy, not once per assignment.
-pub fn policy_join_sql(organization: &str) -> String {
-    let with_opening = format!(
-        "SELECT p.*, followup._next_opening(pg_catalog.now(), {window}) AS opens_at
-                          FROM followup.policies AS p",
-        window = window_of("p")
-    );
-    format!(
-        "CROSS JOIN ({with_opening} WHERE p.organization = '*' OFFSET 0) AS dflt
-         LEFT JOIN ({with_opening} WHERE p.organization <> '*' OFFSET 0) AS own
-                ON own.organization = {organization}"
-    )
-}
-
-/// SQL: the window arguments of the policy row `policy` for sql/delivery.sql's
-/// `_in_window(at, …)` and `_next_opening(at, …)`: its zone (its own, else
-/// followup.timezone) and its bounds.
-pub fn window_of(policy: &str) -> String {
-    format!("followup._policy_zone({policy}.timezone), {policy}.send_from, {policy}.send_until")
-}
-
-/// SQL: a column of the effective policy joined by `policy_join_sql`.
-pub fn policy_value(column: &str) -> String {
-    if column == "enabled" {
-        // a disabled organization row disables, whatever the default says
-        "coalesce(own.enabled, dflt.enabled)".to_string()
-    } else {
-        format!("CASE WHEN own.organization IS NULL THEN dflt.{column} ELSE own.{column} END")
-    }
-}
-
-/// SQL, `FROM followup.snoozes AS sz WHERE …`: the snoozes open on the date
-/// expression `day` (not ended, until on or after the day).
-pub fn open_snoozes_sql(day: &str) -> String {
-    format!("FROM followup.snoozes AS sz WHERE sz.ended_at IS NULL AND sz.until >= ({day})")
-}
-
-/// SQL: is the assignment whose id (a column of the assignments table, the
-/// expression `id`) snoozed on the date expression `day`? An open snooze
-/// (not ended, until on or after the day) holds it.
-pub fn snoozed_sql(assignments: &AssignmentTable, id: &str, day: &str) -> String {
-    let open = open_snoozes_sql(day);
-    match assignments.id_from_text_sql("sz.assignment_id") {
-        // compared in the id's type, so that a run converts the few snoozed
-        // ids rather than every assignment's id
-        Some(typed) => format!("({id}) IN (SELECT {typed} {open} AND {typed} IS NOT NULL)"),
-        None => format!("({id})::pg_catalog.text IN (SELECT sz.assignment_id {open})"),
-    }
-}
+/// The as-of date of the run's statements: their first parameter.
+pub const AS_OF: &str = "$1::pg_catalog.date";
 
 /// The assignments a run reads, one row `s` each: the assignment's id,
 /// recipients, organization, cycle start and payload columns (p1..pn), its
-/// `age` on `$1` (the as-of date) and its effective policy.
+/// `age` on the date expression `as_of` and its effective policy.
 ///
 /// The innermost query reads only the assignments table, unaliased, so
 /// active_when sees exactly its columns (qualified by the table name or not).
@@ -103,7 +31,7 @@ pub fn snoozed_sql(assignments: &AssignmentTable, id: &str, day: &str) -> String
 /// With `tallied`, every assignment read is counted (log.rs's
 /// `_tally_scanned`) behind an OFFSET 0 fence, so that the planner cannot push
 /// the outer filters below the count.
-fn scan_sql(assignments: &AssignmentTable, tallied: bool, only: &str) -> String {
+pub fn scan_sql(assignments: &AssignmentTable, tallied: bool, only: &str, as_of: &str) -> String {
     let or_null = |column: &Option<String>| column.clone().unwrap_or_else(|| "NULL".to_string());
     let payload: String = assignments
         .payload_columns
@@ -114,7 +42,7 @@ fn scan_sql(assignments: &AssignmentTable, tallied: bool, only: &str) -> String 
     let (tally, fence) =
         if tallied { (", followup._tally_scanned(NULL::pg_catalog.text) AS counted", "OFFSET 0") } else { ("", "") };
     format!(
-        "(SELECT a.*, $1::pg_catalog.date - a.cycle_start AS age,
+        "(SELECT a.*, ({as_of}) - a.cycle_start AS age,
                  {enabled} AS enabled, {remind_after} AS remind_after, {repeat_every} AS repeat_every,
                  {escalate_after} AS escalate_after, {max_reminders} AS max_reminders, {opens_at} AS opens_at
             FROM (SELECT {id} AS id, {mentor} AS mentor, {coordinator} AS coordinator,
@@ -131,19 +59,22 @@ fn scan_sql(assignments: &AssignmentTable, tallied: bool, only: &str) -> String 
         cycle_start = cycle_start_sql(assignments),
         table = assignments.table,
         active_when = active_when_sql(assignments),
-        policy = policy_join_sql("a.organization"),
-        enabled = policy_value("enabled"),
-        remind_after = policy_value("remind_after_days"),
-        repeat_every = policy_value("repeat_every_days"),
-        escalate_after = policy_value("escalate_after_days"),
-        max_reminders = policy_value("max_reminders"),
-        opens_at = policy_value("opens_at"),
+        policy = POLICY.join_sql("a.organization", "pg_catalog.now()"),
+        enabled = POLICY.value("enabled"),
+        remind_after = POLICY.value("remind_after_days"),
+        repeat_every = POLICY.value("repeat_every_days"),
+        escalate_after = POLICY.value("escalate_after_days"),
+        max_reminders = POLICY.value("max_reminders"),
+        opens_at = POLICY.value("opens_at"),
     )
 }
 
+/// The scan joins the assignment's effective policy under the usual aliases.
+const POLICY: Policy = Policy::EFFECTIVE;
+
 /// One kind's messages due: a SELECT over its own scan. The first branch
 /// keeps the outbox's column names.
-fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool, only: &str) -> String {
+fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool, only: &str, as_of: &str) -> String {
     let payload = payload_columns(assignments, "s");
     format!(
         "SELECT (s.id)::pg_catalog.text AS assignment_id, s.cycle_start, '{kind}'::followup.message_kind AS kind,
@@ -156,13 +87,14 @@ fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool, 
         sequence = kind.sequence,
         role = kind.recipient_role,
         recipient = kind.recipient,
-        scan = scan_sql(assignments, tallied, only),
+        scan = scan_sql(assignments, tallied, only, as_of),
         due = kind.due_sql(),
-        snoozed = snoozed_sql(assignments, "s.id", "$1::pg_catalog.date"),
+        snoozed = snoozed_sql(assignments, "s.id", as_of),
     )
 }
 
-/// One row per message due on `$1` (a date), in the outbox's column names:
+/// One row per message due on the date expression `as_of` (the run's
+/// `AS_OF`), in the outbox's column names:
 /// assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
 /// days_since_contact, organization, visible_at (its send window's next
 /// opening), then the payload columns as p1..pn (see payload_sql).
@@ -175,12 +107,43 @@ fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool, 
 ///
 /// `only` restricts the scan to the assignments it is true for (SQL over the
 /// assignments table's columns, unqualified); "true" for all.
-pub fn due_sql(assignments: &AssignmentTable, tally: bool, any_policy_escalates: bool, only: &str) -> String {
+pub fn due_sql(
+    assignments: &AssignmentTable,
+    tally: bool,
+    any_policy_escalates: bool,
+    only: &str,
+    as_of: &str,
+) -> String {
     kinds::ALL
         .iter()
         .filter(|kind| kind.applies(assignments, any_policy_escalates))
         .enumerate()
-        .map(|(i, kind)| branch_sql(assignments, kind, tally && i == 0, only))
+        .map(|(i, kind)| branch_sql(assignments, kind, tally && i == 0, only, as_of))
+        .collect::<Vec<_>>()
+        .join("\n         UNION ALL\n         ")
+}
+
+/// Why a kind is or is not due for the assignments `only` is true for, on
+/// the date expression `as_of`: one row per assignment and kind that
+/// applies, `kind`, `reached`, `within_limit` and `has_recipient`, each
+/// asked of the kind itself (rule/kinds.rs). What explain's verdict is made
+/// of, besides the assignment's own facts.
+pub fn reasons_sql(assignments: &AssignmentTable, any_policy_escalates: bool, only: &str, as_of: &str) -> String {
+    kinds::ALL
+        .iter()
+        .filter(|kind| kind.applies(assignments, any_policy_escalates))
+        .map(|kind| {
+            format!(
+                "SELECT '{name}'::pg_catalog.text AS kind, coalesce({reached}, false) AS reached,
+                        coalesce({within_limit}, true) AS within_limit, {recipient} IS NOT NULL AS has_recipient
+                   FROM {scan}",
+                name = kind.kind,
+                reached = kind.reached,
+                within_limit = kind.within_limit_sql(),
+                recipient = kind.recipient,
+                scan = scan_sql(assignments, false, only, as_of),
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n         UNION ALL\n         ")
 }
@@ -227,7 +190,7 @@ pub fn preview_sql(assignments: &AssignmentTable, any_policy_escalates: bool, on
           WHERE NOT EXISTS (SELECT 1 FROM followup.outbox AS o WHERE {SAME_MESSAGE})
           ORDER BY d.assignment_id, d.kind",
         payload = payload_sql(assignments, "d"),
-        due = due_sql(assignments, false, any_policy_escalates, only)
+        due = due_sql(assignments, false, any_policy_escalates, only, AS_OF)
     )
 }
 
@@ -274,6 +237,6 @@ pub fn enqueue_sql(
          {anti_join}
          ON CONFLICT ON CONSTRAINT outbox_idempotency_key DO NOTHING",
         payload = payload_sql(assignments, "d"),
-        due = due_sql(assignments, true, any_policy_escalates, only)
+        due = due_sql(assignments, true, any_policy_escalates, only, AS_OF)
     )
 }

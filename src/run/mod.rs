@@ -8,7 +8,6 @@
 //! once; the lock only keeps runs from doing the same work twice at the same
 //! time.
 //!
-//! * kinds.rs  the message kinds (reminder, escalation) as data
 //! * due.rs    the SQL of what is due (scan, INSERT, preview)
 //! * log.rs    the run's life in followup.runs, the lock, the tallies
 //! * unreadable.rs  going on without the rows a statement cannot evaluate
@@ -19,7 +18,6 @@
 //! entry points.
 
 pub mod due;
-pub mod kinds;
 pub mod log;
 pub mod preview;
 pub mod unreadable;
@@ -117,6 +115,7 @@ pub fn scan_and_finish(run_id: i64, as_of: Date, max_runtime_minutes: i32) {
         in_subtransaction(|| {
             Spi::connect_mut(|client| {
                 let assignments = registry::require_assignment_table(client);
+                registry::require_current_schema(client);
                 let escalations = any_policy_escalates(client);
                 // Has the outbox any pages (else there is nothing to skip), and
                 // has it been analyzed with rows in it (else the planner has no

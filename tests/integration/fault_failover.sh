@@ -39,15 +39,22 @@ for _ in $(seq 1 60); do
 done
 expect "the standby is in recovery" "$(sq "SELECT pg_is_in_recovery()")" "t"
 expect "it has the primary's outbox" "$(sq "SELECT count(*) FROM followup.outbox")" "$first"
-sleep 3
-expect "no pg_followup worker runs on the standby" \
-    "$(sq "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pg_followup%'")" "0"
 for _ in $(seq 1 60); do
     [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_followup scheduler'")" = "1" ] && break
     sleep 1
 done
 expect "the primary has its scheduler" \
     "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_followup scheduler'")" "1"
+# the standby has been up twice as long as the primary took to start its
+# scheduler (plus a second): a scheduler would have started by now
+took=$(q "SELECT extract(epoch FROM s.backend_start - pg_postmaster_start_time())
+           FROM pg_stat_activity AS s WHERE s.backend_type = 'pg_followup scheduler'")
+for _ in $(seq 1 120); do
+    [ "$(sq "SELECT extract(epoch FROM now() - pg_postmaster_start_time()) > 2 * $took + 1")" = "t" ] && break
+    sleep 0.5
+done
+expect "no pg_followup worker runs on the standby (up long enough for one to have started)" \
+    "$(sq "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pg_followup%'")" "0"
 refusal=$(sq "SELECT status FROM followup.run_now('$AS_OF')" 2>&1 || true)
 expect "run_now on the standby is refused with a clear message" \
     "$(echo "$refusal" | grep -c 'ERROR:  followup.run_now cannot run on a standby' || true)" "1"

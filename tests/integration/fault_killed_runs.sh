@@ -105,14 +105,19 @@ no_duplicates "SIGKILL"
 # runs above (as of $AS_OF and a week later) did not enqueue. Today's manual
 # run is cut short by an immediate shutdown; after the restart the scheduler
 # marks it abandoned and catches up.
-q "UPDATE followup.assignment_tables SET registered_at = now() - interval '2 days'"
 tz=$(q "SELECT format('Etc/GMT%s', to_char(-(12 - extract(hour FROM now() AT TIME ZONE 'UTC')::int), 'FMSG99'))")
 run_at=$(q "SELECT to_char(now() AT TIME ZONE '$tz' - interval '2 minutes', 'HH24:MI')")
 today=$(q "SELECT (now() AT TIME ZONE '$tz')::date")
 psql -X -q -d postgres -c "ALTER SYSTEM SET followup.timezone = '$tz'" -c "ALTER SYSTEM SET followup.run_at = '$run_at'" \
     -c "ALTER SYSTEM SET followup.enabled = on" -c "SELECT pg_reload_conf()" >/dev/null
-# reloading moves the schedule to tomorrow: no catch-up while the server runs
-sleep 2
+# reloading moves the schedule to tomorrow: no catch-up while the server runs.
+# Turning followup.enabled on puts the scheduler on duty from now; once it
+# has, the duty is dated back two days (as if it had been on since), so that
+# today's run_at, two minutes ago, was its to make.
+expect "immediate: the scheduler takes up its duty" \
+    "$(wait_for "SELECT on_duty_since IS NOT NULL FROM followup.scheduler_duty" t 30 && echo yes)" "yes"
+long_on_duty
+sleep 1
 missing=$(q "SELECT count(*) FROM followup.preview('$today')")
 already=$(q "SELECT count(*) FROM followup.outbox")
 expect "immediate: today has messages due that no run enqueued yet" \

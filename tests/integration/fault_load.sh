@@ -4,8 +4,8 @@
 # nine are skipped (naming the holder), no message is enqueued twice, and at
 # the end every last_contact_date matches its activities.
 #
-# The winning run is held up for two seconds by a lock on the assignments
-# table, so that all ten calls overlap it whatever the machine's speed.
+# The winning run is held up by a lock on the assignments table until all
+# ten calls have started, whatever the machine's speed.
 source "$(dirname "$0")/../lib/integration.sh"
 new_db it_load
 seed 20000
@@ -21,17 +21,24 @@ SELECT mentor_id, contact_id, timestamptz '$AS_OF 12:00+00' - make_interval(days
 SQL
 "$PG_BIN/pgbench" -n -c 4 -j 4 -T 12 -f "$CLUSTER_ROOT/load_insert.sql" "$DB" >"$CLUSTER_ROOT/load_pgbench.log" 2>&1 &
 inserts=$!
-sleep 2
+wait_for "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench' AND datname = '$DB'" "4" 30 || true
 
-psql -X -q -d "$DB" -c "BEGIN; LOCK TABLE app.assignments; SELECT pg_sleep(2); COMMIT;" >/dev/null &
-locker=$!
-sleep 0.3
+# Hold the assignments table until all ten runs have started: the first one
+# to take the run lock waits for the table, the nine others find the lock
+# held, however fast or slow the machine.
+coproc LOCKER { psql -X -q -d "$DB" >/dev/null 2>&1; }
+echo "BEGIN; LOCK TABLE app.assignments;" >&"${LOCKER[1]}"
+wait_for "SELECT count(*) FROM pg_locks WHERE relation = 'app.assignments'::regclass AND mode = 'AccessExclusiveLock' AND granted" "1" 30 || true
 pids=()
 for i in $(seq 1 10); do
     q "SELECT status FROM followup.run_now('$AS_OF')" >"$CLUSTER_ROOT/load_run_$i.out" 2>&1 &
     pids+=($!)
 done
-wait "${pids[@]}" "$locker"
+wait_for "SELECT count(*) FILTER (WHERE status = 'skipped') || ' ' || count(*) FILTER (WHERE status = 'running')
+            FROM followup.runs WHERE as_of = '$AS_OF'" "9 1" 60 || true
+echo "COMMIT;" >&"${LOCKER[1]}"
+exec {LOCKER[1]}>&-
+wait "${pids[@]}"
 wait "$inserts"
 
 expect "the activity streams ran" "$(grep -c 'number of failed transactions: 0' "$CLUSTER_ROOT/load_pgbench.log")" "1"

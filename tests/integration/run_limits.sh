@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Retries and a hard runtime limit (README, "The scheduler"): a failed
-# scheduled run is run again by the scheduler (trigger retry) 5, 10, 20
-# minutes after each failure, up to followup.run_retries; a run past
+# scheduled run is run again by the scheduler (trigger retry)
+# followup.retry_delay after a failure, then twice as long and so on, up to
+# followup.run_retries; a run past
 # followup.max_runtime is cancelled and logged failed, naming the limit, with
 # its run_failed alert. The retry schedule itself is pinned with fixed
 # instants in tests/pg_regress/sql/schedule.sql; here the scheduler acts on
@@ -56,7 +57,7 @@ run_at=$(q "SELECT to_char(now() AT TIME ZONE '$NOON_TZ' - interval '1 hour', 'H
 today=$(q "SELECT (now() AT TIME ZONE '$NOON_TZ')::date")
 # registered before today's run time, so the scheduler catches the day up at
 # start-up; retries 3 s, 6 s, 12 s after each failure
-q "UPDATE followup.assignment_tables SET registered_at = now() - interval '2 days'"
+long_on_duty
 psql -X -q -d postgres -c "ALTER SYSTEM SET followup.run_at = '$run_at'" -c "ALTER SYSTEM SET followup.enabled = on" \
     -c "ALTER SYSTEM SET followup.catch_up = on" -c "ALTER SYSTEM SET followup.retry_delay = '3s'" >/dev/null
 cluster_stop limits fast

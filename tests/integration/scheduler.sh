@@ -23,15 +23,6 @@ export PGHOST=$(cluster_host sched) PGPORT=$(cluster_port sched)
 LOG="$(cluster_dir sched)/server.log"
 DB=followup_sched
 
-# wait_for_log PATTERN SECONDS
-wait_for_log() {
-    local i
-    for i in $(seq 1 "$2"); do
-        grep -q "$1" "$LOG" && return 0
-        sleep 1
-    done
-    return 1
-}
 # HH:MM of the local time (followup.timezone) $1 seconds from now
 local_hhmm() { q "SELECT to_char((now() + make_interval(secs => $1)) AT TIME ZONE current_setting('followup.timezone'), 'HH24:MI')" -d postgres; }
 scheduler_pid() { psql -X -At -d postgres -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_followup scheduler'"; }
@@ -113,8 +104,10 @@ kill "$locker" 2>/dev/null || true
 psql -X -q -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%LOCK TABLE app.assignments%' AND pid <> pg_backend_pid()" >/dev/null
 expect "the lock is free after the killed run" \
     "$(q "SELECT count(*) FROM pg_locks WHERE locktype = 'object' AND classid = 'pg_extension'::regclass AND objsubid = 1")" "0"
-sleep 5
-expect "the day's scheduled run is not started again" "$(q "SELECT count(*) FROM followup.runs WHERE trigger = 'schedule'")" "1"
+killed_at=$(q "SELECT now()")
+scheduler_ticked_after "$killed_at" || true
+expect "the day's scheduled run is not started again (the scheduler looked since)" \
+    "$(q "SELECT count(*) FROM followup.runs WHERE trigger = 'schedule'")" "1"
 
 # --- downtime over the scheduled time: missed_schedule and a catch-up run ----
 # The manual run above succeeded for today, but it does not count: the day's
@@ -122,7 +115,7 @@ expect "the day's scheduled run is not started again" "$(q "SELECT count(*) FROM
 # outbox, so what it enqueues shows.
 q "TRUNCATE followup.outbox"
 # registered long before the scheduled time that will be missed
-q "UPDATE followup.assignment_tables SET registered_at = now() - interval '2 days'"
+long_on_duty
 # local time is about noon (NOON_TZ), so the missed time is today and not near midnight
 missed_at=$(q "SELECT to_char(now() AT TIME ZONE '$NOON_TZ' - interval '2 minutes', 'HH24:MI')")
 psql -X -q -d postgres -c "ALTER SYSTEM SET followup.run_at = '$missed_at'" >/dev/null
@@ -141,8 +134,9 @@ expect "earlier failures' alerts are resolved by the successful run" \
     "$(q "SELECT count(*) FROM followup.alerts WHERE kind IN ('run_abandoned', 'long_run', 'missed_schedule') AND resolved_at IS NULL")" "0"
 expect "health: last run succeeded, not overdue, no open alerts" \
     "$(q "SELECT last_run_status || ':' || overdue || ':' || open_alerts FROM followup.health")" "succeeded:false:0"
+restarted=$(q "SELECT now()")
 cluster_stop sched fast
 cluster_start sched
-sleep 5
-expect "another restart the same day runs nothing more" "$(q "SELECT count(*) FROM followup.runs")" "3"
+scheduler_ticked_after "$restarted" || true
+expect "another restart the same day runs nothing more (the scheduler looked since)" "$(q "SELECT count(*) FROM followup.runs")" "3"
 finish

@@ -70,7 +70,7 @@ q "TRUNCATE public.hijacked"
 # What the scheduler will find at start-up: a run whose process died, a
 # failed run of the last scheduled day (so retries are planned), and that
 # day's run missing (registered long before it).
-q "UPDATE followup.assignment_tables SET registered_at = now() - interval '2 days'"
+long_on_duty
 q "INSERT INTO followup.runs (trigger, status, as_of, backend_pid) VALUES ('schedule', 'running', now()::date - 1, 2147483647)"
 missed_at=$(q "SELECT to_char(now() AT TIME ZONE '$NOON_TZ' - interval '2 minutes', 'HH24:MI')")
 psql -X -q -d postgres -c "ALTER SYSTEM SET followup.run_at = '$missed_at'" >/dev/null

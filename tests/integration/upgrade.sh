@@ -43,7 +43,27 @@ upgrade_from() {
               'mentor', mentor_id::text, date '$(day -1)' - coalesce(last_contact_date, created_at),
               jsonb_build_object('organization', organization, 'contact_id', contact_id)
          FROM app.assignments WHERE status = 'active' ORDER BY id LIMIT 400"
-    outbox_in_every_state upgrade-test
+    # The messages' states too, in plain SQL: from 0.3.0 on, claims run in
+    # the library, and the new library's claims, like its runs, refuse to
+    # work on the old schema until the update, and say so.
+    if [[ ! "$from" < "0.3.0" ]]; then
+        expect "before the update a claim refuses, naming both versions" \
+            "$(q "SELECT followup.claim('upgrade-test', 5)" 2>&1 | grep -o "schema is version $from but its library is version $new_version")" \
+            "schema is version $from but its library is version $new_version"
+    fi
+    q "WITH m AS (SELECT message_id, row_number() OVER (ORDER BY message_id) AS n FROM followup.outbox)
+       UPDATE followup.outbox AS o
+          SET status = CASE WHEN m.n <= 5 THEN 'delivered' WHEN m.n <= 8 THEN 'claimed' ELSE 'pending' END::followup.message_status,
+              attempts = 1,
+              delivered_at = CASE WHEN m.n <= 5 THEN now() END,
+              lease_id = CASE WHEN m.n BETWEEN 6 AND 8 THEN '00000000-0000-4000-8000-000000000001'::uuid END,
+              claimed_by = CASE WHEN m.n BETWEEN 6 AND 8 THEN 'upgrade-test' END,
+              visible_at = now() + CASE WHEN m.n <= 8 THEN interval '5 minutes' ELSE interval '30 seconds' END,
+              last_error = CASE WHEN m.n = 9 THEN 'HTTP 500' END
+         FROM m WHERE o.message_id = m.message_id AND m.n <= 9"
+    q "INSERT INTO followup.outbox_leases (lease_id, consumer, message_ids, expires_at)
+       SELECT lease_id, claimed_by, array_agg(message_id ORDER BY message_id), now() + interval '5 minutes'
+         FROM followup.outbox WHERE status = 'claimed' GROUP BY lease_id, claimed_by"
     q "SELECT followup._raise_alert('run_failed', NULL, 'kept across the upgrade')" >/dev/null
 
     before=$(snapshot)

@@ -52,6 +52,42 @@ noon_tz() {
     awk -v h="$(date -u +%H)" 'BEGIN { o = h - 12; printf "Etc/GMT%s%d", (o < 0 ? "-" : "+"), (o < 0 ? -o : o) }'
 }
 
+# long_on_duty: pretend the app was registered, and the scheduler on duty for
+# $DB, two days ago, so that a run_at missed today is the scheduler's to
+# catch up (followup._missed_day).
+long_on_duty() {
+    q "UPDATE followup.assignment_tables
+          SET registered_at = now() - interval '2 days', tracked_since = now() - interval '2 days'"
+    q "INSERT INTO followup.scheduler_duty (on_duty_since) VALUES (now() - interval '2 days')
+       ON CONFLICT (singleton) DO UPDATE SET on_duty_since = EXCLUDED.on_duty_since"
+}
+
+# scheduler_ticked_after INSTANT: the scheduler of this cluster reported a
+# tick (pg_stat_activity.query: "last tick …") after INSTANT (a timestamptz
+# literal); a negative check waits for this first, so that the scheduler had
+# its chance to act. A reload wakes it at once.
+scheduler_ticked_after() {
+    psql -X -q -d postgres -c "SELECT pg_reload_conf()" >/dev/null
+    local i
+    for i in $(seq 1 120); do
+        [ "$(psql -X -At -q -d postgres -c "SELECT bool_or(substring(query FROM 'last tick ([^,]+)')::timestamptz > '$1')
+               FROM pg_stat_activity WHERE backend_type = 'pg_followup scheduler'")" == "t" ] && return 0
+        sleep 0.5
+    done
+    return 1
+}
+
+# wait_for_log PATTERN SECONDS: waits until the server log $LOG has a line
+# matching PATTERN; false when the deadline passes first.
+wait_for_log() {
+    local i
+    for i in $(seq 1 "$2"); do
+        grep -q "$1" "$LOG" && return 0
+        sleep 1
+    done
+    return 1
+}
+
 # wait_for SQL EXPECTED SECONDS: polls $DB until SQL returns EXPECTED; false
 # when the deadline passes first (follow it with the expect that says so).
 wait_for() {

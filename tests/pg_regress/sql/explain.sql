@@ -61,13 +61,15 @@ SELECT status, reminders_enqueued FROM followup.run_now('2026-06-15');
 SELECT jsonb_pretty((followup.explain('1', '2026-06-15') - 'policy') #- '{messages,0,message_id}'
                                                                     #- '{messages,0,visible_at}');
 
--- a snoozed assignment says so, and when it is due again
-SELECT followup._today() + 10 AS until \gset
-SELECT (followup.snooze('1', :'until', 'away')).snooze_id IS NOT NULL AS snoozed;
-SELECT e->>'verdict' AS verdict, (e->>'snoozed_until')::date = :'until'::date AS until_shown,
-       (e->>'next_due_on')::date = :'until'::date + 1 AS due_the_day_after,
-       e->'messages'->0->>'status' AS message, e->'messages'->0->>'cancel_reason' AS why
-  FROM followup.explain('1', followup._today()) AS e;
+-- a snoozed assignment says so, and when it is due again (the snooze is
+-- written as followup.snooze would, ten days from the date of this file:
+-- followup.snooze itself refuses an `until` before today, snooze.sql)
+INSERT INTO followup.snoozes (assignment_id, until, reason) VALUES ('1', '2026-06-25', 'away');
+UPDATE followup.outbox SET status = 'cancelled', cancelled_at = now(), cancel_reason = 'snoozed'
+ WHERE assignment_id = '1' AND status = 'pending';
+SELECT e->>'verdict' AS verdict, e->>'snoozed_until' AS snoozed_until, e->>'next_due_on' AS next_due_on,
+       e->'due' AS due, e->'messages'->0->>'status' AS message, e->'messages'->0->>'cancel_reason' AS why
+  FROM followup.explain('1', '2026-06-15') AS e;
 
 -- explain writes nothing, and refuses what it cannot explain
 SELECT count(*) AS outbox_rows FROM followup.outbox;

@@ -138,3 +138,11 @@ SELECT followup.ack(:'l') AS acked;
 SELECT n_tup_upd - :upd0 AS updates, n_tup_hot_upd - :hot0 AS hot_updates FROM pg_stat_xact_user_tables
  WHERE relid = 'followup.outbox'::regclass;
 COMMIT;
+
+-- "Claimable" is one definition, the view followup.claimable; it reads
+-- through the claim index (its predicate implies the partial index's), as
+-- claims and the notifier's metric (oldest_claimable_age) read it.
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT c.message_id FROM followup.claimable AS c ORDER BY c.message_id LIMIT 1;
+RESET enable_seqscan;
+SELECT followup.oldest_claimable_age() >= interval '0' AS has_an_age;

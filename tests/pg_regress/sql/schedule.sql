@@ -45,7 +45,11 @@ SELECT set_config('followup.timezone',
 SELECT extract(hour FROM now() AT TIME ZONE current_setting('followup.timezone')) BETWEEN 11 AND 13 AS local_noon;
 CREATE TABLE assignments (id int PRIMARY KEY, mentor_id int, last_contact_date date);
 SELECT followup.track_assignments('assignments', 'id', 'mentor_id', 'last_contact_date');
--- registered, no run for today: overdue
+-- registered just now, after today's 03:00: not the scheduler's day
+SELECT overdue AS overdue_when_registered_after_run_at FROM followup.health;
+-- registered, and the scheduler on duty, since two days; no run for today: overdue
+UPDATE followup.assignment_tables SET tracked_since = now() - interval '2 days';
+INSERT INTO followup.scheduler_duty (on_duty_since) VALUES (now() - interval '2 days');
 SELECT last_run_status, last_success_at IS NULL AS never_succeeded, overdue FROM followup.health;
 INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
 VALUES ('schedule', 'succeeded', (now() AT TIME ZONE current_setting('followup.timezone'))::date - 1,
@@ -75,7 +79,8 @@ SELECT last_run_status, running_run_id = (SELECT max(run_id) FROM followup.runs)
        date_trunc('hour', oldest_pending_age + interval '1 minute') AS oldest_pending_age, outbox_dead
   FROM followup.health;
 
--- Retries of a failed day (followup._next_retry_at): 5, 10, 20 minutes after
+-- Retries of a failed day (followup._next_retry_at), with a first delay of 5
+-- minutes (followup.retry_delay): 5, 10, 20 minutes after
 -- each failure of the scheduler's own runs, up to followup.run_retries (3
 -- here), none once one succeeded; manual runs do not count.
 TRUNCATE followup.runs;
@@ -104,6 +109,41 @@ SELECT to_char(followup._next_retry_at('2026-06-15', 5, interval '30 seconds') A
 INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
 VALUES ('catch_up', 'succeeded', '2026-06-15', '2026-06-15 04:00+00', '2026-06-15 04:01+00');
 SELECT to_char(followup._next_retry_at('2026-06-15', 5, interval '5 minutes') AT TIME ZONE 'UTC', 'HH24:MI') AS after_a_success;
+-- One definition of a missed day (followup._missed_day): the scheduler's
+-- catch-up asks it at start-up (no grace), followup.health with
+-- followup.alert_after of grace. Fixed instants; run_at 03:00 in Oslo (UTC+2
+-- in June: 01:00 UTC).
+TRUNCATE followup.runs;
+DELETE FROM followup.scheduler_duty;
+CREATE FUNCTION missed(at timestamptz, grace interval DEFAULT '0') RETURNS text LANGUAGE sql AS $$
+    SELECT coalesce((SELECT day::text FROM followup._missed_day(at, grace, '03:00', 'Europe/Oslo')), 'none') $$;
+UPDATE followup.assignment_tables SET tracked_since = '2026-06-10 12:00+00';
+SELECT missed('2026-06-15 12:00+00') AS the_scheduler_never_served_this_database;
+INSERT INTO followup.scheduler_duty (on_duty_since) VALUES ('2026-06-12 09:00+00');
+SELECT missed('2026-06-15 12:00+00') AS on_duty_registered_no_run,
+       missed('2026-06-15 00:30+00') AS before_todays_run_at,
+       missed('2026-06-15 01:10+00', '30 minutes') AS within_the_grace_of_todays,
+       missed('2026-06-15 01:40+00', '30 minutes') AS past_the_grace;
+SELECT missed('2026-06-12 12:00+00') AS run_at_before_the_duty_began;
+UPDATE followup.assignment_tables SET tracked_since = '2026-06-15 08:00+00';
+SELECT missed('2026-06-15 12:00+00') AS run_at_before_the_first_registration;
+UPDATE followup.assignment_tables SET tracked_since = '2026-06-10 12:00+00';
+INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
+VALUES ('manual', 'succeeded', '2026-06-15', '2026-06-15 10:00+00', '2026-06-15 10:01+00');
+SELECT missed('2026-06-15 12:00+00') AS after_a_manual_run;
+INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
+VALUES ('catch_up', 'succeeded', '2026-06-15', '2026-06-15 11:00+00', '2026-06-15 11:01+00');
+SELECT missed('2026-06-15 12:00+00') AS after_the_catch_up;
+-- a day missed before a later day's run succeeded is covered by it (what was
+-- due stays due): within the grace of the 16th's run_at, the 15th is asked
+DELETE FROM followup.runs WHERE as_of = '2026-06-15';
+SELECT missed('2026-06-16 01:10+00', '30 minutes') AS the_15th_before_the_16th_ran;
+INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at)
+VALUES ('schedule', 'succeeded', '2026-06-16', '2026-06-16 01:00+00', '2026-06-16 01:05+00');
+SELECT missed('2026-06-16 01:10+00', '30 minutes') AS the_15th_after_the_16th_ran;
+UPDATE followup.scheduler_duty SET on_duty_since = NULL;
+SELECT missed('2026-06-16 12:00+00') AS while_followup_enabled_is_off;
+
 -- the settings: reloadable, a negative value refused
 SELECT name, setting, unit, context FROM pg_settings WHERE name IN ('followup.run_retries', 'followup.retry_delay', 'followup.max_runtime') ORDER BY name;
 SET followup.max_runtime = -1;

@@ -145,7 +145,8 @@ SELECT followup.explain('4', '2026-12-20')->>'organization' AS organization,
        followup.explain('4', '2026-12-20')->>'verdict' AS verdict;
 \c - sec_owner
 SET search_path = app, public;
-SELECT attack, current_role_name, session_role_name, escalation FROM seen ORDER BY 1;
+-- (as often as explain's statements read the column: each time as sec_owner)
+SELECT DISTINCT attack, current_role_name, session_role_name, escalation FROM seen ORDER BY 1;
 TRUNCATE seen;
 
 -- A claim's still-due check reads the assignment too.

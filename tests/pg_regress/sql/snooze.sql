@@ -1,8 +1,8 @@
 -- Snoozing an assignment (README, "Snoozing an assignment"): while a snooze is
 -- open no run enqueues for the assignment and its pending messages are
 -- withdrawn; after `until` the rule applies again; audited in followup.snoozes.
--- `until` may not be before today, so the dates here are computed from today
--- (followup.timezone) and only their relations are printed.
+-- `until` may not be before today, so every date here is computed from one
+-- date, today (followup.timezone), and only their relations are printed.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_followup CASCADE;
 DROP SCHEMA IF EXISTS snz CASCADE;
@@ -12,21 +12,21 @@ CREATE SCHEMA snz;
 SET search_path = snz, public;
 \i tests/pg_regress/helpers/try.sql
 
-SELECT followup._today() AS today, followup._today() + 10 AS until \gset
+SELECT followup._today() AS today, followup._today() + 10 AS until, followup._today() - 20 AS contacted \gset
 CREATE TABLE assignments (id int PRIMARY KEY, mentor_id int, last_contact_date date);
--- last contacted 20 days before each day a run is for: due then
-INSERT INTO assignments VALUES (1, 101, '2026-05-26'), (2, 102, '2026-05-26'), (3, 103, '2026-05-26');
+-- last contacted 20 days before today: due today
+INSERT INTO assignments VALUES (1, 101, :'contacted'), (2, 102, :'contacted'), (3, 103, :'contacted');
 SELECT followup.track_assignments('assignments', 'id', 'mentor_id', 'last_contact_date');
-SELECT status, reminders_enqueued FROM followup.run_now('2026-06-15');
+SELECT status, reminders_enqueued FROM followup.run_now(:'today');
 
 -- bad input is refused and changes nothing
-SELECT try($$SELECT followup.snooze('99', followup._today(), 'x')$$);
-SELECT try($$SELECT followup.snooze('x', followup._today(), 'x')$$);
-SELECT try($$SELECT followup.snooze(NULL, followup._today(), 'x')$$);
+SELECT try(format($$SELECT followup.snooze('99', %L, 'x')$$, :'today'));
+SELECT try(format($$SELECT followup.snooze('x', %L, 'x')$$, :'today'));
+SELECT try(format($$SELECT followup.snooze(NULL, %L, 'x')$$, :'today'));
 SELECT try($$SELECT followup.snooze('1', NULL, 'x')$$);
-SELECT try($$SELECT followup.snooze('1', followup._today(), NULL)$$);
-SELECT try($$SELECT followup.snooze('1', followup._today(), '  ')$$);
-SELECT regexp_replace(try($$SELECT followup.snooze('1', followup._today() - 1, 'too late')$$),
+SELECT try(format($$SELECT followup.snooze('1', %L, NULL)$$, :'today'));
+SELECT try(format($$SELECT followup.snooze('1', %L, '  ')$$, :'today'));
+SELECT regexp_replace(try(format($$SELECT followup.snooze('1', %L, 'too late')$$, :'today'::date - 1)),
                       '\d{4}-\d{2}-\d{2}', 'YYYY-MM-DD', 'g') AS refused;
 SELECT try($$SELECT followup.unsnooze(NULL)$$);
 SELECT try($$SELECT followup.unsnooze('99')$$);
@@ -51,6 +51,7 @@ SELECT assignment_id, status, cancel_reason FROM followup.outbox ORDER BY assign
 -- while snoozed no run or preview wants it; from the day after `until` it is due again
 SELECT assignment_id FROM followup.preview(:'until') ORDER BY 1;
 SELECT assignment_id FROM followup.preview(:'until'::date + 1) ORDER BY 1;
+-- today 3's reminder is already in the outbox, and 1 and 2 are snoozed: nothing more
 SELECT assignment_id, kind FROM followup.preview(:'today') ORDER BY 1;
 
 -- unsnooze ends the open snoozes (and says how many); then runs want it again

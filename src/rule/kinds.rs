@@ -1,11 +1,13 @@
 //! The kinds of message a run enqueues, as data.
 //!
 //! A kind says who receives the message, how it is numbered within a cycle
-//! and when it is due, as SQL over one row `s` of the run's assignments scan
-//! (due.rs: the assignment's columns, its `age` in days since the cycle start
-//! and its effective policy). due.rs turns every kind that applies into one
-//! branch of the scan. A new kind is a new value here plus its label in the
-//! `followup.message_kind` type.
+//! and when it is due, as SQL over one row `s` of the assignments scan
+//! (run/due.rs: the assignment's columns, its `age` in days since the cycle
+//! start on the day in question, and its effective policy). The run turns
+//! every kind that applies into one branch of its scan; explain asks the
+//! same kinds what is due, when the next one is, and why not (`reached`,
+//! `within_limit`, `recipient`). A new kind is a new value here and in
+//! `ALL`, plus its label in the `followup.message_kind` type.
 
 use crate::registry::AssignmentTable;
 
@@ -18,9 +20,10 @@ pub struct MessageKind {
     pub recipient: &'static str,
     /// The message's sequence number within its cycle.
     pub sequence: &'static str,
-    /// When it is due, besides an enabled policy and a recipient. May use
-    /// `{sequence}`.
-    pub due_when: &'static str,
+    /// The cycle has gone on long enough for a message of this kind.
+    pub reached: &'static str,
+    /// A limit on the sequence, if the kind has one; may use `{sequence}`.
+    pub within_limit: Option<&'static str>,
     /// Needs a coordinator column and a policy that escalates.
     pub escalation: bool,
 }
@@ -32,7 +35,8 @@ pub const REMINDER: MessageKind = MessageKind {
     recipient_role: "mentor",
     recipient: "s.mentor",
     sequence: "CASE WHEN s.repeat_every IS NULL THEN 1 ELSE 1 + (s.age - s.remind_after) / s.repeat_every END",
-    due_when: "s.age >= s.remind_after AND (s.max_reminders IS NULL OR {sequence} <= s.max_reminders)",
+    reached: "s.age >= s.remind_after",
+    within_limit: Some("s.max_reminders IS NULL OR {sequence} <= s.max_reminders"),
     escalation: false,
 };
 
@@ -42,7 +46,8 @@ pub const ESCALATION: MessageKind = MessageKind {
     recipient_role: "coordinator",
     recipient: "s.coordinator",
     sequence: "1",
-    due_when: "s.age >= s.escalate_after",
+    reached: "s.age >= s.escalate_after",
+    within_limit: None,
     escalation: true,
 };
 
@@ -55,8 +60,15 @@ impl MessageKind {
         !self.escalation || (any_policy_escalates && assignments.coordinator_column.is_some())
     }
 
-    /// The due condition with the sequence filled in.
+    /// SQL: within the kind's limit (true when it has none), the sequence
+    /// filled in.
+    pub fn within_limit_sql(&self) -> String {
+        self.within_limit.map(|limit| limit.replace("{sequence}", self.sequence)).unwrap_or_else(|| "true".into())
+    }
+
+    /// SQL: when it is due, besides an enabled policy, a recipient and no
+    /// open snooze: reached and within its limit.
     pub fn due_sql(&self) -> String {
-        self.due_when.replace("{sequence}", self.sequence)
+        format!("{} AND ({})", self.reached, self.within_limit_sql())
     }
 }

@@ -1,4 +1,4 @@
--- Humane delivery: each organization's time zone and send window (README,
+-- Send windows: each organization's time zone and daily window (README,
 -- "Send windows and digests"). The window arithmetic is here, once: the run
 -- (visible_at of new messages), claims (messages whose window is closed wait
 -- for its next opening), fail (a backoff that ends outside the window) and
@@ -50,14 +50,9 @@ LANGUAGE sql STABLE
 AS $$ SELECT coalesce(policy_timezone, pg_catalog.current_setting('followup.timezone')) $$;
 
 -- When a message of `organization` may be handed out at the earliest, from
--- `at`: its effective policy's (the organization's row, else '*') next
--- opening. fail uses it for one message; claims and runs join the policies
--- themselves and call followup._next_opening.
+-- `at`: its effective policy's next opening (src/rule/policy.rs, the one
+-- definition of the effective policy). fail uses it for one message; claims
+-- and runs join the policies themselves the same way.
 CREATE FUNCTION followup._opens_at(organization text, at timestamptz) RETURNS timestamptz
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp AS $$
-    SELECT followup._next_opening(at, followup._policy_zone(p.timezone), p.send_from, p.send_until)
-      FROM followup.policies AS p
-     WHERE p.organization = coalesce((SELECT own.organization FROM followup.policies AS own
-                                       WHERE own.organization = _opens_at.organization AND own.organization <> '*'), '*')
-$$;
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', '_opens_at_wrapper';
