@@ -75,7 +75,8 @@ BEGIN
         RETURN NULL;
     END IF;
     INSERT INTO followup.audit_log (action, subject, details)
-    VALUES ('policy_' || lower(TG_OP), coalesce(NEW.organization, OLD.organization),
+    VALUES (CASE TG_TABLE_NAME WHEN 'quiet_days' THEN 'quiet_day_' ELSE 'policy_' END || lower(TG_OP),
+            coalesce(NEW.organization, OLD.organization),
             jsonb_strip_nulls(jsonb_build_object('old', CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
                                                  'new', CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END)));
     RETURN NULL;
@@ -505,9 +506,9 @@ REVOKE ALL ON followup.claimable FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION followup.oldest_claimable_age() FROM PUBLIC;
 
 -- When a message of `organization` may be handed out at the earliest, from
--- `at`: its effective policy's next opening (src/rule/policy.rs, the one
--- definition of the effective policy). fail uses it for one message; claims
--- and runs join the policies themselves the same way.
+-- `at`: followup._opening with the organization's calendar
+-- (src/rule/calendar.rs, the one definition of it). fail uses it for one
+-- message; claims and runs join the calendars themselves the same way.
 CREATE OR REPLACE FUNCTION followup._opens_at(organization text, at timestamptz) RETURNS timestamptz
 LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', '_opens_at_wrapper';
@@ -539,6 +540,241 @@ COMMENT ON FUNCTION followup.resolve_alert(bigint) IS
     'Resolves an open alert by hand, audited; true if it was open.';
 
 -------------------------------------------------------------------------------
+-- Calendars and the recipient's own time (README, "Send windows, calendars
+-- and digests"): send_days, quiet days, recipients away, one arithmetic
+-- (followup._opening) instead of _in_window / _next_opening.
+-------------------------------------------------------------------------------
+ALTER TABLE followup.policies ADD COLUMN send_days smallint[];
+
+CREATE OR REPLACE FUNCTION followup._policies_check() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.timezone IS NOT NULL THEN
+        BEGIN
+            PERFORM now() AT TIME ZONE NEW.timezone;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            RAISE EXCEPTION 'timezone "%" of policy "%" is not a time zone known to the server', NEW.timezone, NEW.organization
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an IANA name such as Europe/Oslo (see pg_timezone_names).';
+        END;
+    END IF;
+    IF (NEW.send_from IS NULL) <> (NEW.send_until IS NULL) THEN
+        RAISE EXCEPTION 'policy "%" needs both send_from and send_until, or neither', NEW.organization
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.send_from = NEW.send_until THEN
+        RAISE EXCEPTION 'the send window of policy "%" is empty (send_from = send_until = %)', NEW.organization, NEW.send_from
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'A window may wrap midnight, e.g. 21:00 to 02:00.';
+    END IF;
+    IF NEW.send_days IS NOT NULL AND (
+           cardinality(NEW.send_days) = 0
+           OR EXISTS (SELECT 1 FROM unnest(NEW.send_days) AS d WHERE d IS NULL OR d NOT BETWEEN 1 AND 7)
+           OR (SELECT count(DISTINCT d) FROM unnest(NEW.send_days) AS d) <> cardinality(NEW.send_days)) THEN
+        RAISE EXCEPTION 'send_days of policy "%" must be distinct ISO weekdays from 1 (Monday) to 7 (Sunday), at least one',
+                        NEW.organization
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('send_days = %s', NEW.send_days),
+                  HINT = 'Use NULL for every day, e.g. ''{1,2,3,4,5}'' for Monday to Friday.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION followup._policies_default_row() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'the default policy ''*'' cannot be deleted'
+            USING ERRCODE = 'restrict_violation',
+                  HINT = 'Set enabled = false on it to stop reminders for organizations without a policy.';
+    END IF;
+    UPDATE followup.policies
+       SET remind_after_days = NEW.remind_after_days,
+           repeat_every_days = NEW.repeat_every_days,
+           escalate_after_days = NEW.escalate_after_days,
+           max_reminders = NEW.max_reminders,
+           enabled = NEW.enabled,
+           timezone = NEW.timezone,
+           send_from = NEW.send_from,
+           send_until = NEW.send_until,
+           send_days = NEW.send_days
+     WHERE organization = '*';
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TABLE followup.quiet_days (
+    organization text NOT NULL CHECK (btrim(organization) <> ''),
+    day          date NOT NULL CHECK (isfinite(day)),
+    reason       text NOT NULL CHECK (btrim(reason) <> ''),
+    PRIMARY KEY (organization, day)
+);
+COMMENT ON TABLE followup.quiet_days IS
+    'Local days on which no message of the organization (''*'': of every organization) is handed out.';
+
+-- Recipients who are away (followup.set_away, followup.end_away), kept as an
+-- audit. While one is open (not ended) and its days cover the local day,
+-- their messages wait for the first opening after until_day.
+CREATE TABLE followup.away (
+    away_id        bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    recipient_role followup.recipient_role NOT NULL,
+    recipient_id   text NOT NULL,
+    from_day       date NOT NULL,
+    until_day      date NOT NULL,
+    reason         text NOT NULL CHECK (btrim(reason) <> ''),
+    set_by         name NOT NULL DEFAULT followup._acting_role(),
+    set_at         timestamptz NOT NULL DEFAULT now(),
+    ended_at       timestamptz,
+    ended_by       name,
+    CHECK (from_day <= until_day)
+);
+-- Claims look up the open absences of each message's recipient.
+CREATE INDEX away_open_idx ON followup.away (recipient_role, recipient_id, until_day) WHERE ended_at IS NULL;
+COMMENT ON TABLE followup.away IS 'Recipients who are away (followup.set_away / followup.end_away), kept as an audit.';
+CREATE TRIGGER quiet_days_audit
+    AFTER INSERT OR UPDATE OR DELETE ON followup.quiet_days
+    FOR EACH ROW EXECUTE FUNCTION followup._audit_policy_change();
+SELECT pg_catalog.pg_extension_config_dump('followup.quiet_days', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.away', '');
+SELECT pg_catalog.pg_extension_config_dump('followup.away_away_id_seq', '');
+REVOKE ALL ON followup.quiet_days, followup.away FROM PUBLIC;
+REVOKE ALL ON followup.away_away_id_seq FROM PUBLIC;
+
+DROP FUNCTION followup._next_opening(timestamptz, text, time, time);
+DROP FUNCTION followup._in_window(timestamptz, text, time, time);
+
+CREATE FUNCTION followup._opening(at timestamptz, not_before date, tz text, send_from time, send_until time,
+                                  send_days smallint[], quiet date[]) RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    day date := timezone(tz, at)::date;
+    last_day date;
+    opens timestamptz;
+    closes timestamptz;
+    part int;
+BEGIN
+    IF not_before > day THEN
+        day := not_before;
+    END IF;
+    last_day := greatest(day, (SELECT max(q) FROM unnest(quiet) AS q)) + 8;
+    WHILE day <= last_day LOOP
+        IF NOT coalesce(day = ANY (quiet), false) THEN
+            -- the day's parts of a window, earliest first: with a window that
+            -- wraps midnight, the end of the previous day's opening (part 1)
+            -- and the start of its own (part 2)
+            FOR part IN 1..2 LOOP
+                opens := NULL;
+                IF send_from IS NULL THEN
+                    IF part = 1 AND (send_days IS NULL OR extract(isodow FROM day)::smallint = ANY (send_days)) THEN
+                        opens := followup._local_instant(day, '00:00', tz);
+                        closes := followup._local_instant(day + 1, '00:00', tz);
+                    END IF;
+                ELSIF send_from < send_until THEN
+                    IF part = 1 AND (send_days IS NULL OR extract(isodow FROM day)::smallint = ANY (send_days)) THEN
+                        opens := followup._local_instant(day, send_from, tz);
+                        closes := followup._local_instant(day, send_until, tz);
+                    END IF;
+                ELSIF part = 1 THEN
+                    IF send_days IS NULL OR extract(isodow FROM day - 1)::smallint = ANY (send_days) THEN
+                        opens := followup._local_instant(day, '00:00', tz);
+                        closes := followup._local_instant(day, send_until, tz);
+                    END IF;
+                ELSIF send_days IS NULL OR extract(isodow FROM day)::smallint = ANY (send_days) THEN
+                    opens := followup._local_instant(day, send_from, tz);
+                    closes := followup._local_instant(day + 1, '00:00', tz);
+                END IF;
+                IF opens < closes AND closes > at THEN
+                    RETURN greatest(opens, at);
+                END IF;
+            END LOOP;
+        END IF;
+        day := day + 1;
+    END LOOP;
+    RETURN 'infinity';
+END
+$$;
+
+-- Recipients who are away (followup.set_away, followup.end_away): a
+-- recipient's pending messages wait for the first opening after the
+-- absence (held at once when it has begun), and those it held are visible
+-- again from the next opening once it is ended (src/rule/calendar.rs).
+-- Returns how many messages moved.
+CREATE FUNCTION followup._place_recipient_messages(recipient_role text, recipient_id text, released_until date)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', '_place_recipient_messages_wrapper';
+
+CREATE FUNCTION followup.set_away(recipient_role followup.recipient_role, recipient_id text,
+                                  from_day date, until_day date, reason text)
+RETURNS followup.away
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    today date := followup._today();
+    created followup.away;
+BEGIN
+    IF set_away.recipient_role IS NULL OR set_away.recipient_id IS NULL OR set_away.from_day IS NULL
+       OR set_away.until_day IS NULL OR set_away.reason IS NULL THEN
+        RAISE EXCEPTION 'recipient_role, recipient_id, from_day, until_day and reason must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF btrim(set_away.reason) = '' THEN
+        RAISE EXCEPTION 'reason must say why the recipient is away' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT isfinite(set_away.from_day) OR NOT isfinite(set_away.until_day) THEN
+        RAISE EXCEPTION 'from_day and until_day must be dates, not infinity' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF set_away.until_day < set_away.from_day THEN
+        RAISE EXCEPTION 'until_day (%) is before from_day (%)',
+                        to_char(set_away.until_day, 'YYYY-MM-DD'), to_char(set_away.from_day, 'YYYY-MM-DD')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF set_away.until_day < today THEN
+        RAISE EXCEPTION 'until_day (%) is before today (% in followup.timezone)',
+                        to_char(set_away.until_day, 'YYYY-MM-DD'), to_char(today, 'YYYY-MM-DD')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO followup.away (recipient_role, recipient_id, from_day, until_day, reason)
+    VALUES (set_away.recipient_role, set_away.recipient_id, set_away.from_day, set_away.until_day,
+            btrim(set_away.reason))
+    RETURNING * INTO created;
+    PERFORM followup._place_recipient_messages(set_away.recipient_role::text, set_away.recipient_id, NULL);
+    RETURN created;
+END
+$$;
+COMMENT ON FUNCTION followup.set_away(followup.recipient_role, text, date, date, text) IS
+    'A recipient is away from from_day through until_day: their messages wait for the first opening after it; audited in followup.away.';
+
+CREATE FUNCTION followup.end_away(recipient_role followup.recipient_role, recipient_id text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ended bigint;
+    latest_until date;
+BEGIN
+    IF end_away.recipient_role IS NULL OR end_away.recipient_id IS NULL THEN
+        RAISE EXCEPTION 'recipient_role and recipient_id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    WITH ended_now AS (
+        UPDATE followup.away AS a
+           SET ended_at = now(), ended_by = followup._acting_role()
+         WHERE a.recipient_role = end_away.recipient_role AND a.recipient_id = end_away.recipient_id
+           AND a.ended_at IS NULL AND a.until_day >= followup._today()
+        RETURNING a.until_day)
+    SELECT count(*), max(until_day) INTO ended, latest_until FROM ended_now;
+    IF ended > 0 THEN
+        PERFORM followup._place_recipient_messages(end_away.recipient_role::text, end_away.recipient_id, latest_until);
+    END IF;
+    RETURN ended;
+END
+$$;
+COMMENT ON FUNCTION followup.end_away(followup.recipient_role, text) IS
+    'Ends the recipient''s open absences at once (their held messages are visible from the next opening); returns how many.';
+
+-------------------------------------------------------------------------------
 -- Privileges (sql/privileges.sql)
 -------------------------------------------------------------------------------
 REVOKE EXECUTE ON FUNCTION
@@ -547,7 +783,11 @@ REVOKE EXECUTE ON FUNCTION
     followup.resolve_alert(bigint),
     followup._preview(date),
     followup._sync_partition_triggers(oid[]),
-    followup._audit_policy_change()
+    followup._audit_policy_change(),
+    followup._opens_at(text, timestamptz),
+    followup._place_recipient_messages(text, text, date),
+    followup.set_away(followup.recipient_role, text, date, date, text),
+    followup.end_away(followup.recipient_role, text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     followup.activity_statement_trigger(),

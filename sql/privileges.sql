@@ -63,7 +63,11 @@ REVOKE EXECUTE ON FUNCTION
     followup._prune(int, int),
     followup._resolve_alerts(),
     followup._set_last_contact(text, date, text),
-    followup.set_last_contact(text, date, text)
+    followup.set_last_contact(text, date, text),
+    followup._opens_at(text, timestamptz),
+    followup._place_recipient_messages(text, text, date),
+    followup.set_away(followup.recipient_role, text, date, date, text),
+    followup.end_away(followup.recipient_role, text)
 FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA followup TO PUBLIC;

@@ -18,7 +18,8 @@ use crate::registry::{self, quote_literal, AssignmentTable};
 use crate::run::any_policy_escalates;
 use crate::rule::cycle::{active_when_sql, cycle_start_sql};
 use crate::rule::kinds::REMINDER;
-use crate::rule::policy::{window_of, Policy};
+use crate::rule::calendar::{calendar_sql, earliest_sql, gate_sql, key_sql, local_day_sql};
+use crate::rule::policy::Policy;
 use crate::rule::snoozes::open_snoozes_sql;
 use crate::run::due::{due_sql, reasons_sql, AS_OF};
 use crate::plan_cache::{self, Statement};
@@ -80,17 +81,21 @@ fn source_sql(assignments: &AssignmentTable, client: &SpiClient<'_>) -> String {
     format!("coalesce({})", branches.join(",\n                 "))
 }
 
-/// SQL: the send window of the policy row `policy` as of now (sql/windows.sql
-/// holds the arithmetic): its zone, bounds, whether it is open and when it
-/// next opens; NULL when the policy has no window.
-fn window_sql(policy: &str) -> String {
-    let window = window_of(policy);
+/// SQL: the calendar `calendar` (rule/calendar.rs) as of now: its zone,
+/// window, weekdays, whether today is a quiet day, whether a message could
+/// go out now and when it next can; NULL when the organization has no
+/// window, weekdays or quiet days (a message can go out at any time).
+fn window_sql(calendar: &str) -> String {
+    let now = "pg_catalog.now()";
+    let next_opening = earliest_sql(calendar, now, "NULL::pg_catalog.date");
     format!(
-        "CASE WHEN {policy}.send_from IS NOT NULL THEN pg_catalog.jsonb_build_object(
-                'timezone', followup._policy_zone({policy}.timezone),
-                'send_from', {policy}.send_from, 'send_until', {policy}.send_until,
-                'open_now', followup._in_window(pg_catalog.now(), {window}),
-                'next_opening', followup._next_opening(pg_catalog.now(), {window})) END"
+        "CASE WHEN {calendar}.send_from IS NOT NULL OR {calendar}.send_days IS NOT NULL
+                   OR pg_catalog.cardinality({calendar}.quiet) > 0
+              THEN pg_catalog.jsonb_build_object(
+                'timezone', {calendar}.zone, 'send_from', {calendar}.send_from, 'send_until', {calendar}.send_until,
+                'send_days', {calendar}.send_days, 'quiet_today', {today} = ANY ({calendar}.quiet),
+                'open_now', {next_opening} = {now}, 'next_opening', {next_opening}) END",
+        today = local_day_sql(calendar, now),
     )
 }
 
@@ -131,9 +136,11 @@ fn facts_sql(client: &SpiClient<'_>, assignments: &AssignmentTable, active_when:
                 (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                             'message_id', o.message_id, 'kind', o.kind, 'sequence', o.sequence, 'status', o.status,
                             'cancel_reason', o.cancel_reason, 'delivered_at', o.delivered_at,
-                            'visible_at', o.visible_at) ORDER BY o.message_id),
+                            'visible_at', o.visible_at,
+                            'held_by', CASE WHEN o.status = 'pending' THEN {gate} END) ORDER BY o.message_id),
                         '[]')
                    FROM followup.outbox AS o
+                  CROSS JOIN LATERAL {message_calendar} AS mcal
                   WHERE o.assignment_id = $1 AND o.cycle_start = a.followup_cycle_start),
                 {window}
            FROM (SELECT *, coalesce(({active_when}), false) AS followup_active,
@@ -144,7 +151,8 @@ fn facts_sql(client: &SpiClient<'_>, assignments: &AssignmentTable, active_when:
                   LIMIT 1) AS a
            {policy_join}
            CROSS JOIN LATERAL (SELECT p.* FROM followup.policies AS p
-                                WHERE p.organization = {effective}) AS policy",
+                                WHERE p.organization = {effective}) AS policy
+           CROSS JOIN LATERAL {calendar} AS cal",
         lc = assignments.last_contact_column,
         source = source_sql(assignments, client),
         open_snoozes = open_snoozes_sql("$2::pg_catalog.date"),
@@ -152,9 +160,12 @@ fn facts_sql(client: &SpiClient<'_>, assignments: &AssignmentTable, active_when:
         cycle_start = cycle_start_sql(assignments),
         table = assignments.table,
         is_the_assignment = assignments.id_equals_sql("$1"),
-        policy_join = Policy::EFFECTIVE.join_sql("a.followup_organization", "pg_catalog.now()"),
+        policy_join = Policy::EFFECTIVE.join_sql("a.followup_organization"),
         effective = Policy::EFFECTIVE.organization(),
-        window = window_sql("policy"),
+        calendar = calendar_sql(&key_sql("a.followup_organization"), "pg_catalog.now()"),
+        window = window_sql("cal"),
+        message_calendar = calendar_sql(&key_sql("o.organization"), "pg_catalog.now()"),
+        gate = gate_sql("o", "mcal", "pg_catalog.now()"),
     )
 }
 

@@ -10,9 +10,12 @@
 //! (run/due.rs: cycle start, active_when, the effective policy, snoozes), so
 //! a claim never disagrees with what a run would enqueue.
 //!
-//! The statement also keeps each message inside its organization's send
-//! window (README, "Send windows and digests"): one whose window is closed is
-//! not handed out but made visible at the window's next opening.
+//! It also withdraws a message superseded by a newer sequence of the same
+//! assignment, cycle and kind (`superseded`), and keeps each message inside
+//! its calendar (README, "Send windows, calendars and digests"): one whose
+//! window is closed, on a day not in `send_days` or a quiet day, or whose
+//! recipient is away, is not handed out but made visible at the first
+//! opening it may go out at (rule/calendar.rs).
 //!
 //! The statement is generated from the registration and kept as a prepared
 //! plan per backend (plan_cache.rs), planned and run with JIT off (a claim's
@@ -26,6 +29,7 @@ use crate::plan_cache;
 use crate::planner::without_jit;
 use crate::registry::{self, AssignmentTable};
 use crate::rule::cycle::{active_when_sql, cycle_start_sql};
+use crate::rule::calendar::{away_until_sql, calendar_sql, earliest_sql, key_sql, local_day_sql, superseded_sql};
 use crate::rule::policy::Policy;
 use crate::rule::snoozes::open_snoozes_sql;
 use crate::security;
@@ -52,7 +56,7 @@ fn withdraw_reason_sql(assignments: &AssignmentTable, today: &str) -> (String, S
         organization = assignments.organization_column.as_deref().unwrap_or("NULL"),
         table = assignments.table,
         is_the_assignment = assignments.id_equals_sql("picked.assignment_id"),
-        policy = Policy::EFFECTIVE.join_sql("a.organization", WINDOW_NOW),
+        policy = Policy::EFFECTIVE.join_sql("a.organization"),
     );
     // the outbox and the snoozes both hold the id as text
     let snoozed = format!(
@@ -88,14 +92,23 @@ fn claim_sql(assignments: Option<&AssignmentTable>, kind: Kind) -> String {
         Some(assignments) => withdraw_reason_sql(assignments, "$6"),
         None => (String::new(), "NULL::pg_catalog.text".to_string()),
     };
+    let away_until = away_until_sql("picked.recipient_role", "picked.recipient_id", "cal.today");
     format!(
         "WITH picked AS (
-             SELECT o.message_id, o.assignment_id, o.cycle_start, o.organization,
-                    o.status = 'claimed' AND o.attempts >= $4 AS exhausted
+             SELECT o.message_id, o.assignment_id, o.cycle_start, o.kind, o.sequence, o.recipient_role,
+                    o.recipient_id, o.organization, o.status = 'claimed' AND o.attempts >= $4 AS exhausted
                {pick}),
+         calendars AS (
+             SELECT k.key, cal.*, {today} AS today, {opens_at} AS opens_at
+               FROM (SELECT DISTINCT {key} AS key FROM picked) AS k
+              CROSS JOIN LATERAL {calendar} AS cal),
          judged AS (
-             SELECT picked.message_id, picked.exhausted, {reason} AS withdraw, {opens_at} AS opens_at
-               FROM picked {joins} {window_joins}),
+             SELECT picked.message_id, picked.exhausted,
+                    coalesce({reason}, CASE WHEN {superseded} THEN 'superseded' END) AS withdraw,
+                    CASE WHEN aw.until_day IS NULL THEN cal.opens_at ELSE {held_until} END AS opens_at
+               FROM picked {joins}
+               JOIN calendars AS cal ON cal.key = {picked_key}
+               CROSS JOIN LATERAL (SELECT {away_until} AS until_day) AS aw),
          withdrawn AS (
              UPDATE followup.outbox AS o
                 SET status = 'cancelled', cancelled_at = pg_catalog.clock_timestamp(), cancel_reason = j.withdraw,
@@ -134,19 +147,18 @@ fn claim_sql(assignments: Option<&AssignmentTable>, kind: Kind) -> String {
                 (SELECT pg_catalog.count(*) FROM picked)",
         pick = pick_sql(kind),
         now = WINDOW_NOW,
-        window_joins = WINDOW.join_sql("picked.organization", WINDOW_NOW),
-        opens_at = WINDOW.value("opens_at"),
+        key = key_sql("picked.organization"),
+        picked_key = key_sql("picked.organization"),
+        calendar = calendar_sql("k.key", WINDOW_NOW),
+        today = local_day_sql("cal", WINDOW_NOW),
+        opens_at = earliest_sql("cal", WINDOW_NOW, "NULL::pg_catalog.date"),
+        held_until = earliest_sql("cal", WINDOW_NOW, "aw.until_day"),
+        superseded = superseded_sql("picked"),
     )
 }
 
-/// The instant a claim judges send windows at (stable within the statement,
-/// so the window functions inline).
+/// The instant a claim judges calendars at (stable within the statement).
 const WINDOW_NOW: &str = "pg_catalog.statement_timestamp()";
-
-/// The send window of a picked message: its effective policy by the
-/// message's organization at enqueue (the still-due check joins the
-/// assignment's current one as `own`/`dflt`).
-const WINDOW: Policy = Policy { own: "wown", default: "wdflt" };
 
 /// SQL, `FROM … LIMIT $2` with the outbox row as `o`: what a pass picks and
 /// locks (`FOR UPDATE SKIP LOCKED`), oldest first, among the messages
@@ -170,7 +182,8 @@ fn pick_sql(kind: Kind) -> String {
             "FROM ROWS FROM (pg_catalog.unnest($7::pg_catalog.text[]), pg_catalog.unnest($8::pg_catalog.text[]))
                     AS r(role, id)
               CROSS JOIN LATERAL (
-                    SELECT o.message_id, o.assignment_id, o.cycle_start, o.organization, o.status, o.attempts
+                    SELECT o.message_id, o.assignment_id, o.cycle_start, o.kind, o.sequence, o.recipient_role,
+                           o.recipient_id, o.organization, o.status, o.attempts
                       FROM followup.claimable AS o
                      WHERE coalesce(o.recipient_id, '') = r.id
                        AND o.recipient_role = r.role::followup.recipient_role

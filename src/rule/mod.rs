@@ -7,16 +7,20 @@
 //! * cycle.rs    an assignment's cycle start, and which assignments count
 //!               (`active_when`)
 //! * policy.rs   the effective policy of an organization (its own row, else
-//!               `'*'`), and the arguments of its send window
+//!               `'*'`)
 //! * snoozes.rs  which snoozes hold an assignment on a day
 //! * kinds.rs    the message kinds: who receives one, its sequence, when it
 //!               is due
+//! * calendar.rs when a message may be handed out: its organization's
+//!               calendar (window, weekdays, quiet days), its recipient's
+//!               absences, a newer reminder superseding it
 //!
 //! Two more definitions live in SQL, because SQL callers need them too:
-//! the send-window arithmetic (`sql/windows.sql`: `followup._next_opening`
-//! and friends) and which messages a consumer may take
-//! (`followup.claimable`, `sql/outbox.sql`).
+//! the calendar arithmetic (`sql/windows.sql`: `followup._opening`) and
+//! which messages a consumer may take (`followup.claimable`,
+//! `sql/outbox.sql`).
 
+pub mod calendar;
 pub mod cycle;
 pub mod kinds;
 pub mod policy;

@@ -12,6 +12,7 @@
 use crate::registry::{quote_literal, AssignmentTable};
 use crate::rule::cycle::{active_when_sql, cycle_start_sql};
 use crate::rule::kinds::{self, MessageKind};
+use crate::rule::calendar::Openings;
 use crate::rule::policy::Policy;
 use crate::rule::snoozes::snoozed_sql;
 
@@ -44,7 +45,7 @@ pub fn scan_sql(assignments: &AssignmentTable, tallied: bool, only: &str, as_of:
     format!(
         "(SELECT a.*, ({as_of}) - a.cycle_start AS age,
                  {enabled} AS enabled, {remind_after} AS remind_after, {repeat_every} AS repeat_every,
-                 {escalate_after} AS escalate_after, {max_reminders} AS max_reminders, {opens_at} AS opens_at
+                 {escalate_after} AS escalate_after, {max_reminders} AS max_reminders
             FROM (SELECT {id} AS id, {mentor} AS mentor, {coordinator} AS coordinator,
                          ({organization})::pg_catalog.text AS organization, {cycle_start} AS cycle_start
                          {payload}{tally}
@@ -59,18 +60,21 @@ pub fn scan_sql(assignments: &AssignmentTable, tallied: bool, only: &str, as_of:
         cycle_start = cycle_start_sql(assignments),
         table = assignments.table,
         active_when = active_when_sql(assignments),
-        policy = POLICY.join_sql("a.organization", "pg_catalog.now()"),
+        policy = POLICY.join_sql("a.organization"),
         enabled = POLICY.value("enabled"),
         remind_after = POLICY.value("remind_after_days"),
         repeat_every = POLICY.value("repeat_every_days"),
         escalate_after = POLICY.value("escalate_after_days"),
         max_reminders = POLICY.value("max_reminders"),
-        opens_at = POLICY.value("opens_at"),
     )
 }
 
 /// The scan joins the assignment's effective policy under the usual aliases.
 const POLICY: Policy = Policy::EFFECTIVE;
+
+/// A new message is visible from its organization's next opening from now
+/// (rule/calendar.rs): joined once per organization over the due rows.
+const OPENINGS: Openings = Openings::USUAL;
 
 /// One kind's messages due: a SELECT over its own scan. The first branch
 /// keeps the outbox's column names.
@@ -80,7 +84,7 @@ fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool, 
         "SELECT (s.id)::pg_catalog.text AS assignment_id, s.cycle_start, '{kind}'::followup.message_kind AS kind,
                 {sequence} AS sequence, '{role}'::followup.recipient_role AS recipient_role,
                 ({recipient})::pg_catalog.text AS recipient_id, s.age AS days_since_contact,
-                s.organization, s.opens_at AS visible_at{payload}
+                s.organization{payload}
            FROM {scan}
           WHERE s.enabled AND {recipient} IS NOT NULL AND {due} AND NOT {snoozed}",
         kind = kind.kind,
@@ -96,8 +100,8 @@ fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool, 
 /// One row per message due on the date expression `as_of` (the run's
 /// `AS_OF`), in the outbox's column names:
 /// assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
-/// days_since_contact, organization, visible_at (its send window's next
-/// opening), then the payload columns as p1..pn (see payload_sql).
+/// days_since_contact, organization, then the payload columns as p1..pn
+/// (see payload_sql).
 /// With `tally`, the first kind's scan counts the active assignments it reads.
 ///
 /// Shaped for a million assignments: one plain scan per message kind (a
@@ -181,16 +185,19 @@ pub fn preview_sql(assignments: &AssignmentTable, any_policy_escalates: bool, on
         "SELECT NULL::pg_catalog.int8 AS message_id, NULL::pg_catalog.int8 AS run_id,
                 d.assignment_id, d.cycle_start, d.kind, d.sequence, d.recipient_role, d.recipient_id,
                 d.days_since_contact, {payload} AS payload, pg_catalog.now() AS enqueued_at,
-                'pending'::followup.message_status AS status, 0 AS attempts, d.visible_at,
+                'pending'::followup.message_status AS status, 0 AS attempts, {visible_at} AS visible_at,
                 NULL::pg_catalog.uuid AS lease_id, NULL::pg_catalog.text AS claimed_by,
                 NULL::pg_catalog.timestamptz AS delivered_at, NULL::pg_catalog.text AS last_error,
                 NULL::pg_catalog.timestamptz AS cancelled_at, NULL::pg_catalog.text AS cancel_reason,
                 d.organization
            FROM ({due}) AS d
+           {openings}
           WHERE NOT EXISTS (SELECT 1 FROM followup.outbox AS o WHERE {SAME_MESSAGE})
           ORDER BY d.assignment_id, d.kind",
         payload = payload_sql(assignments, "d"),
-        due = due_sql(assignments, false, any_policy_escalates, only, AS_OF)
+        due = due_sql(assignments, false, any_policy_escalates, only, AS_OF),
+        openings = OPENINGS.join_sql("d.organization", "pg_catalog.now()"),
+        visible_at = OPENINGS.value(),
     )
 }
 
@@ -228,15 +235,18 @@ pub fn enqueue_sql(
         "INSERT INTO followup.outbox (run_id, assignment_id, cycle_start, kind, sequence, recipient_role,
                                       recipient_id, days_since_contact, payload, organization, visible_at)
          SELECT $2, d.assignment_id, d.cycle_start, d.kind, d.sequence, d.recipient_role,
-                d.recipient_id, d.days_since_contact, {payload}, d.organization, d.visible_at
+                d.recipient_id, d.days_since_contact, {payload}, d.organization, {visible_at}
            FROM (SELECT followup._tally_due(due.assignment_id) AS assignment_id, due.cycle_start, due.kind,
                         due.sequence, due.recipient_role, due.recipient_id, due.days_since_contact,
-                        due.organization, due.visible_at{payload_columns}
+                        due.organization{payload_columns}
                    FROM ({due}) AS due
                  OFFSET 0) AS d
+         {openings}
          {anti_join}
          ON CONFLICT ON CONSTRAINT outbox_idempotency_key DO NOTHING",
         payload = payload_sql(assignments, "d"),
-        due = due_sql(assignments, true, any_policy_escalates, only, AS_OF)
+        due = due_sql(assignments, true, any_policy_escalates, only, AS_OF),
+        openings = OPENINGS.join_sql("d.organization", "pg_catalog.now()"),
+        visible_at = OPENINGS.value(),
     )
 }

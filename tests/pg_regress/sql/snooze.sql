@@ -40,8 +40,12 @@ SELECT snooze_id, assignment_id, until = :'until'::date AS until_as_given, reaso
 SELECT assignment_id, status, cancel_reason FROM followup.outbox ORDER BY assignment_id;
 
 -- a claim withdraws a snoozed assignment's messages too (2 is snoozed after it
--- was claimed: a claimed message stays with its consumer until its lease ends)
+-- was claimed: a claimed message stays with its consumer until its lease ends;
+-- the others wait a moment, so that this claim takes 2's whatever the order
+-- the run enqueued them in)
+UPDATE followup.outbox SET visible_at = now() + interval '1 hour' WHERE assignment_id <> '2';
 SELECT assignment_id FROM followup.claim('c', 1);
+UPDATE followup.outbox SET visible_at = now() WHERE assignment_id <> '2' AND status = 'pending';
 SELECT (followup.snooze('2', :'until', 'moved away for a while')).snooze_id IS NOT NULL AS snoozed;
 SELECT assignment_id, status FROM followup.outbox WHERE assignment_id = '2';
 UPDATE followup.outbox SET visible_at = now() - interval '1 second' WHERE assignment_id = '2';

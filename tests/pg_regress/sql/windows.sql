@@ -1,4 +1,4 @@
--- Send windows (README, "Send windows and digests"): no message is handed out
+-- Send windows (README, "Send windows, calendars and digests"): no message is handed out
 -- outside its organization's window in the policy's zone, DST-correct. The
 -- window arithmetic is pinned with fixed instants; where the real clock is in
 -- play (runs, claims, fail), the policy's zone is one where it is about noon
@@ -13,12 +13,13 @@ SET search_path = win, public;
 SET TimeZone = 'UTC';
 \i tests/pg_regress/helpers/try.sql
 
--- next_opening(instant, zone, from, until) at fixed instants
-CREATE FUNCTION opening(at timestamptz, tz text, send_from time, send_until time) RETURNS text LANGUAGE sql AS $$
-    SELECT to_char(followup._next_opening(at, tz, send_from, send_until) AT TIME ZONE tz, 'YYYY-MM-DD HH24:MI')
-           || ' (' || to_char(followup._next_opening(at, tz, send_from, send_until), 'YYYY-MM-DD HH24:MI') || ' UTC)'
-$$;
-SELECT label, opening(at, tz, f, u), followup._in_window(at, tz, f, u) AS open_at_that_instant
+-- the opening (followup._opening, no weekdays or quiet days here: see
+-- calendars.sql) from an instant, in a zone, of a window, at fixed instants
+CREATE FUNCTION opening(at timestamptz, tz text, send_from time, send_until time) RETURNS timestamptz LANGUAGE sql AS $$
+    SELECT followup._opening(at, NULL, tz, send_from, send_until, NULL, NULL) $$;
+SELECT label, to_char(opening(at, tz, f, u) AT TIME ZONE tz, 'YYYY-MM-DD HH24:MI')
+              || ' (' || to_char(opening(at, tz, f, u), 'YYYY-MM-DD HH24:MI') || ' UTC)' AS opening,
+       opening(at, tz, f, u) = at AS open_at_that_instant
   FROM (VALUES
     ('Tokyo 09-18, 08:59 local: opens at 09:00 the same day', timestamptz '2026-06-15 23:59+00', 'Asia/Tokyo', time '09:00', time '18:00'),
     ('Tokyo 09-18, 09:00 local: open',                        timestamptz '2026-06-16 00:00+00', 'Asia/Tokyo', time '09:00', time '18:00'),
@@ -31,7 +32,8 @@ SELECT label, opening(at, tz, f, u), followup._in_window(at, tz, f, u) AS open_a
     ('wraps 21-02, 20:59 local: opens in a minute',           timestamptz '2026-06-16 18:59+00', 'Europe/Oslo', time '21:00', time '02:00'),
     ('Oslo spring forward, opening 02:30 is in the gap: 03:30 CEST', timestamptz '2026-03-28 23:00+00', 'Europe/Oslo', time '02:30', time '06:00'),
     ('Oslo fall back, opening 02:30 repeats: the later (CET)', timestamptz '2026-10-24 23:00+00', 'Europe/Oslo', time '02:30', time '06:00'),
-    ('Oslo fall back, 02:45 CEST (first time round): open',   timestamptz '2026-10-25 00:45+00', 'Europe/Oslo', time '02:30', time '06:00'),
+    ('Oslo fall back, 02:45 CEST (first time round): not yet, the window opens at the later 02:30', timestamptz '2026-10-25 00:45+00', 'Europe/Oslo', time '02:30', time '06:00'),
+    ('Oslo fall back, 02:45 CET (second time round): open',   timestamptz '2026-10-25 01:45+00', 'Europe/Oslo', time '02:30', time '06:00'),
     ('no window: always open',                                timestamptz '2026-06-15 03:00+00', 'Europe/Oslo', NULL::time, NULL::time)
   ) AS c(label, at, tz, f, u);
 
