@@ -98,7 +98,7 @@ fn claim_sql(assignments: Option<&AssignmentTable>, kind: Kind) -> String {
              SELECT o.message_id, o.assignment_id, o.cycle_start, o.kind, o.sequence, o.recipient_role,
                     o.recipient_id, o.organization, o.status = 'claimed' AND o.attempts >= $4 AS exhausted
                {pick}),
-         calendars AS (
+         calendars AS MATERIALIZED (
              SELECT k.key, cal.*, {today} AS today, {opens_at} AS opens_at
                FROM (SELECT DISTINCT {key} AS key FROM picked) AS k
               CROSS JOIN LATERAL {calendar} AS cal),
