@@ -5,6 +5,8 @@
 #   bench/run.sh                      N = 10,000  300,000  1,000,000
 #   bench/run.sh 10000 100000         other sizes
 #   PGBENCH_SECONDS=30 (default)      length of each single-row insert run
+#   ONLY_RUNS=1                       only sections 1 and 2 (the run vs the baselines)
+#   SKIP_INSTALL=1                    use the pg_followup already installed (in PG_BIN's server)
 #
 # For each N it builds the sample app (demo/app.sql: 20 organizations, 10%
 # closed, 1 in 7 never contacted, contacts spread over 60 days, two policies)
@@ -37,9 +39,11 @@ SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(10000 300000 1000000)
 PGBENCH_SECONDS=${PGBENCH_SECONDS:-30}
 
-tests/setup.sh >/dev/null
-echo "building and installing pg_followup (release)" >&2
-tests/lib/install.sh --release
+if [ -z "${SKIP_INSTALL:-}" ]; then
+    tests/setup.sh >/dev/null
+    echo "building and installing pg_followup (release)" >&2
+    tests/lib/install.sh --release
+fi
 source tests/lib/cluster.sh
 trap cluster_cleanup_all EXIT
 cluster_init bench "fsync = on" "synchronous_commit = on" "shared_buffers = 2GB" "work_mem = 64MB" \
@@ -79,7 +83,7 @@ setup_database() {
 # 1, 2. The run vs a baseline (function, table), best of 3, each on an empty
 # outbox: a first run, then a same-day rerun.
 bench_run() {
-    local fn=$1 table=$2 ours=() base=() ours_rerun=() base_rerun=() i
+    local fn=$1 table=$2 ours=() base=() ours_rerun=() base_rerun=() one=() i
     for i in 1 2 3; do
         q "TRUNCATE followup.outbox, $table, followup.runs" >/dev/null
         psql -X -q -d "$DB" -c "VACUUM ANALYZE followup.outbox, $table" -c "CHECKPOINT" >/dev/null
@@ -88,8 +92,12 @@ bench_run() {
         psql -X -q -d "$DB" -c "CHECKPOINT" >/dev/null
         ours+=("$(ms "SELECT status FROM followup.run_now(current_date)")")
         ours_rerun+=("$(ms "SELECT status FROM followup.run_now(current_date)")")
+        # the same first run as one statement (followup.run_workers = 1)
+        q "TRUNCATE followup.outbox" >/dev/null
+        psql -X -q -d "$DB" -c "VACUUM ANALYZE followup.outbox" -c "CHECKPOINT" >/dev/null
+        one+=("$(ms "SET followup.run_workers = 1; SELECT status FROM followup.run_now(current_date)")")
     done
-    RUN_OURS=$(min "${ours[@]}") RUN_BASE=$(min "${base[@]}")
+    RUN_OURS=$(min "${ours[@]}") RUN_BASE=$(min "${base[@]}") RUN_ONE=$(min "${one[@]}")
     RERUN_OURS=$(min "${ours_rerun[@]}") RERUN_BASE=$(min "${base_rerun[@]}")
     MESSAGES=$(q "SELECT count(*) FROM followup.outbox")
     local baseline_messages
@@ -226,9 +234,10 @@ bench_repair() {
 
 run_rows=() minimal_rows=() track_rows=() tps_rows=() window_rows=() repair_rows=()
 run_row() {
-    printf '| %s | %s | %s | %s | **%s** | %s | %s | **%s** |' \
+    printf '| %s | %s | %s | %s | **%s** | %s | %s | **%s** | %s | %s |' \
         "$1" "$MESSAGES" "$(fmt_ms "$RUN_OURS")" "$(fmt_ms "$RUN_BASE")" "$(ratio "$RUN_OURS" "$RUN_BASE")" \
-        "$(fmt_ms "$RERUN_OURS")" "$(fmt_ms "$RERUN_BASE")" "$(ratio "$RERUN_OURS" "$RERUN_BASE")"
+        "$(fmt_ms "$RERUN_OURS")" "$(fmt_ms "$RERUN_BASE")" "$(ratio "$RERUN_OURS" "$RERUN_BASE")" \
+        "$(fmt_ms "$RUN_ONE")" "$(ratio "$RUN_ONE" "$RUN_BASE")"
 }
 for n in "${SIZES[@]}"; do
     echo "== N = $n: building the data set" >&2
@@ -242,6 +251,11 @@ for n in "${SIZES[@]}"; do
     bench_run bench.minimal_run bench.outbox_minimal
     minimal_rows+=("$(run_row "$n")")
     q "INSERT INTO followup.policies SELECT * FROM bench.policies_saved; DROP TABLE bench.policies_saved"
+    if [ -n "${ONLY_RUNS:-}" ]; then
+        run_rows+=("$contract_row - |")
+        dropdb "$DB"
+        continue
+    fi
     echo "== N = $n: bulk inserts" >&2
     bench_bulk old_activities
     OLD_TRACKED=$BULK_TRACKED OLD_PLAIN=$BULK_PLAIN OLD_ROW=$BULK_ROW OLD_STMT=$BULK_STMT OLD_MOVED=$BULK_MOVED
@@ -280,8 +294,8 @@ Times are the best of 3 (runs) or 2 (bulk inserts) as psql measures them; a rati
 The reminder run vs the same contract by hand: one INSERT … SELECT … ON CONFLICT DO NOTHING applying the
 policies, into an outbox with followup.outbox's columns and indexes and a text idempotency key (same messages):
 
-| N assignments | messages | run | baseline | ratio | same-day rerun | baseline rerun | ratio | run's peak memory growth |
-|---|---|---|---|---|---|---|---|---|
+| N assignments | messages | run | baseline | ratio | same-day rerun | baseline rerun | ratio | run as one statement | ratio | run's peak memory growth |
+|---|---|---|---|---|---|---|---|---|---|---|
 EOT
 printf '%s\n' "${run_rows[@]}"
 cat <<EOT
@@ -290,10 +304,11 @@ The reminder run vs the minimal hand-written baseline: a bigserial key, one text
 14-day / 7-day rule, one INSERT … SELECT … ON CONFLICT DO NOTHING (policies reduced to the default 14/7 row, so
 both enqueue the same messages):
 
-| N assignments | messages | run | minimal | ratio | same-day rerun | minimal rerun | ratio |
-|---|---|---|---|---|---|---|---|
+| N assignments | messages | run | minimal | ratio | same-day rerun | minimal rerun | ratio | run as one statement | ratio |
+|---|---|---|---|---|---|---|---|---|---|
 EOT
 printf '%s\n' "${minimal_rows[@]}"
+[ -z "${ONLY_RUNS:-}" ] || exit 0
 cat <<EOT
 
 A bulk INSERT … SELECT of N activities: tracked vs the same insert into an untracked copy of the table, into a

@@ -775,6 +775,22 @@ COMMENT ON FUNCTION followup.end_away(followup.recipient_role, text) IS
     'Ends the recipient''s open absences at once (their held messages are visible from the next opening); returns how many.';
 
 -------------------------------------------------------------------------------
+-- A run split across helper workers
+-------------------------------------------------------------------------------
+-- The tallies of a split run's parts (src/run/parts.rs): each helper worker
+-- records what its range of the assignments table enqueued, in the
+-- transaction that enqueued it; the run sums and removes them. Transient.
+CREATE TABLE followup._run_parts (
+    run_id   bigint NOT NULL,
+    part     int NOT NULL,
+    scanned  bigint NOT NULL,
+    due      bigint NOT NULL,
+    enqueued bigint NOT NULL,
+    PRIMARY KEY (run_id, part)
+);
+REVOKE ALL ON followup._run_parts FROM PUBLIC;
+
+-------------------------------------------------------------------------------
 -- Privileges (sql/privileges.sql)
 -------------------------------------------------------------------------------
 REVOKE EXECUTE ON FUNCTION

@@ -196,6 +196,18 @@ CREATE INDEX runs_as_of_idx ON followup.runs (as_of, status);
 CREATE INDEX runs_running_idx ON followup.runs (run_id) WHERE status = 'running';
 COMMENT ON TABLE followup.runs IS 'Execution log: one row per reminder run, including skipped ones.';
 
+-- The tallies of a split run's parts (src/run/parts.rs): each helper worker
+-- records what its range of the assignments table enqueued, in the
+-- transaction that enqueued it; the run sums and removes them. Transient.
+CREATE TABLE followup._run_parts (
+    run_id   bigint NOT NULL,
+    part     int NOT NULL,
+    scanned  bigint NOT NULL,
+    due      bigint NOT NULL,
+    enqueued bigint NOT NULL,
+    PRIMARY KEY (run_id, part)
+);
+
 -------------------------------------------------------------------------------
 -- Outbox
 -------------------------------------------------------------------------------

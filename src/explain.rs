@@ -14,15 +14,15 @@
 
 use crate::errors::{raise, required};
 use crate::local_time::{as_of_or_today, iso};
+use crate::plan_cache::{self, Statement};
 use crate::registry::{self, quote_literal, AssignmentTable};
-use crate::run::any_policy_escalates;
+use crate::rule::calendar::{calendar_sql, earliest_sql, gate_sql, key_sql, local_day_sql};
 use crate::rule::cycle::{active_when_sql, cycle_start_sql};
 use crate::rule::kinds::REMINDER;
-use crate::rule::calendar::{calendar_sql, earliest_sql, gate_sql, key_sql, local_day_sql};
 use crate::rule::policy::Policy;
 use crate::rule::snoozes::open_snoozes_sql;
+use crate::run::any_policy_escalates;
 use crate::run::due::{due_sql, reasons_sql, AS_OF};
-use crate::plan_cache::{self, Statement};
 use crate::tracking::{latest_activity_sql, latest_correction_sql};
 use pgrx::datum::{Date, JsonB};
 use pgrx::prelude::*;
@@ -246,9 +246,8 @@ fn next_due_on(
     let first = Date::saturating_from_raw(after.to_pg_epoch_days() + 1);
     // a reminder is due at most `reminder_horizon` days after the later of
     // `first` and the cycle's start (a last contact dated ahead of as_of)
-    let not_started = facts
-        .cycle_start
-        .map_or(0, |c| (i64::from(c.to_pg_epoch_days()) - i64::from(first.to_pg_epoch_days())).max(0));
+    let not_started =
+        facts.cycle_start.map_or(0, |c| (i64::from(c.to_pg_epoch_days()) - i64::from(first.to_pg_epoch_days())).max(0));
     let horizon = i32::try_from(i64::from(facts.reminder_horizon) + not_started).unwrap_or(i32::MAX);
     let day = "($2::pg_catalog.date + i.n)";
     let sql = format!(
@@ -281,10 +280,8 @@ fn reasons(
         client
             .select(statement, None, &[as_of.into(), assignment_id.into()])
             .map(|rows| {
-                rows.filter_map(|r| {
-                    Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??, r.get(4).ok()??))
-                })
-                .collect()
+                rows.filter_map(|r| Some((r.get(1).ok()??, r.get(2).ok()??, r.get(3).ok()??, r.get(4).ok()??)))
+                    .collect()
             })
             .unwrap_or_default()
     })

@@ -42,6 +42,9 @@ pub static RUN_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
 pub static RETRY_DELAY_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(300);
 /// Minutes a run may take before it is cancelled (0: no limit).
 pub static MAX_RUNTIME_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// Processes a run over a big assignments table is split across
+/// (run/parts.rs); 1 for one statement in the run's own worker.
+pub static RUN_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 
 pub fn init() {
     // A postmaster-only parameter can only be defined while the library is
@@ -164,6 +167,16 @@ pub fn init() {
         7 * 24 * 60,
         GucContext::Suset,
         GucFlags::UNIT_MIN,
+    );
+    GucRegistry::define_int_guc(
+        c"followup.run_workers",
+        c"Background workers a run over a big assignments table is split across (1: one statement).",
+        c"Each takes an equal range of the table's pages and a max_worker_processes slot while it runs.",
+        &RUN_WORKERS,
+        1,
+        8,
+        GucContext::Suset,
+        GucFlags::default(),
     );
 }
 

@@ -134,7 +134,8 @@ pub fn with_kept<R>(
     let generation = generation();
     let stale: Vec<Kept> = KEPT.with(|k| {
         let mut kept = k.borrow_mut();
-        let keys: Vec<String> = kept.iter().filter(|(_, s)| s.generation != generation).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<String> =
+            kept.iter().filter(|(_, s)| s.generation != generation).map(|(k, _)| k.clone()).collect();
         keys.into_iter().filter_map(|key| kept.remove(&key)).collect()
     });
     for kept in stale {

@@ -10,9 +10,9 @@
 //! condition over that age and the assignment's effective policy.
 
 use crate::registry::{quote_literal, AssignmentTable};
+use crate::rule::calendar::Openings;
 use crate::rule::cycle::{active_when_sql, cycle_start_sql};
 use crate::rule::kinds::{self, MessageKind};
-use crate::rule::calendar::Openings;
 use crate::rule::policy::Policy;
 use crate::rule::snoozes::snoozed_sql;
 

@@ -11,6 +11,7 @@
 //! * due.rs    the SQL of what is due (scan, INSERT, preview)
 //! * log.rs    the run's life in followup.runs, the lock, the tallies
 //! * unreadable.rs  going on without the rows a statement cannot evaluate
+//! * parts.rs  a run over a big table split across helper workers
 //! * worker.rs where a run executes: a dynamic background worker (so others
 //!   see the `running` row while it works) or the calling session
 //!
@@ -19,6 +20,7 @@
 
 pub mod due;
 pub mod log;
+pub mod parts;
 pub mod preview;
 pub mod unreadable;
 pub mod worker;
@@ -103,6 +105,82 @@ pub fn any_policy_escalates(client: &SpiClient<'_>) -> bool {
     .unwrap_or(true)
 }
 
+/// How the run's INSERT is planned, decided once per run from the outbox
+/// and the policies (and handed to the workers of a split run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnqueuePlan {
+    /// Does any enabled policy escalate? (Else the escalation scan is left out.)
+    pub escalations: bool,
+    /// Has the outbox any pages? (Else there is nothing to skip: no anti-join.)
+    pub skip_enqueued: bool,
+    /// Has the outbox been analyzed with rows in it? (Else the planner has
+    /// no statistics to weigh the anti-join with: hash joins only.)
+    pub analyzed: bool,
+}
+
+impl EnqueuePlan {
+    pub fn current(client: &SpiClient<'_>) -> EnqueuePlan {
+        let (skip_enqueued, analyzed) = client
+            .select(
+                "SELECT pg_catalog.pg_relation_size(c.oid) > 0, c.reltuples > 0
+                   FROM pg_catalog.pg_class c WHERE c.oid = 'followup.outbox'::pg_catalog.regclass",
+                None,
+                &[],
+            )
+            .ok()
+            .and_then(|t| t.first().get_two::<bool, bool>().ok())
+            .map(|(pages, analyzed)| (pages.unwrap_or(false), analyzed.unwrap_or(false)))
+            .unwrap_or((false, false));
+        EnqueuePlan { escalations: any_policy_escalates(client), skip_enqueued, analyzed }
+    }
+}
+
+/// Counts of one INSERT (or of several summed): assignments scanned,
+/// messages due, messages enqueued.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tallies {
+    pub scanned: i64,
+    pub due: i64,
+    pub enqueued: i64,
+}
+
+impl std::ops::Add for Tallies {
+    type Output = Tallies;
+    fn add(self, other: Tallies) -> Tallies {
+        Tallies {
+            scanned: self.scanned + other.scanned,
+            due: self.due + other.due,
+            enqueued: self.enqueued + other.enqueued,
+        }
+    }
+}
+
+/// The run's INSERT (due.rs) over the assignments `only` is true for (SQL
+/// over the table's columns), as the assignments table's owner
+/// (security.rs), `unreadable` the ids unreadable.rs leaves out.
+pub fn enqueue(
+    client: &mut SpiClient<'_>,
+    assignments: &registry::AssignmentTable,
+    plan: EnqueuePlan,
+    only: &str,
+    unreadable: &[String],
+    run_id: i64,
+    as_of: Date,
+) -> Tallies {
+    log::reset_tallies();
+    let sql = due::enqueue_sql(assignments, plan.escalations, plan.skip_enqueued, only);
+    let enqueued = with_join_methods(plan.skip_enqueued && !plan.analyzed, || {
+        security::as_owner_statement(assignments.owner, &sql, || {
+            client
+                .update(sql.as_str(), None, &[as_of.into(), run_id.into(), unreadable.to_vec().into()])
+                .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
+                .len() as i64
+        })
+    });
+    let (scanned, due) = log::tallies();
+    Tallies { scanned, due, enqueued }
+}
+
 /// Step 2 of a run (log.rs has step 1): the scan and the INSERT, inside a
 /// subtransaction so that an error is caught, logged as `failed` and the
 /// transaction can still commit the log row. With `max_runtime_minutes`
@@ -110,52 +188,51 @@ pub fn any_policy_escalates(client: &SpiClient<'_>) -> bool {
 /// names the limit. Assignments the run cannot evaluate are left out and
 /// counted (unreadable.rs). The INSERT runs as the assignments table's
 /// owner (security.rs).
-pub fn scan_and_finish(run_id: i64, as_of: Date, max_runtime_minutes: i32) {
+///
+/// With `workers` over 1 (a run in its own worker, followup.run_workers), a
+/// big table is split across that many helper workers (parts.rs); should any
+/// of them not finish, the one statement runs here over the whole table, and
+/// the messages the others committed count as enqueued by this run.
+pub fn scan_and_finish(run_id: i64, as_of: Date, max_runtime_minutes: i32, workers: i32) {
+    // exported here, outside the subtransaction below (PostgreSQL exports
+    // no snapshot from a subtransaction)
+    let split = if workers > 1 { parts::prepare(workers) } else { None };
     let result = with_time_limit(max_runtime_minutes, || {
         in_subtransaction(|| {
             Spi::connect_mut(|client| {
                 let assignments = registry::require_assignment_table(client);
                 registry::require_current_schema(client);
-                let escalations = any_policy_escalates(client);
-                // Has the outbox any pages (else there is nothing to skip), and
-                // has it been analyzed with rows in it (else the planner has no
-                // statistics to weigh the anti-join with)?
-                let (skip_enqueued, analyzed) = client
-                    .select(
-                        "SELECT pg_catalog.pg_relation_size(c.oid) > 0, c.reltuples > 0
-                       FROM pg_catalog.pg_class c WHERE c.oid = 'followup.outbox'::pg_catalog.regclass",
-                        None,
-                        &[],
-                    )
-                    .ok()
-                    .and_then(|t| t.first().get_two::<bool, bool>().ok())
-                    .map(|(pages, analyzed)| (pages.unwrap_or(false), analyzed.unwrap_or(false)))
-                    .unwrap_or((false, false));
-                let enqueue = |client: &mut SpiClient<'_>, only: &str, unreadable: &[String]| {
-                    log::reset_tallies();
-                    let sql = due::enqueue_sql(&assignments, escalations, skip_enqueued, only);
-                    let enqueued = with_join_methods(skip_enqueued && !analyzed, || {
-                        security::as_owner_statement(assignments.owner, &sql, || {
-                            client
-                                .update(sql.as_str(), None, &[as_of.into(), run_id.into(), unreadable.to_vec().into()])
-                                .unwrap_or_else(|e| crate::errors::internal(e.to_string()))
-                                .len() as i64
-                        })
-                    });
-                    let (scanned, due) = log::tallies();
-                    (scanned, due, enqueued)
+                let plan = EnqueuePlan::current(client);
+                let by_parts = match &split {
+                    Some(split) => parts::run(client, split, run_id, as_of, max_runtime_minutes, plan),
+                    None => parts::Finished::default(),
+                };
+                if let Some(all) = by_parts.complete {
+                    return log::Outcome { scanned: all.scanned, due: all.due, enqueued: all.enqueued, skipped: 0 };
+                }
+                let plan = if by_parts.committed.enqueued > 0 { EnqueuePlan::current(client) } else { plan };
+                let attempt = |client: &mut SpiClient<'_>, only: &str, unreadable: &[String]| {
+                    enqueue(client, &assignments, plan, only, unreadable, run_id, as_of)
                 };
                 let probe = |only: &str| {
-                    format!("SELECT pg_catalog.count(p.*) FROM ({}) AS p", due::preview_sql(&assignments, escalations, only))
+                    format!(
+                        "SELECT pg_catalog.count(p.*) FROM ({}) AS p",
+                        due::preview_sql(&assignments, plan.escalations, only)
+                    )
                 };
-                match skipping_unreadable(client, &assignments, "$3", enqueue, probe, as_of) {
-                    Ok(((scanned, due, enqueued), skipped)) => {
+                match skipping_unreadable(client, &assignments, "$3", attempt, probe, as_of) {
+                    Ok((tallies, skipped)) => {
                         if skipped > 0 {
                             warning!(
                                 "pg_followup: run {run_id} skipped {skipped} assignment(s) whose active_when or columns it cannot evaluate (followup.runs.assignments_skipped)"
                             );
                         }
-                        log::Outcome { scanned, due, enqueued, skipped: skipped as i64 }
+                        log::Outcome {
+                            scanned: tallies.scanned,
+                            due: tallies.due,
+                            enqueued: tallies.enqueued + by_parts.committed.enqueued,
+                            skipped: skipped as i64,
+                        }
                     }
                     Err(failure) => crate::errors::raise(failure.code, failure.message),
                 }
@@ -186,7 +263,7 @@ const STATEMENT_TIMEOUT: std::ffi::c_int = 3;
 /// statement timeout", also while it waits for a lock. Setting the
 /// statement_timeout parameter would not do: its timer is armed only when a
 /// client's statement starts.
-fn with_time_limit<T>(minutes: i32, f: impl FnOnce() -> T) -> T {
+pub(crate) fn with_time_limit<T>(minutes: i32, f: impl FnOnce() -> T) -> T {
     if minutes <= 0 {
         return f();
     }
@@ -236,10 +313,16 @@ pub struct RunSettings {
     pub timezone: String,
     /// followup.max_runtime, minutes (0: none).
     pub max_runtime_minutes: i32,
+    /// followup.run_workers: how many workers a big run is split across.
+    pub workers: i32,
 }
 
 impl RunSettings {
     pub fn current() -> RunSettings {
-        RunSettings { timezone: crate::gucs::timezone(), max_runtime_minutes: crate::gucs::MAX_RUNTIME_MINUTES.get() }
+        RunSettings {
+            timezone: crate::gucs::timezone(),
+            max_runtime_minutes: crate::gucs::MAX_RUNTIME_MINUTES.get(),
+            workers: crate::gucs::RUN_WORKERS.get(),
+        }
     }
 }

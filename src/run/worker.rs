@@ -45,13 +45,7 @@ pub fn run_and_wait(as_of: Date, cause: RunCause) -> i64 {
 /// owner, notifying this process when it starts and stops. None when no
 /// worker slot is free.
 pub fn launch(run_id: i64, as_of: Date, cause: RunCause, settings: &RunSettings) -> Option<DynamicBackgroundWorker> {
-    let owner: pg_sys::Oid = bgw::in_transaction(|| {
-        select_one(
-            "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_followup'",
-            &[],
-        )
-        .unwrap_or_else(|| internal("pg_followup is not installed in this database"))
-    });
+    let owner = bgw::in_transaction(extension_owner);
     let extra = WorkerArgs {
         database: unsafe { pg_sys::MyDatabaseId },
         user: owner,
@@ -75,12 +69,20 @@ pub fn launch(run_id: i64, as_of: Date, cause: RunCause, settings: &RunSettings)
     unsafe { pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| launch()) }
 }
 
+/// The role a run's workers connect as: the extension's owner.
+pub fn extension_owner() -> pg_sys::Oid {
+    select_one("SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_followup'", &[])
+        .unwrap_or_else(|| internal("pg_followup is not installed in this database"))
+}
+
 /// The whole run inside the caller's transaction. The lock is a session lock,
 /// so other runs see it at once; the log row becomes visible when the caller
 /// commits.
 fn run_in_this_session(run_id: i64, as_of: Date, cause: RunCause, settings: &RunSettings) {
     if let Start::Running = log::start(run_id, as_of, cause) {
-        scan_and_finish(run_id, as_of, settings.max_runtime_minutes);
+        // one statement: the snapshot a split shares cannot be exported from
+        // inside the caller's subtransactions
+        scan_and_finish(run_id, as_of, settings.max_runtime_minutes, 1);
         log::release_lock();
     }
 }
@@ -96,7 +98,7 @@ pub fn execute_in_worker(run_id: i64, as_of: Date, cause: RunCause, settings: &R
     if let Start::Running = started {
         BackgroundWorker::transaction(|| {
             pin_settings(&settings.timezone);
-            scan_and_finish(run_id, as_of, settings.max_runtime_minutes)
+            scan_and_finish(run_id, as_of, settings.max_runtime_minutes, settings.workers)
         });
         BackgroundWorker::transaction(log::release_lock);
     }
@@ -108,7 +110,7 @@ pub fn execute_in_worker(run_id: i64, as_of: Date, cause: RunCause, settings: &R
 /// a scheduler running a run itself still follows reloads of its settings.
 /// (Every worker session has pinned its search path already; this covers a
 /// run in the scheduler's own process too.)
-fn pin_settings(timezone: &str) {
+pub fn pin_settings(timezone: &str) {
     Spi::run_with_args(
         "SELECT pg_catalog.set_config('followup.timezone', $1, true),
                 pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)",
@@ -118,7 +120,7 @@ fn pin_settings(timezone: &str) {
 }
 
 /// What the run worker is told, in `bgw_extra` (at most 127 bytes):
-/// "database-oid user-oid run-id as-of-days cause max-runtime timezone".
+/// "database-oid user-oid run-id as-of-days cause max-runtime workers timezone".
 struct WorkerArgs {
     database: pg_sys::Oid,
     user: pg_sys::Oid,
@@ -131,27 +133,32 @@ struct WorkerArgs {
 impl WorkerArgs {
     fn encode(&self) -> String {
         format!(
-            "{} {} {} {} {} {} {}",
+            "{} {} {} {} {} {} {} {}",
             self.database.to_u32(),
             self.user.to_u32(),
             self.run_id,
             self.as_of.into_inner(),
             self.cause.as_sql(),
             self.settings.max_runtime_minutes,
+            self.settings.workers,
             self.settings.timezone
         )
     }
 
     fn decode(extra: &str) -> Option<WorkerArgs> {
         let parts: Vec<&str> = extra.split_whitespace().collect();
-        let [database, user, run_id, as_of, cause, max_runtime, timezone] = parts[..] else { return None };
+        let [database, user, run_id, as_of, cause, max_runtime, workers, timezone] = parts[..] else { return None };
         Some(WorkerArgs {
             database: pg_sys::Oid::from(database.parse::<u32>().ok()?),
             user: pg_sys::Oid::from(user.parse::<u32>().ok()?),
             run_id: run_id.parse().ok()?,
             as_of: Date::saturating_from_raw(as_of.parse().ok()?),
             cause: RunCause::parse(cause)?,
-            settings: RunSettings { timezone: timezone.to_string(), max_runtime_minutes: max_runtime.parse().ok()? },
+            settings: RunSettings {
+                timezone: timezone.to_string(),
+                max_runtime_minutes: max_runtime.parse().ok()?,
+                workers: workers.parse().ok()?,
+            },
         })
     }
 }
