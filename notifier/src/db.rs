@@ -10,6 +10,11 @@
 //! text): a column of the extension's enum types would make tokio-postgres
 //! look the type up with a prepared statement of its own.
 //!
+//! The delivery loop sends its claims, acks, fails and releases without
+//! waiting for one another (several deliveries are under way at once), and
+//! the metrics server its checks: tokio-postgres pipelines them on the one
+//! connection, each its own transaction.
+//!
 //! Lease ids travel as text (`::text` / `::uuid` in the SQL) so that the
 //! uuid crate is not needed for a value we only hand back.
 
@@ -22,36 +27,7 @@ use tokio_postgres::{AsyncMessage, Client};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{info, warn};
 
-use crate::delivery::{Batch, Item};
-
-/// What followup.fail said.
-#[derive(Debug, PartialEq)]
-pub enum FailOutcome {
-    /// Back to pending, retried after the backoff (or retry_in).
-    Pending,
-    /// followup.max_attempts reached; followup.requeue_dead brings it back.
-    Dead,
-    /// Our lease no longer holds the message (it expired and another consumer
-    /// re-claimed it): that consumer now owns the outcome.
-    LeaseNotCurrent,
-    /// An admin withdrew the message (followup.cancel): nothing to retry.
-    Cancelled,
-    /// An answer this notifier does not know (a newer extension?): reported
-    /// as an error, never taken for one of the above.
-    Unknown(String),
-}
-
-impl FailOutcome {
-    fn from_sql(text: &str) -> FailOutcome {
-        match text {
-            "pending" => FailOutcome::Pending,
-            "dead" => FailOutcome::Dead,
-            "lease_not_current" => FailOutcome::LeaseNotCurrent,
-            "cancelled" => FailOutcome::Cancelled,
-            other => FailOutcome::Unknown(other.to_string()),
-        }
-    }
-}
+use crate::protocol::{digest_key, idempotency_key, Batch, FailOutcome, Item};
 
 /// The claim: the outbox rows of one new lease, each with the parts of its
 /// idempotency key and the row as JSON (the webhook's body).
@@ -153,7 +129,7 @@ impl Db {
             .iter()
             .map(|r| {
                 let message_id: i64 = r.get(1);
-                let key = crate::delivery::idempotency_key(r.get(2), r.get(3), r.get(4), r.get(5));
+                let key = idempotency_key(r.get(2), r.get(3), r.get(4), r.get(5));
                 Item { message_ids: vec![message_id], key, body: r.get(6) }
             })
             .collect();
@@ -175,7 +151,7 @@ impl Db {
             .iter()
             .map(|r| {
                 let message_ids: Vec<i64> = r.get(3);
-                let key = crate::delivery::digest_key(r.get(1), r.get(2), &message_ids);
+                let key = digest_key(r.get(1), r.get(2), &message_ids);
                 Item { message_ids, key, body: r.get(4) }
             })
             .collect();
@@ -247,19 +223,14 @@ impl Probe {
     }
 
     /// Seconds since the claimable message with the lowest id (the one the
-    /// next claim hands out first) was enqueued; 0 when none is claimable.
-    /// Needs SELECT on those columns of followup.outbox.
+    /// next claim hands out first) was enqueued; 0 when none is claimable. "Claimable" is the extension's one definition (the view
+    /// followup.claimable, read through the claim index by the SECURITY
+    /// DEFINER function followup.oldest_claimable_age): the notifier keeps no
+    /// copy of it. Needs EXECUTE on that function.
     pub async fn oldest_claimable_age(&self) -> Result<f64, tokio_postgres::Error> {
         let row = self
             .client
-            .query_typed_one(
-                "SELECT coalesce((SELECT extract(epoch FROM clock_timestamp() - o.enqueued_at)::float8
-                                    FROM followup.outbox AS o
-                                   WHERE o.delivered_at IS NULL AND o.status IN ('pending', 'claimed')
-                                     AND o.visible_at <= clock_timestamp()
-                                   ORDER BY o.message_id LIMIT 1), 0)",
-                &[],
-            )
+            .query_typed_one("SELECT extract(epoch FROM followup.oldest_claimable_age())::float8", &[])
             .await?;
         Ok(row.get(0))
     }
@@ -271,7 +242,7 @@ impl Probe {
 pub fn error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => crate::webhook::chain(e),
+        None => crate::log::chain(e),
     }
 }
 
