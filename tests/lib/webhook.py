@@ -231,22 +231,24 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(0.02)
             else:
                 time.sleep(delay)
-            text = b"ok" if answer == 200 else (b"injected failure" if verdict == "ok" else verdict.encode())
-            self.send_response(answer)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(text)))
-            if self.server.close_each:
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            self.wfile.write(text)
-            self.wfile.flush()
         finally:
+            # Before the answer goes out: once the client has it, it may send
+            # its next request (on another connection) at once.
             with lock:
                 answering -= 1
-                if self.server.log:
-                    with open(self.server.log + ".answered", "a") as log:
-                        log.write(f"{n}\t{time.time():.6f}\n")
+        text = b"ok" if answer == 200 else (b"injected failure" if verdict == "ok" else verdict.encode())
+        self.send_response(answer)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(text)))
+        if self.server.close_each:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(text)
+        self.wfile.flush()
+        if self.server.log:
+            with lock, open(self.server.log + ".answered", "a") as log:
+                log.write(f"{n}\t{time.time():.6f}\n")
 
     def hang(self):
         """Holds the connection without answering until the client gives up
