@@ -1,5 +1,10 @@
-//! The database side: one connection that LISTENs on followup_outbox and
-//! speaks the outbox protocol through followup.claim / ack / fail / release.
+//! The database side: the outbox protocol (followup.claim / ack / fail /
+//! release) on two connections. The first LISTENs on followup_outbox and
+//! sends claims, releases and the metrics server's checks; the second sends
+//! acks and fails. A commit waits for its WAL flush, and one connection runs
+//! its statements one after the other: on one connection every ack would
+//! queue behind the claim before it (and the claim behind the acks), on two
+//! they overlap.
 //!
 //! Every statement is sent with `query_typed`: parse, bind and execute of an
 //! unnamed statement in one round trip, so nothing outlives its transaction
@@ -12,8 +17,11 @@
 //!
 //! The delivery loop sends its claims, acks, fails and releases without
 //! waiting for one another (several deliveries are under way at once), and
-//! the metrics server its checks: tokio-postgres pipelines them on the one
-//! connection, each its own transaction.
+//! the metrics server its checks: tokio-postgres pipelines them on each
+//! connection, each its own transaction. Nothing depends on the order between
+//! the two connections: a claim cannot hand out a message whose ack or fail
+//! is still on its way (the message is leased to us until that commits), and
+//! acks, fails and releases name disjoint messages.
 //!
 //! Lease ids travel as text (`::text` / `::uuid` in the SQL) so that the
 //! uuid crate is not needed for a value we only hand back.
@@ -44,16 +52,23 @@ const CLAIM_DIGEST: &str = "SELECT d.lease_id::text, d.recipient_role::text, coa
                               FROM followup.claim_digest($1, $2, $3::interval) AS d";
 
 pub struct Db {
+    /// Claims, releases, LISTEN and the metrics server's checks.
     client: Arc<Client>,
-    /// Signalled on every NOTIFY followup_outbox, and when the connection
+    /// Acks and fails, on a second connection, so that their commits (each
+    /// waits for its WAL flush) overlap the claims' instead of queueing
+    /// behind them on one connection.
+    outcomes: Client,
+    /// Signalled on every NOTIFY followup_outbox, and when a connection
     /// ends (so a waiting consumer notices at once and reconnects).
     pub wakeups: Arc<Notify>,
-    driver: JoinHandle<()>,
+    drivers: [JoinHandle<()>; 2],
 }
 
 impl Drop for Db {
     fn drop(&mut self) {
-        self.driver.abort();
+        for driver in &self.drivers {
+            driver.abort();
+        }
     }
 }
 
@@ -65,33 +80,16 @@ impl Db {
     /// LISTEN may land on a server connection we never see again: then the
     /// poll interval is what finds new work.
     pub async fn connect(config: &tokio_postgres::Config, tls: MakeRustlsConnect) -> Result<Db, tokio_postgres::Error> {
-        let (client, mut connection) = config.connect(tls).await?;
         let wakeups = Arc::new(Notify::new());
-
-        // tokio-postgres needs its connection polled to make progress; this
-        // task does that and turns notifications into wakeups. Notify keeps
-        // one permit, so notifications that arrive while a batch is being
-        // delivered collapse into one extra claim afterwards.
-        let wake = Arc::clone(&wakeups);
-        let driver = tokio::spawn(async move {
-            while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                match message {
-                    Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
-                    Ok(AsyncMessage::Notice(notice)) => info!("server notice: {}", notice.message()),
-                    Ok(_) => {}
-                    Err(e) => {
-                        warn!("database connection lost: {}", error_text(&e));
-                        break;
-                    }
-                }
-            }
-            wake.notify_one();
-        });
+        let (client, connection) = config.connect(tls.clone()).await?;
+        let main = drive(connection, Arc::clone(&wakeups));
+        let (outcomes, connection) = config.connect(tls).await?;
+        let second = drive(connection, Arc::clone(&wakeups));
         client.batch_execute("LISTEN followup_outbox").await?;
-        Ok(Db { client: Arc::new(client), wakeups, driver })
+        Ok(Db { client: Arc::new(client), outcomes, wakeups, drivers: [main, second] })
     }
 
-    /// A handle for the metrics server's checks, on the same connection.
+    /// A handle for the metrics server's checks, on the claims' connection.
     pub fn probe(&self) -> Probe {
         Probe { client: Arc::clone(&self.client) }
     }
@@ -161,7 +159,7 @@ impl Db {
     /// Marks messages delivered; returns how many our lease still held.
     pub async fn ack(&self, lease_id: &str, message_ids: &[i64]) -> Result<i64, tokio_postgres::Error> {
         let row = self
-            .client
+            .outcomes
             .query_typed_one(
                 "SELECT followup.ack($1::uuid, $2)",
                 &[(&lease_id, Type::TEXT), (&message_ids, Type::INT8_ARRAY)],
@@ -177,7 +175,7 @@ impl Db {
         error: &str,
     ) -> Result<FailOutcome, tokio_postgres::Error> {
         let row = self
-            .client
+            .outcomes
             .query_typed_one(
                 "SELECT followup.fail($1::uuid, $2, $3)",
                 &[(&lease_id, Type::TEXT), (&message_id, Type::INT8), (&error, Type::TEXT)],
@@ -200,9 +198,35 @@ impl Db {
     }
 }
 
-/// The metrics server's view of the connection: shares the delivery loop's
-/// client (tokio-postgres pipelines the two), so /healthz says whether *that*
-/// connection works.
+/// tokio-postgres needs a connection polled to make progress; this task does
+/// that and turns notifications into wakeups. Notify keeps one permit, so
+/// notifications that arrive while the loop is busy collapse into one extra
+/// claim afterwards.
+fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>, wake: Arc<Notify>) -> JoinHandle<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
+                Ok(AsyncMessage::Notice(notice)) => info!("server notice: {}", notice.message()),
+                Ok(_) => {}
+                Err(e) => {
+                    warn!("database connection lost: {}", error_text(&e));
+                    break;
+                }
+            }
+        }
+        wake.notify_one();
+    })
+}
+
+/// The metrics server's view of the database: shares the delivery loop's
+/// claims connection (tokio-postgres pipelines the two), so /healthz says
+/// whether *that* connection works. (A broken acks connection shows at the
+/// next ack or fail, which makes the loop reconnect both.)
 #[derive(Clone)]
 pub struct Probe {
     client: Arc<Client>,
@@ -223,7 +247,8 @@ impl Probe {
     }
 
     /// Seconds since the claimable message with the lowest id (the one the
-    /// next claim hands out first) was enqueued; 0 when none is claimable. "Claimable" is the extension's one definition (the view
+    /// next claim hands out first) was enqueued; 0 when none is claimable.
+    /// "Claimable" is the extension's one definition (the view
     /// followup.claimable, read through the claim index by the SECURITY
     /// DEFINER function followup.oldest_claimable_age): the notifier keeps no
     /// copy of it. Needs EXECUTE on that function.

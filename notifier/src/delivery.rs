@@ -7,22 +7,25 @@
 //! digest of several (`followup.claim_digest`); ack, fail and release all act
 //! on the item's message ids, so both go through the same loop.
 //!
-//! **Deliveries.** A delivery is one item from the moment its POST starts
-//! until its ack or fail has been answered; at most `--concurrency` are under
-//! way at once, on the webhook client's keep-alive pool (one connection per
-//! request in flight). Items start in the order they were claimed and finish
-//! in whatever order the webhook answers. The next claim is made when the
-//! claimed items have all started and a delivery slot is free, so with
-//! `--concurrency 1` the loop is: claim, then POST, ack, POST, ack ... and
-//! claim again, one thing at a time.
+//! **Slots.** `--concurrency N` is how many things may be under way at once:
+//! requests in flight (each on its own connection of the webhook client's
+//! keep-alive pool), fails being recorded, and acks (an ack in flight, and
+//! the group of answers waiting for the next one, count one each, however
+//! many messages they carry). Items start in the order they were claimed and
+//! finish in whatever order the webhook answers; a slot takes the next item as
+//! soon as it is free. The next claim is made when fewer items are queued
+//! than there are slots (so that it overlaps the last round of requests). So
+//! with `--concurrency 1` the loop is: claim, then POST, ack, POST, ack ...
+//! and claim again, one thing at a time; with more, requests go on while acks
+//! and claims commit.
 //!
 //! **Acks** are grouped: one `followup.ack` is in flight at a time, and the
 //! 2xx answers that arrive meanwhile wait for the next one, which takes all
-//! of those under the same lease. A delivery ends only when its ack has been
-//! answered, so an answer is never forgotten: it is either acked, or, if the
-//! connection dies first, remembered (below). Fails are sent as each error
-//! arrives, one `followup.fail` per message. All statements share the one
-//! database connection, which pipelines them.
+//! of those under the same lease (a commit costs the same for one message or
+//! fifty). An answer is never forgotten: it is acked, or, if the connection
+//! dies first, remembered (below). Fails are sent as each error arrives, one
+//! `followup.fail` per message. Claims and releases go on one database
+//! connection, acks and fails on another (see db.rs), each pipelined.
 //!
 //! **The lease rule.** A POST starts only if it (at most the request
 //! timeout) and its ack can finish inside its lease: a delivery that outlasts
@@ -40,8 +43,8 @@
 //!
 //! **At least once, never twice by us.** Every request carries the same
 //! Idempotency-Key on every attempt, so a receiver can drop duplicates. A
-//! crash re-delivers at most the deliveries under way (at most
-//! `--concurrency`): answered but not yet acked, or in flight. A delivery
+//! crash re-delivers at most the requests in flight and the answers not yet
+//! acked (one message with `--concurrency 1`). A delivery
 //! whose ack was lost with the connection (the database went away between
 //! the 2xx and the ack's answer, or a failover lost the committed ack with
 //! the old primary) is remembered ([`Delivered`]): when such a message is
@@ -128,7 +131,8 @@ impl Deliverer<'_> {
             tasks: FuturesUnordered::new(),
             queue: VecDeque::new(),
             acks: VecDeque::new(),
-            deliveries: 0,
+            requests: 0,
+            failing: 0,
             claiming: false,
             acking: false,
             claim_at: Instant::now(),
@@ -191,8 +195,10 @@ struct Pipeline<'a> {
     queue: VecDeque<Queued>,
     /// 2xx answers waiting for an ack.
     acks: VecDeque<Answered>,
-    /// Deliveries under way: started, their ack or fail not yet answered.
-    deliveries: usize,
+    /// Requests in flight.
+    requests: usize,
+    /// Items whose fails are being recorded.
+    failing: usize,
     claiming: bool,
     acking: bool,
     /// No claim before this instant (after a claim found nothing, or none of
@@ -241,11 +247,26 @@ impl<'a> Pipeline<'a> {
         }
     }
 
-    /// Starts what can start: deliveries into free slots (releasing what
-    /// the lease rule forbids), a claim when everything claimed has started,
-    /// and the next group of acks.
+    /// Slots taken: requests in flight, fails being recorded, the ack in
+    /// flight and the groups of answers waiting for theirs.
+    fn busy(&self) -> usize {
+        let mut groups: Vec<&Rc<Lease>> = Vec::new();
+        for answered in &self.acks {
+            if !groups.iter().any(|lease| Rc::ptr_eq(lease, &answered.lease)) {
+                groups.push(&answered.lease);
+            }
+        }
+        self.requests + self.failing + usize::from(self.acking) + groups.len()
+    }
+
+    /// Starts what can start: the next group of acks, items into free slots
+    /// (releasing what the lease rule forbids), and a claim when everything
+    /// claimed has started.
     fn start(&mut self, delivered: &mut Delivered) {
-        while !self.stopping && self.deliveries < self.config.concurrency {
+        if !self.acking && self.error.is_none() {
+            self.ack_next_group();
+        }
+        while !self.stopping && self.busy() < self.config.concurrency {
             let Some(next) = self.queue.front() else { break };
             // Checked before a request starts, never during one: a request
             // that has begun is finished and acked (or failed).
@@ -255,25 +276,32 @@ impl<'a> Pipeline<'a> {
             }
             let Some(Queued { lease, item }) = self.queue.pop_front() else { break };
             lease.started.set(true);
-            self.deliveries += 1;
             if delivered.contains_all(&item.message_ids) {
                 // POSTed with success before a reconnect, and handed out again
                 // because the ack did not survive: ack it, do not send it twice.
                 self.acks.push_back(Answered { lease, item, status: None, elapsed_ms: 0 });
+                if !self.acking {
+                    self.ack_next_group();
+                }
             } else {
                 self.post(lease, item);
             }
         }
-        if !self.stopping
-            && !self.claiming
-            && self.queue.is_empty()
-            && self.deliveries < self.config.concurrency
-            && Instant::now() >= self.claim_at
-        {
+        if !self.stopping && !self.claiming && self.wants_claim() && Instant::now() >= self.claim_at {
             self.claim();
         }
-        if !self.acking && self.error.is_none() {
-            self.ack_next_group();
+    }
+
+    /// Whether the next claim is due: when what is queued no longer fills
+    /// every slot for one more round, so that the claim's own time overlaps
+    /// requests still to come. With one slot: when nothing is queued or under
+    /// way (claim, then deliver one at a time, then claim).
+    fn wants_claim(&self) -> bool {
+        let slots = self.config.concurrency;
+        if slots == 1 {
+            self.queue.is_empty() && self.busy() == 0
+        } else {
+            self.queue.len() < slots
         }
     }
 
@@ -333,7 +361,6 @@ impl<'a> Pipeline<'a> {
         self.error.get_or_insert(e);
         self.stopping = true;
         self.queue.clear();
-        self.deliveries -= self.acks.len();
         self.acks.clear();
     }
 
@@ -354,6 +381,7 @@ impl<'a> Pipeline<'a> {
     }
 
     fn post(&mut self, lease: Rc<Lease>, item: Item) {
+        self.requests += 1;
         let (webhook, metrics, digest) = (self.webhook, self.metrics, self.config.digest);
         self.tasks.push(Box::pin(async move {
             // a digest lists all of its messages
@@ -387,6 +415,7 @@ impl<'a> Pipeline<'a> {
     }
 
     fn fail(&mut self, lease: Rc<Lease>, item: Item, error: String, elapsed_ms: u64) {
+        self.failing += 1;
         let db = self.db;
         self.tasks.push(Box::pin(async move {
             let mut outcomes = Vec::new();
@@ -437,6 +466,7 @@ impl<'a> Pipeline<'a> {
                 }
             }
             Event::Posted { lease, item, answer, elapsed } => {
+                self.requests -= 1;
                 let elapsed_ms = elapsed.as_millis() as u64;
                 match answer {
                     Ok(answer) if answer.is_success() => {
@@ -445,9 +475,7 @@ impl<'a> Pipeline<'a> {
                         // these again.
                         self.metrics.delivered.inc_by(item.message_ids.len() as u64);
                         delivered.insert(&item.message_ids);
-                        if self.error.is_some() {
-                            self.deliveries -= 1;
-                        } else {
+                        if self.error.is_none() {
                             let status = Some(answer.status.as_u16());
                             self.acks.push_back(Answered { lease, item, status, elapsed_ms });
                         }
@@ -457,10 +485,9 @@ impl<'a> Pipeline<'a> {
                             Ok(answer) => answer.to_string(),
                             Err(e) => e.to_string(),
                         };
-                        if self.error.is_some() {
-                            // comes back when its lease expires, as an attempt
-                            self.deliveries -= 1;
-                        } else {
+                        // (after a database error it comes back when its lease
+                        // expires, as an attempt)
+                        if self.error.is_none() {
                             self.fail(lease, item, error, elapsed_ms);
                         }
                     }
@@ -468,14 +495,13 @@ impl<'a> Pipeline<'a> {
             }
             Event::Acked { group, acked } => {
                 self.acking = false;
-                self.deliveries -= group.len();
                 match acked {
                     Ok(acked) => log_acked(&group, acked),
                     Err(e) => self.fail_db(e),
                 }
             }
             Event::Failed { item, error, elapsed_ms, outcomes } => {
-                self.deliveries -= 1;
+                self.failing -= 1;
                 match outcomes {
                     Ok(outcomes) => self.count_failed(&item, &error, elapsed_ms, &outcomes),
                     Err(e) => self.fail_db(e),

@@ -18,7 +18,8 @@
 //!
 //! - protocol: the outbox protocol's data (Batch, Item, FailOutcome) and the
 //!   Idempotency-Key formats; imports nothing of ours.
-//! - db: the connection and the protocol's SQL, returning protocol types.
+//! - db: the two connections and the protocol's SQL, returning protocol
+//!   types.
 //! - delivery: the loop (claim, deliver, ack or fail, release).
 //! - metrics: counters the loop updates, /metrics and /healthz.
 //! - webhook: the HTTP client. config (flags and environment), conninfo (the
@@ -70,7 +71,7 @@ fn main() -> ExitCode {
     };
     tls::install_provider();
     // One thread is plenty: the work is waiting (for the webhook's answers
-    // and the database's, all on one connection), and one thread keeps the
+    // and the database's, on two connections), and one thread keeps the
     // state of the deliveries without locks and the log in the order of events.
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("cannot start the tokio runtime");
