@@ -6,7 +6,8 @@
 # 'prepared statement "s0" already exists'), and LISTEN is only a hint, so
 # polling must find the work.
 #   1. both stay up and share the work, each with two deliveries at once (so
-#      its claims, acks and fails go out pipelined on its one connection);
+#      its claims and releases go out pipelined on one of its two
+#      connections, its acks and fails on the other);
 #      every message reaches the webhook exactly once, on its first attempt;
 #   2. SIGTERM to the one whose two requests in flight the webhook holds: it
 #      releases the rest of its batch through PgBouncer at once, and the other
@@ -39,8 +40,9 @@ start_notifier p1 --batch-size 10 --concurrency 2 --poll-interval 1s --metrics-a
 P1=$NOTIFIER_PID
 start_notifier p2 --batch-size 10 --concurrency 2 --poll-interval 1s
 P2=$NOTIFIER_PID
-expect "both notifiers are PgBouncer clients of the one database" \
-    "$(pgbouncer_admin "$BOUNCER" "SHOW CLIENTS" | awk -F'|' -v db="$DB" '$3 == db' | wc -l)" "2"
+# (two client connections each: claims and releases; acks and fails)
+expect "both notifiers are PgBouncer clients of the one database, two connections each" \
+    "$(pgbouncer_admin "$BOUNCER" "SHOW CLIENTS" | awk -F'|' -v db="$DB" '$3 == db' | wc -l)" "4"
 
 # --- 1 and 2 -------------------------------------------------------------------
 first=$(next_message_id)
