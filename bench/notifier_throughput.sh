@@ -97,6 +97,16 @@ refill() {
 }
 
 delivered() { sql "SELECT count(*) FROM followup.outbox WHERE status = 'delivered'"; }
+# cpu PID...: seconds of CPU (user + system) the processes have used so far
+cpu() {
+    local pid ticks=0
+    for pid in "$@"; do
+        # fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends
+        # the command name (which may contain spaces)
+        ticks=$((ticks + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
+    done
+    awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 # run DELAY_MS SCHEME MODE CONCURRENCY MESSAGES: one measured delivery of
@@ -104,12 +114,15 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 rows=()
 run() {
     local delay=$1 scheme=$2 mode=$3 concurrency=$4 n=$5
-    local dir="$CLUSTER_ROOT/run-$delay-$scheme-$mode-$concurrency" args=() flags=() posts expected span rate post_rate
+    local dir="$CLUSTER_ROOT/run-$delay-$scheme-$mode-$concurrency" args=() flags=() posts expected span rate post_rate load claims_backend acks_backend cpus
     mkdir -p "$dir"
     [ "$scheme" = https ] && args+=(--tls-cert "$CERTS/web.crt" --tls-key "$CERTS/web.key") \
         && flags+=(--ca-file "$CERTS/ca.crt")
     if [ "$mode" = digest ]; then flags+=(--digest --batch-size "$DIGEST_BATCH"); else flags+=(--batch-size "$BATCH"); fi
     refill "$n"
+    # the machine may be shared: the 1-minute load average before the run says
+    # how busy it was with other work (the benchmark's own processes are idle here)
+    load=$(cut -d' ' -f1 /proc/loadavg)
     "$RECEIVER" --port-file "$dir/port" --count-file "$dir/count" --delay-ms "$delay" "${args[@]}" &
     RECEIVER_PID=$!
     until [ -s "$dir/port" ]; do sleep 0.05; done
@@ -123,6 +136,15 @@ run() {
             || { echo "messages were failed or withdrawn: see $dir/notifier.log"; exit 1; }
         sleep 1  # (each look is a psql: CPU taken from the measured processes)
     done
+    # where the machine's time went (read before they stop): the notifier, its
+    # two database backends (told apart by their last statement: the acks'
+    # connection only ever runs followup.ack and followup.fail), the receiver
+    claims_backend=$(sql "SELECT pid FROM pg_stat_activity WHERE application_name = 'followup-notifier'
+                            AND query NOT LIKE '%followup.ack(%' AND query NOT LIKE '%followup.fail(%'")
+    acks_backend=$(sql "SELECT pid FROM pg_stat_activity WHERE application_name = 'followup-notifier'
+                          AND (query LIKE '%followup.ack(%' OR query LIKE '%followup.fail(%')")
+    cpus="notifier $(cpu "$NOTIFIER_PID") s, its claims backend $(cpu $claims_backend) s,"
+    cpus+=" its acks backend $(cpu $acks_backend) s, receiver $(cpu "$RECEIVER_PID") s"
     kill -TERM "$NOTIFIER_PID" && wait "$NOTIFIER_PID" || true
     kill -TERM "$RECEIVER_PID" && wait "$RECEIVER_PID" || true
     NOTIFIER_PID="" RECEIVER_PID=""
@@ -136,7 +158,9 @@ run() {
     LAST_RATE=$rate LAST_POST_RATE=$post_rate
     echo "  $delay ms $scheme $mode --concurrency $concurrency: $n messages in $posts POSTs," \
         "$rate msg/s, $post_rate POSTs/s (most requests held at once by the receiver:" \
-        "$(awk '$1 == "most_in_flight" { print $2 }' "$dir/count"), connections: $(awk '$1 == "connections" { print $2 }' "$dir/count"))"
+        "$(awk '$1 == "most_in_flight" { print $2 }' "$dir/count"), connections: $(awk '$1 == "connections" { print $2 }' "$dir/count");" \
+        "load average before: $load)"
+    echo "    CPU: $cpus; delivery span $span s"
 }
 
 # row DELAY SCHEME MODE CONCURRENCY LIMIT_TEXT RATIO

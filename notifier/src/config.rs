@@ -49,9 +49,9 @@ pub struct Args {
           value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub batch_size: i32,
 
-    /// Deliveries at once, 1 to 1000: POSTs in flight (each on its own kept-alive
-    /// connection) plus answered ones waiting for their ack. 1 delivers one message
-    /// at a time.
+    /// Deliveries under way at once, 1 to 1000: POSTs in flight (each on its own
+    /// kept-alive connection), fails being recorded, and acks (one per lease's group of
+    /// answers, however many messages). 1 delivers one message at a time.
     #[arg(long, env = "FOLLOWUP_CONCURRENCY", value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub concurrency: u16,
