@@ -59,9 +59,7 @@ trap cleanup EXIT
 trap "exit 1" INT TERM  # (so that the EXIT trap runs)
 
 # PostgreSQL's defaults (cluster.sh turns fsync off for the tests: back on).
-cluster_init bench_notifier "fsync = on" "synchronous_commit = on"
-cluster_start bench_notifier
-export PGHOST=$(cluster_host bench_notifier) PGPORT=$(cluster_port bench_notifier) PGUSER=postgres PGDATABASE=postgres
+cluster_up bench_notifier "fsync = on" "synchronous_commit = on"
 sql() { psql -X -At -q -v ON_ERROR_STOP=1 -c "$1"; }
 sql "CREATE EXTENSION pg_followup"
 # an active assignment for every message, whose cycle start is the message's:
