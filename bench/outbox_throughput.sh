@@ -82,9 +82,7 @@ trap cluster_cleanup_all EXIT
 trap "exit 1" INT TERM  # (so that the EXIT trap runs)
 # Defaults, but shared buffers that hold the whole outbox (about 200 bytes a
 # message, more as it churns): the figure is the protocol's, not the disk's.
-cluster_init bench "shared_buffers = 1GB" "max_connections = 20"
-cluster_start bench
-export PGHOST=$(cluster_host bench) PGPORT=$(cluster_port bench) PGUSER=postgres PGDATABASE=postgres
+cluster_up bench "shared_buffers = 1GB" "max_connections = 20"
 
 sql() { psql -X -At -q -v ON_ERROR_STOP=1 -c "$1"; }
 # use_schema VARIANT: its database (made on first use), as PGDATABASE

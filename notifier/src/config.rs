@@ -17,9 +17,10 @@ const LONG_ABOUT: &str = "Delivers pg_followup's outbox (followup.outbox) to an 
 
 LISTENs on followup_outbox (a hint: polling alone delivers everything), claims messages \
 in batches with followup.claim, POSTs each one as JSON with the headers Idempotency-Key \
-and X-Followup-Message-Id, acks it on a 2xx answer and fails it (retried after a backoff) \
-otherwise. SIGTERM or SIGINT: finish the message in flight, release the rest of the batch \
-(followup.release: claimable at once, no attempt counted), exit 0.
+and X-Followup-Message-Id, up to --concurrency at once, acks it on a 2xx answer and fails \
+it (retried after a backoff) otherwise. SIGTERM or SIGINT: release the claimed messages \
+not sent yet (followup.release: claimable at once, no attempt counted), finish the \
+requests in flight, exit 0.
 
 A flag wins over its environment variable, which wins over the default. DURATION: a \
 number of seconds, or a number with a unit: 500ms, 10s, 2m.";
@@ -47,6 +48,13 @@ pub struct Args {
     #[arg(short = 'b', long, env = "FOLLOWUP_BATCH_SIZE", value_name = "N", default_value_t = 100,
           value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub batch_size: i32,
+
+    /// Deliveries under way at once, 1 to 1000: POSTs in flight (each on its own
+    /// kept-alive connection), fails being recorded, and acks (one per lease's group of
+    /// answers, however many messages). 1 delivers one message at a time.
+    #[arg(long, env = "FOLLOWUP_CONCURRENCY", value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub concurrency: u16,
 
     /// How long a claimed batch is ours (a PostgreSQL interval). Messages not acked or
     /// failed by then go to another consumer. Must exceed the request timeout.
@@ -98,6 +106,9 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub consumer: String,
     pub batch_size: i32,
+    /// Deliveries under way at once (requests in flight, and answers waiting
+    /// for their ack).
+    pub concurrency: usize,
     /// Claim whole recipients (followup.claim_digest), one POST each.
     pub digest: bool,
     /// Passed to followup.claim as is; PostgreSQL parses it (see db::lease_seconds).
@@ -144,6 +155,7 @@ impl Config {
             ca_file: args.ca_file,
             consumer: args.consumer.unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id())),
             batch_size: args.batch_size,
+            concurrency: usize::from(args.concurrency),
             digest: args.digest,
             lease: args.lease,
             request_timeout: args.request_timeout,
@@ -235,6 +247,7 @@ mod tests {
         assert_eq!(args.lease, "2 seconds");
         assert_eq!(args.consumer.as_deref(), Some("me"));
         assert_eq!(args.request_timeout, Duration::from_secs(10));
+        assert_eq!(args.concurrency, 16, "the default");
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.webhook_url.scheme(), "https");
     }
@@ -247,5 +260,8 @@ mod tests {
         assert!(parse(&["--webhook-url=http://u:p@h/"]).is_err());
         assert!(parse(&["--webhook-url=http://h/", "--log-format=xml"]).is_err());
         assert!(parse(&["--webhook-url=http://h/", "--request-timeout=0"]).is_err());
+        assert!(parse(&["--webhook-url=http://h/", "--concurrency=0"]).is_err());
+        assert!(parse(&["--webhook-url=http://h/", "--concurrency=1001"]).is_err());
+        assert_eq!(parse(&["--webhook-url=http://h/", "--concurrency=1"]).unwrap().concurrency, 1);
     }
 }

@@ -1,5 +1,10 @@
-//! The database side: one connection that LISTENs on followup_outbox and
-//! speaks the outbox protocol through followup.claim / ack / fail / release.
+//! The database side: the outbox protocol (followup.claim / ack / fail /
+//! release) on two connections. The first LISTENs on followup_outbox and
+//! sends claims, releases and the metrics server's checks; the second sends
+//! acks and fails. A commit waits for its WAL flush, and one connection runs
+//! its statements one after the other: on one connection every ack would
+//! queue behind the claim before it (and the claim behind the acks), on two
+//! they overlap.
 //!
 //! Every statement is sent with `query_typed`: parse, bind and execute of an
 //! unnamed statement in one round trip, so nothing outlives its transaction
@@ -9,6 +14,14 @@
 //! For the same reason every result column is of a built-in type (casts to
 //! text): a column of the extension's enum types would make tokio-postgres
 //! look the type up with a prepared statement of its own.
+//!
+//! The delivery loop sends its claims, acks, fails and releases without
+//! waiting for one another (several deliveries are under way at once), and
+//! the metrics server its checks: tokio-postgres pipelines them on each
+//! connection, each its own transaction. Nothing depends on the order between
+//! the two connections: a claim cannot hand out a message whose ack or fail
+//! is still on its way (the message is leased to us until that commits), and
+//! acks, fails and releases name disjoint messages.
 //!
 //! Lease ids travel as text (`::text` / `::uuid` in the SQL) so that the
 //! uuid crate is not needed for a value we only hand back.
@@ -22,36 +35,7 @@ use tokio_postgres::{AsyncMessage, Client};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{info, warn};
 
-use crate::delivery::{Batch, Item};
-
-/// What followup.fail said.
-#[derive(Debug, PartialEq)]
-pub enum FailOutcome {
-    /// Back to pending, retried after the backoff (or retry_in).
-    Pending,
-    /// followup.max_attempts reached; followup.requeue_dead brings it back.
-    Dead,
-    /// Our lease no longer holds the message (it expired and another consumer
-    /// re-claimed it): that consumer now owns the outcome.
-    LeaseNotCurrent,
-    /// An admin withdrew the message (followup.cancel): nothing to retry.
-    Cancelled,
-    /// An answer this notifier does not know (a newer extension?): reported
-    /// as an error, never taken for one of the above.
-    Unknown(String),
-}
-
-impl FailOutcome {
-    fn from_sql(text: &str) -> FailOutcome {
-        match text {
-            "pending" => FailOutcome::Pending,
-            "dead" => FailOutcome::Dead,
-            "lease_not_current" => FailOutcome::LeaseNotCurrent,
-            "cancelled" => FailOutcome::Cancelled,
-            other => FailOutcome::Unknown(other.to_string()),
-        }
-    }
-}
+use crate::protocol::{digest_key, idempotency_key, Batch, FailOutcome, Item};
 
 /// The claim: the outbox rows of one new lease, each with the parts of its
 /// idempotency key and the row as JSON (the webhook's body).
@@ -68,16 +52,23 @@ const CLAIM_DIGEST: &str = "SELECT d.lease_id::text, d.recipient_role::text, coa
                               FROM followup.claim_digest($1, $2, $3::interval) AS d";
 
 pub struct Db {
+    /// Claims, releases, LISTEN and the metrics server's checks.
     client: Arc<Client>,
-    /// Signalled on every NOTIFY followup_outbox, and when the connection
+    /// Acks and fails, on a second connection, so that their commits (each
+    /// waits for its WAL flush) overlap the claims' instead of queueing
+    /// behind them on one connection.
+    outcomes: Client,
+    /// Signalled on every NOTIFY followup_outbox, and when a connection
     /// ends (so a waiting consumer notices at once and reconnects).
     pub wakeups: Arc<Notify>,
-    driver: JoinHandle<()>,
+    drivers: [JoinHandle<()>; 2],
 }
 
 impl Drop for Db {
     fn drop(&mut self) {
-        self.driver.abort();
+        for driver in &self.drivers {
+            driver.abort();
+        }
     }
 }
 
@@ -89,33 +80,16 @@ impl Db {
     /// LISTEN may land on a server connection we never see again: then the
     /// poll interval is what finds new work.
     pub async fn connect(config: &tokio_postgres::Config, tls: MakeRustlsConnect) -> Result<Db, tokio_postgres::Error> {
-        let (client, mut connection) = config.connect(tls).await?;
         let wakeups = Arc::new(Notify::new());
-
-        // tokio-postgres needs its connection polled to make progress; this
-        // task does that and turns notifications into wakeups. Notify keeps
-        // one permit, so notifications that arrive while a batch is being
-        // delivered collapse into one extra claim afterwards.
-        let wake = Arc::clone(&wakeups);
-        let driver = tokio::spawn(async move {
-            while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                match message {
-                    Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
-                    Ok(AsyncMessage::Notice(notice)) => info!("server notice: {}", notice.message()),
-                    Ok(_) => {}
-                    Err(e) => {
-                        warn!("database connection lost: {}", error_text(&e));
-                        break;
-                    }
-                }
-            }
-            wake.notify_one();
-        });
+        let (client, connection) = config.connect(tls.clone()).await?;
+        let main = drive(connection, Arc::clone(&wakeups));
+        let (outcomes, connection) = config.connect(tls).await?;
+        let second = drive(connection, Arc::clone(&wakeups));
         client.batch_execute("LISTEN followup_outbox").await?;
-        Ok(Db { client: Arc::new(client), wakeups, driver })
+        Ok(Db { client: Arc::new(client), outcomes, wakeups, drivers: [main, second] })
     }
 
-    /// A handle for the metrics server's checks, on the same connection.
+    /// A handle for the metrics server's checks, on the claims' connection.
     pub fn probe(&self) -> Probe {
         Probe { client: Arc::clone(&self.client) }
     }
@@ -153,7 +127,7 @@ impl Db {
             .iter()
             .map(|r| {
                 let message_id: i64 = r.get(1);
-                let key = crate::delivery::idempotency_key(r.get(2), r.get(3), r.get(4), r.get(5));
+                let key = idempotency_key(r.get(2), r.get(3), r.get(4), r.get(5));
                 Item { message_ids: vec![message_id], key, body: r.get(6) }
             })
             .collect();
@@ -175,7 +149,7 @@ impl Db {
             .iter()
             .map(|r| {
                 let message_ids: Vec<i64> = r.get(3);
-                let key = crate::delivery::digest_key(r.get(1), r.get(2), &message_ids);
+                let key = digest_key(r.get(1), r.get(2), &message_ids);
                 Item { message_ids, key, body: r.get(4) }
             })
             .collect();
@@ -185,7 +159,7 @@ impl Db {
     /// Marks messages delivered; returns how many our lease still held.
     pub async fn ack(&self, lease_id: &str, message_ids: &[i64]) -> Result<i64, tokio_postgres::Error> {
         let row = self
-            .client
+            .outcomes
             .query_typed_one(
                 "SELECT followup.ack($1::uuid, $2)",
                 &[(&lease_id, Type::TEXT), (&message_ids, Type::INT8_ARRAY)],
@@ -201,7 +175,7 @@ impl Db {
         error: &str,
     ) -> Result<FailOutcome, tokio_postgres::Error> {
         let row = self
-            .client
+            .outcomes
             .query_typed_one(
                 "SELECT followup.fail($1::uuid, $2, $3)",
                 &[(&lease_id, Type::TEXT), (&message_id, Type::INT8), (&error, Type::TEXT)],
@@ -224,9 +198,35 @@ impl Db {
     }
 }
 
-/// The metrics server's view of the connection: shares the delivery loop's
-/// client (tokio-postgres pipelines the two), so /healthz says whether *that*
-/// connection works.
+/// tokio-postgres needs a connection polled to make progress; this task does
+/// that and turns notifications into wakeups. Notify keeps one permit, so
+/// notifications that arrive while the loop is busy collapse into one extra
+/// claim afterwards.
+fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>, wake: Arc<Notify>) -> JoinHandle<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
+                Ok(AsyncMessage::Notice(notice)) => info!("server notice: {}", notice.message()),
+                Ok(_) => {}
+                Err(e) => {
+                    warn!("database connection lost: {}", error_text(&e));
+                    break;
+                }
+            }
+        }
+        wake.notify_one();
+    })
+}
+
+/// The metrics server's view of the database: shares the delivery loop's
+/// claims connection (tokio-postgres pipelines the two), so /healthz says
+/// whether *that* connection works. (A broken acks connection shows at the
+/// next ack or fail, which makes the loop reconnect both.)
 #[derive(Clone)]
 pub struct Probe {
     client: Arc<Client>,
@@ -248,18 +248,14 @@ impl Probe {
 
     /// Seconds since the claimable message with the lowest id (the one the
     /// next claim hands out first) was enqueued; 0 when none is claimable.
-    /// Needs SELECT on those columns of followup.outbox.
+    /// "Claimable" is the extension's one definition (the view
+    /// followup.claimable, read through the claim index by the SECURITY
+    /// DEFINER function followup.oldest_claimable_age): the notifier keeps no
+    /// copy of it. Needs EXECUTE on that function.
     pub async fn oldest_claimable_age(&self) -> Result<f64, tokio_postgres::Error> {
         let row = self
             .client
-            .query_typed_one(
-                "SELECT coalesce((SELECT extract(epoch FROM clock_timestamp() - o.enqueued_at)::float8
-                                    FROM followup.outbox AS o
-                                   WHERE o.delivered_at IS NULL AND o.status IN ('pending', 'claimed')
-                                     AND o.visible_at <= clock_timestamp()
-                                   ORDER BY o.message_id LIMIT 1), 0)",
-                &[],
-            )
+            .query_typed_one("SELECT extract(epoch FROM followup.oldest_claimable_age())::float8", &[])
             .await?;
         Ok(row.get(0))
     }
@@ -271,7 +267,7 @@ impl Probe {
 pub fn error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => crate::webhook::chain(e),
+        None => crate::log::chain(e),
     }
 }
 

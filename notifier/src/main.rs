@@ -1,14 +1,30 @@
 //! followup-notifier: the reference consumer of pg_followup's outbox.
 //!
-//! LISTENs on followup_outbox, claims messages in batches (followup.claim),
-//! POSTs each to a webhook and acks or fails it (followup.ack / followup.fail),
-//! and hands back what it did not send (followup.release).
+//! LISTENs on followup_outbox, claims messages in batches (followup.claim, or
+//! followup.claim_digest with --digest), POSTs them to a webhook, up to
+//! --concurrency at once, acks or fails each as it completes (followup.ack /
+//! followup.fail), and hands back what it did not send (followup.release).
 //! See notifier/README.md for the configuration and the delivery semantics.
 //!
-//! Modules: config (flags and environment), conninfo (the connection string
-//! as libpq reads it), tls (rustls for the database), db (connection and the
-//! protocol's SQL), delivery (the claim/deliver/ack loop), webhook (the HTTP
-//! client), metrics (/metrics and /healthz), shutdown (signals), log.
+//! Modules, and who uses whom (one way, no cycles; `module_graph_is_one_way`
+//! below checks it):
+//!
+//! ```text
+//! main ──> delivery ──> db ──> protocol
+//!  │         │  │        └───> log, conninfo (via tls)
+//!  │         │  └──> webhook, shutdown, metrics
+//!  └──> metrics ──> db (its Probe: the health and age queries)
+//! ```
+//!
+//! - protocol: the outbox protocol's data (Batch, Item, FailOutcome) and the
+//!   Idempotency-Key formats; imports nothing of ours.
+//! - db: the two connections and the protocol's SQL, returning protocol
+//!   types.
+//! - delivery: the loop (claim, deliver, ack or fail, release).
+//! - metrics: counters the loop updates, /metrics and /healthz.
+//! - webhook: the HTTP client. config (flags and environment), conninfo (the
+//!   connection string as libpq reads it), tls (rustls), shutdown (signals),
+//!   log (log format, error text) are leaves everyone may use.
 
 mod config;
 mod conninfo;
@@ -16,6 +32,7 @@ mod db;
 mod delivery;
 mod log;
 mod metrics;
+mod protocol;
 mod shutdown;
 mod tls;
 mod webhook;
@@ -53,8 +70,9 @@ fn main() -> ExitCode {
         }
     };
     tls::install_provider();
-    // One thread is plenty: the work is one connection and one request at a
-    // time, and it keeps the order of events in the log the order they ran.
+    // One thread is plenty: the work is waiting (for the webhook's answers
+    // and the database's, on two connections), and one thread keeps the
+    // state of the deliveries without locks and the log in the order of events.
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("cannot start the tokio runtime");
     runtime.block_on(run(&config))
@@ -80,7 +98,12 @@ async fn run(config: &Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let webhook = match Webhook::new(config.webhook_url.clone(), config.request_timeout, config.ca_file.as_deref()) {
+    let webhook = match Webhook::new(
+        config.webhook_url.clone(),
+        config.request_timeout,
+        config.ca_file.as_deref(),
+        config.concurrency,
+    ) {
         Ok(webhook) => webhook,
         Err(e) => {
             error!("{e}");
@@ -173,11 +196,12 @@ async fn session(
     } else {
         info!(
             "consumer {} connected to {server} (sslmode {sslmode}), listening on followup_outbox; delivering to {} \
-             ({} {}, lease {}, request timeout {}, poll every {})",
+             ({} {}, concurrency {}, lease {}, request timeout {}, poll every {})",
             config.consumer,
             deliverer.webhook.url(),
             if config.digest { "digests of up to" } else { "batch" },
             if config.digest { format!("{} recipients", config.batch_size) } else { config.batch_size.to_string() },
+            config.concurrency,
             human(lease),
             human(config.request_timeout),
             human(config.poll_interval)
@@ -186,4 +210,86 @@ async fn session(
     *started = true;
     deliverer.serve(&db, lease).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// Every module's source, to read its `crate::` references (main, the
+    /// root, uses them all).
+    const MODULES: [(&str, &str); 10] = [
+        ("config", include_str!("config.rs")),
+        ("conninfo", include_str!("conninfo.rs")),
+        ("db", include_str!("db.rs")),
+        ("delivery", include_str!("delivery.rs")),
+        ("log", include_str!("log.rs")),
+        ("metrics", include_str!("metrics.rs")),
+        ("protocol", include_str!("protocol.rs")),
+        ("shutdown", include_str!("shutdown.rs")),
+        ("tls", include_str!("tls.rs")),
+        ("webhook", include_str!("webhook.rs")),
+    ];
+
+    /// The modules `source` names as `crate::<module>` outside comments.
+    fn uses(source: &str) -> BTreeSet<String> {
+        let mut used = BTreeSet::new();
+        for line in source.lines().map(str::trim_start).filter(|l| !l.starts_with("//")) {
+            for (i, _) in line.match_indices("crate::") {
+                let name: String = line[i + 7..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                used.insert(name);
+            }
+        }
+        used
+    }
+
+    fn graph() -> BTreeMap<&'static str, BTreeSet<String>> {
+        MODULES.iter().map(|(name, source)| (*name, uses(source))).collect()
+    }
+
+    /// The dependency direction described at the top of this file.
+    #[test]
+    fn module_graph_is_one_way() {
+        let graph = graph();
+        let known: BTreeSet<&str> = MODULES.iter().map(|(name, _)| *name).collect();
+        for (module, used) in &graph {
+            for target in used {
+                assert!(known.contains(target.as_str()), "{module} uses crate::{target}, not in MODULES");
+            }
+        }
+        assert!(graph["protocol"].is_empty(), "protocol imports nothing of ours: {:?}", graph["protocol"]);
+        for (module, forbidden) in [
+            ("db", ["delivery", "metrics", "webhook"].as_slice()),
+            ("metrics", ["delivery", "webhook"].as_slice()),
+            ("webhook", ["delivery", "db", "metrics"].as_slice()),
+        ] {
+            for target in forbidden {
+                assert!(!graph[module].contains(*target), "{module} must not use {target}");
+            }
+        }
+        assert!(
+            graph["delivery"].contains("db") && graph["db"].contains("protocol"),
+            "main -> delivery -> db -> protocol"
+        );
+
+        // No cycle anywhere: remove modules that use nothing left, until none is left.
+        let mut left: BTreeMap<&str, BTreeSet<String>> = graph.clone();
+        while !left.is_empty() {
+            let leaves: Vec<&str> = left
+                .iter()
+                .filter(|(_, used)| used.iter().all(|t| !left.contains_key(t.as_str())))
+                .map(|(m, _)| *m)
+                .collect();
+            assert!(!leaves.is_empty(), "a cycle among {:?}", left.keys().collect::<Vec<_>>());
+            for leaf in leaves {
+                left.remove(leaf);
+            }
+        }
+    }
+
+    #[test]
+    fn uses_reads_code_not_comments() {
+        let used = uses("use crate::db::{Db, Probe};\n// crate::delivery in a comment\nlet x = crate::log::chain(e);");
+        assert_eq!(used.into_iter().collect::<Vec<_>>(), ["db", "log"]);
+    }
 }

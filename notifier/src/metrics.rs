@@ -1,9 +1,14 @@
 //! `--metrics-addr`: counters the delivery loop keeps (prometheus-client) and a
 //! small HTTP/1.1 server (hyper) with two routes:
 //!
-//! - `GET /metrics`: Prometheus text format (0.0.4). The counters and the
-//!   latency histogram, whether the database connection is up, and the age of
-//!   the oldest claimable message, read from the database at each scrape.
+//! - `GET /metrics`: Prometheus text format (0.0.4). The counters, the
+//!   latency histogram and the requests in flight, whether the database
+//!   connection is up, and the age of the oldest claimable message, read from
+//!   the database at each scrape.
+//!
+//! The delivery loop updates [`Metrics`]; this module reads the database only
+//! through db.rs's [`Probe`] (the health and age queries), and knows nothing
+//! of the loop.
 //! - `GET /healthz`: 200 while the notifier is connected to a primary that
 //!   takes writes, 503 otherwise (no connection, a standby, a read-only
 //!   server), with a one-line reason.
@@ -43,6 +48,8 @@ pub struct Metrics {
     pub released: Counter,
     /// Duration of each webhook request, whatever its outcome.
     pub latency: Histogram,
+    /// Webhook requests started and not yet answered (at most --concurrency).
+    pub in_flight: Gauge,
     pub connected: Gauge,
     oldest: Arc<OldestClaimable>,
     registry: Registry,
@@ -56,6 +63,7 @@ impl Metrics {
         let dead = Counter::default();
         let released = Counter::default();
         let latency = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        let in_flight = Gauge::default();
         let connected = Gauge::default();
         let oldest = Arc::new(OldestClaimable::default());
         registry.register(
@@ -81,9 +89,14 @@ impl Metrics {
             Unit::Seconds,
             latency.clone(),
         );
+        registry.register(
+            "requests_in_flight",
+            "Webhook requests started and not answered yet (at most --concurrency)",
+            in_flight.clone(),
+        );
         registry.register("database_connected", "1 while connected to the database, else 0", connected.clone());
         registry.register_collector(Box::new(Arc::clone(&oldest)));
-        Metrics { delivered, failed, dead, released, latency, connected, oldest, registry }
+        Metrics { delivered, failed, dead, released, latency, in_flight, connected, oldest, registry }
     }
 
     /// The exposition, after reading the age of the oldest claimable message.
@@ -122,8 +135,7 @@ impl OldestClaimable {
         if !self.warned.swap(true, Ordering::Relaxed) {
             warn!(
                 "cannot read the age of the oldest claimable message ({error}); grant the notifier's role \
-                 SELECT (message_id, status, visible_at, enqueued_at, delivered_at) ON followup.outbox \
-                 to have it in /metrics"
+                 EXECUTE ON FUNCTION followup.oldest_claimable_age() to have it in /metrics"
             );
         }
     }
@@ -136,7 +148,7 @@ impl Collector for OldestClaimable {
         let metric_encoder = encoder.encode_descriptor(
             "oldest_claimable_age",
             "Seconds since the claimable message with the lowest id (the next one a claim hands out) was \
-             enqueued; 0 when none is claimable",
+             enqueued, from followup.oldest_claimable_age(); 0 when none is claimable",
             Some(&Unit::Seconds),
             MetricType::Gauge,
         )?;

@@ -1,6 +1,6 @@
-//! SIGTERM / SIGINT turn into a shutdown request that the consumer checks
-//! between messages. Nothing is cancelled mid-delivery: the message in flight
-//! is finished and acked (its request is bounded by the request timeout), so a
+//! SIGTERM / SIGINT turn into a shutdown request that the delivery loop
+//! watches. Nothing is cancelled mid-delivery: the requests in flight are
+//! finished and acked or failed (each bounded by the request timeout), so a
 //! clean stop never leaves a message delivered but unacked.
 
 use tokio::signal::unix::{signal, SignalKind};
@@ -26,7 +26,7 @@ impl Shutdown {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
             };
-            info!("{name} received: finishing the message in flight, then releasing the rest of the batch");
+            info!("{name} received: releasing the messages not sent yet, finishing the requests in flight");
             let _ = tx.send(true);
             // Later signals are ignored: the handlers stay installed, and the
             // wait they would cut short is at most one request timeout.

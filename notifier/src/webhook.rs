@@ -1,6 +1,7 @@
 //! The webhook client: reqwest over rustls, one pooled client for the life of
-//! the process, so consecutive deliveries reuse a kept-alive connection
-//! (and its TLS session) instead of opening one per message.
+//! the process, so consecutive deliveries reuse kept-alive connections (and
+//! their TLS sessions) instead of opening one per message: one connection per
+//! request in flight, at most --concurrency.
 //!
 //! Certificates are verified against the system's trusted roots plus the
 //! certificates of `--ca-file`. Redirects are not followed: a 3xx is a failed
@@ -13,6 +14,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 
 use crate::config::human;
+use crate::log::chain;
 
 /// How much of an error answer's body goes into the error text, and how long
 /// to wait for it once the status is known.
@@ -67,12 +69,20 @@ impl fmt::Display for PostError {
 }
 
 impl Webhook {
-    pub fn new(url: reqwest::Url, timeout: Duration, ca_file: Option<&Path>) -> Result<Webhook, String> {
+    /// `connections`: the most requests ever in flight at once (the
+    /// notifier's concurrency), so the most idle connections worth keeping.
+    pub fn new(
+        url: reqwest::Url,
+        timeout: Duration,
+        ca_file: Option<&Path>,
+        connections: usize,
+    ) -> Result<Webhook, String> {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("followup-notifier/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(connections)
             // small requests, each answer awaited: don't let Nagle delay them
             .tcp_nodelay(true)
             .no_proxy();
@@ -94,7 +104,7 @@ impl Webhook {
     }
 
     /// POSTs `body` as JSON with the extra `headers` (names and values must be
-    /// header-safe: the caller's job, see delivery::idempotency_key). The
+    /// header-safe: the caller's job, see protocol::idempotency_key). The
     /// whole exchange, from the DNS lookup to the end of the answer, is
     /// bounded by the timeout, so a webhook that hangs costs one timeout.
     pub async fn post(&self, headers: &[(&'static str, &str)], body: String) -> Result<Answer, PostError> {
@@ -166,25 +176,6 @@ fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rust
     rustls_error(e.source()?)
 }
 
-/// An error and its causes, "outer: inner: innermost", without the repeats
-/// that wrappers add, and without the URL (it is the same on every line).
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(e);
-    while let Some(err) = current {
-        let text = err.to_string();
-        let text = match text.find(" for url (") {
-            Some(i) => text[..i].to_string(),
-            None => text,
-        };
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = err.source();
-    }
-    parts.join(": ")
-}
-
 /// Text for a one-line log entry or last_error: control characters become
 /// spaces, at most `max` characters.
 fn one_line(text: &str, max: usize) -> String {
@@ -221,11 +212,5 @@ mod tests {
         let nested = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls.clone()));
         assert_eq!(rustls_error(&nested), Some(&tls));
         assert_eq!(rustls_error(&std::io::Error::other("no")), None);
-    }
-
-    #[test]
-    fn chains() {
-        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
-        assert_eq!(chain(&inner), "Connection refused");
     }
 }

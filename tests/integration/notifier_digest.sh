@@ -8,7 +8,8 @@
 #      never posted;
 #   3. a failed digest fails each of its messages (backoff, attempts), and the
 #      retry posts them again together under the same key;
-#   4. two digest notifiers at once never split a recipient.
+#   4. two digest notifiers at once, two digests in flight each, never split a
+#      recipient.
 source "$(dirname "$0")/../lib/integration.sh"
 source "$REPO/tests/lib/notifier.sh"
 
@@ -71,9 +72,22 @@ stop_notifier TERM
 # --- 4: two digest notifiers at once never split a recipient -------------------
 q "SELECT followup.run_now('$(day 14)')" >/dev/null
 before=$(q "SELECT coalesce(max(n), 0) FROM webhook_requests")
+# Every request is held until both notifiers hold recipients: with two
+# deliveries at once and 3 recipients a claim, one holds at most 6 (2 in
+# flight, 4 queued: the next claim is made while fewer than 3 are queued), so
+# with more recipients than that neither can take them all before the other
+# starts, however fast the machine.
+new_recipients=$(q "SELECT count(DISTINCT (recipient_role, recipient_id)) FROM followup.outbox WHERE status = 'pending'")
+expect "the new day has more recipients than one notifier can hold (6)" "$((new_recipients > 6))" "1"
+rules "* hold $WORK/gate4"
+start_notifier d3 --digest --batch-size 3 --concurrency 2 --poll-interval 1s
+start_notifier d4 --digest --batch-size 3 --concurrency 2 --poll-interval 1s
+both_hold() {
+    [ "$(q "SELECT count(DISTINCT claimed_by) FROM followup.outbox WHERE status = 'claimed' AND claimed_by IN ('d3', 'd4')")" = 2 ]
+}
+wait_until "both notifiers hold recipients" 30 both_hold
 rules "* delay 0.1"
-start_notifier d3 --digest --batch-size 3 --poll-interval 1s
-start_notifier d4 --digest --batch-size 3 --poll-interval 1s
+touch "$WORK/gate4"
 wait_until "everything is delivered" 120 count_is "status = 'pending'" 0
 load_requests
 expect "no recipient of the new day was split between the two notifiers" \

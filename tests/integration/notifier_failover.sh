@@ -10,6 +10,10 @@
 #      claims lost too, or their leases expired): the notifier remembers it
 #      POSTed them and acks them without POSTing again;
 #   3. so every message reached the webhook exactly once.
+# The notifier delivers four at a time; the webhook holds four neighbouring
+# messages at two points (all four delivery slots taken, nothing else moves)
+# until the test opens their gate: the cut and the primary's death come at
+# those points, whatever the machine's speed.
 source "$(dirname "$0")/../lib/integration.sh"
 source "$REPO/tests/lib/notifier.sh"
 
@@ -41,25 +45,34 @@ wait_until "the standby has the messages" 30 standby_has_all
 
 start_webhook web
 WEBHOOK_URL="http://127.0.0.1:$WEBHOOK_PORT/hooks/followup"
-rules "* delay 0.02"
+gate_rules() {  # gate_rules FROM GATE: messages FROM to FROM+3 wait for the file GATE
+    local i
+    for i in 0 1 2 3; do echo "$(($1 + i)) hold $2"; done
+}
+held() { local i; for i in 0 1 2 3; do requests_are "$(($1 + i))" 1 || return 1; done; }
+rules "$(gate_rules $((first + 100)) "$WORK/gate1")" "$(gate_rules $((first + 200)) "$WORK/gate2")" "* delay 0.02"
 healthz() { curl -s -o /dev/null -w '%{http_code}' "$HEALTHZ"; }
 healthz_is() { [ "$(healthz)" = "$1" ]; }
 NOTIFIER_DB="host=127.0.0.1,127.0.0.1 port=$primary_port,$standby_port dbname=$DB user=postgres target_session_attrs=read-write"
-start_notifier f1 --batch-size 20 --lease '10 seconds' --request-timeout 2s --poll-interval 1s \
+start_notifier f1 --batch-size 20 --lease '20 seconds' --request-timeout 8s --poll-interval 1s --concurrency 4 \
     --metrics-addr 127.0.0.1:0
 HEALTHZ="$(metrics_base f1)/healthz"
 expect "connected to the primary, the first host: /healthz 200" \
     "$(grep -c "connected to 127.0.0.1:$primary_port " "$WORK/f1.log") $(healthz)" "1 200"
 
-wait_until "100 are delivered" 60 count_at_least "status = 'delivered'" 100
+wait_until "the first 100 are delivered, the next four held" 60 held $((first + 100))
+expect "  (the four slots held: the 100 before are all acked, nothing after has started)" \
+    "$(count "status = 'delivered'") $(wc -l <"$REQUESTS")" "100 104"
 # cut the standby off: from here on, what the notifier does on the primary is lost
 sq "ALTER SYSTEM SET primary_conninfo = ''" && sq "SELECT pg_reload_conf()" >/dev/null
 receiver_gone() { [ "$(sq "SELECT count(*) FROM pg_stat_wal_receiver")" = 0 ]; }
 wait_until "the standby no longer receives WAL" 30 receiver_gone
-cut_at=$(count "status = 'delivered'")
-wait_until "50 more are delivered on the primary alone" 60 count_at_least "status = 'delivered'" "$((cut_at + 50))"
+touch "$WORK/gate1"
+wait_until "100 more are delivered on the primary alone, the next four held" 60 held $((first + 200))
+expect "  (200 delivered, 204 posted)" "$(count "status = 'delivered'") $(wc -l <"$REQUESTS")" "200 204"
 
 cluster_stop nf_primary immediate
+touch "$WORK/gate2"  # the four held get their 200s; their acks cannot be made
 wait_until "the notifier noticed" 30 grep -qs "database error" "$WORK/f1.log"
 posted=$(wc -l <"$REQUESTS")
 wait_until "/healthz says 503" 10 healthz_is 503

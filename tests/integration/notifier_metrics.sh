@@ -7,9 +7,14 @@
 #      lease), every counter equals what the outbox and the webhook recorded:
 #      delivered, failed (attempts that ended in followup.fail), dead,
 #      released (claimed and handed back unsent), the latency histogram's
-#      count (requests the webhook saw), and the connection gauge;
-#   2. the age of the oldest claimable message: the age of the message the next
-#      claim takes (one inserted with a fixed enqueued_at), 0 once none is left;
+#      count (requests the webhook saw), the connection gauge, and no request
+#      in flight at rest (tests/integration/notifier_concurrency.sh has that
+#      gauge with requests in flight);
+#   2. the age of the oldest claimable message (followup.oldest_claimable_age),
+#      read by a notifier running as a role with exactly the README's grants:
+#      the age of the message the next claim takes (one inserted with a fixed
+#      enqueued_at), 0 once none is left; without EXECUTE on that function the
+#      gauge is left out and a warning names the grant, once;
 #   3. /healthz: 200 while connected; 503 while the database is down; 200 again
 #      after the notifier reconnected, and it delivers what came meanwhile;
 #   4. --log-format json: one JSON object a line, a delivery's fields included.
@@ -31,7 +36,9 @@ first=$(next_message_id)
 dead=$((first + 1)) retried=$((first + 2))
 rules "$dead status 500" "$retried status 500 1"
 add_messages metrics 20
-start_notifier m1 --lease '3 seconds' --request-timeout 1s --batch-size 10 --poll-interval 1s \
+# (one delivery at a time, so that the slow batch below outlasts its lease
+# whatever the machine's speed)
+start_notifier m1 --lease '5 seconds' --request-timeout 2s --batch-size 10 --poll-interval 1s --concurrency 1 \
     --metrics-addr 127.0.0.1:0 --log-format json
 METRICS="$(python3 -c 'import json, sys
 for line in open(sys.argv[1]):
@@ -42,7 +49,8 @@ wait_until "the first attempts are done" 30 \
     count_is "status = 'delivered' OR (message_id IN ($dead, $retried) AND last_error IS NOT NULL)" 20
 q "UPDATE followup.outbox SET visible_at = now() WHERE message_id IN ($dead, $retried)"  # the backoff is over
 wait_until "the retries are done" 30 count_is "status = 'delivered' OR (message_id = $dead AND status = 'dead')" 20
-# a batch too slow for its lease: 0.5 s a request, a 3 s lease, a 1 s timeout
+# a batch too slow for its lease: 0.5 s a request, a 5 s lease, a 2 s timeout
+# (requests may start during the first 2.75 s of a lease: at most 6 of the 10)
 rules "* delay 0.5"
 add_messages slow 10
 wait_until "the slow ones are delivered" 60 count_is "status = 'delivered'" 29
@@ -72,6 +80,8 @@ expect "  the 10 requests of at least 0.5 s are above its 0.25 s bucket" \
     "$(($(metric "$METRICS" 'followup_notifier_delivery_duration_seconds_bucket{le="0.25"}') <= posts - 10)) $(metric "$METRICS" 'followup_notifier_delivery_duration_seconds_bucket{le="+Inf"}')" \
     "1 $posts"
 expect "connected: followup_notifier_database_connected 1" "$(metric "$METRICS" followup_notifier_database_connected)" "1"
+expect "no request in flight at rest: followup_notifier_requests_in_flight 0" \
+    "$(metric "$METRICS" followup_notifier_requests_in_flight)" "0"
 expect "nothing claimable is left: the oldest claimable message's age is 0" \
     "$(metric "$METRICS" followup_notifier_oldest_claimable_age_seconds)" "0.0"
 stop_notifier TERM
@@ -90,11 +100,14 @@ print(len(ev), all(e["status"] == 200 and e["key"].endswith("/" + sys.argv[2] + 
                    and e["message_id"].isdigit() for e in ev))' "$WORK/m1.log" "$AS_OF")" "29 True"
 
 # --- 2. the age of the oldest claimable message --------------------------------
-# m2 polls every 60 s and rows inserted by hand send no NOTIFY: the message
-# below stays claimable until the pg_notify that wakes m2.
-start_notifier m2 --poll-interval 60s --metrics-addr 127.0.0.1:0
+# m2 polls once an hour and rows inserted by hand send no NOTIFY: the message
+# below stays claimable until the pg_notify that wakes m2. It runs as the
+# role the README's grants make, nothing more.
+notifier_role
+NOTIFIER_DB="dbname=$DB user=followup_notifier"
+start_notifier m2 --poll-interval 60m --metrics-addr 127.0.0.1:0
 METRICS="$(metrics_base m2)/metrics" HEALTHZ="$(metrics_base m2)/healthz"
-wait_until "m2 has made its first claim and waits" 10 idle_claimer
+wait_until "m2 has made its first claim and waits" 60 idle_claimer
 rules
 aged=$(next_message_id)
 q "INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
@@ -107,8 +120,16 @@ after=$(age_now)
 expect "a claimable message enqueued at a fixed instant: the gauge is its age, read at the scrape" \
     "$(awk -v b="$before" -v a="$age" -v c="$after" 'BEGIN { print (b <= a && a <= c) }')" "1"
 q "SELECT pg_notify('followup_outbox', '{}')" >/dev/null
-wait_until "m2 delivered it" 20 count_is "message_id = $aged AND status = 'delivered'" 1
+wait_until "m2 delivered it" 60 count_is "message_id = $aged AND status = 'delivered'" 1
 expect "  and 0 once it is delivered" "$(metric "$METRICS" followup_notifier_oldest_claimable_age_seconds)" "0.0"
+q "REVOKE EXECUTE ON FUNCTION followup.oldest_claimable_age() FROM followup_notifier"
+expect "without EXECUTE on followup.oldest_claimable_age(): no age in /metrics (twice), the counters still there" \
+    "$(metric "$METRICS" followup_notifier_oldest_claimable_age_seconds | wc -l) $(metric "$METRICS" followup_notifier_oldest_claimable_age_seconds | wc -l) $(metric "$METRICS" followup_notifier_delivered_total)" \
+    "0 0 1"
+expect "  and one warning, naming the grant" \
+    "$(grep -c 'cannot read the age of the oldest claimable message (ERROR: permission denied for function oldest_claimable_age); grant the notifier.s role EXECUTE ON FUNCTION followup.oldest_claimable_age()' "$WORK/m2.log")" "1"
+q "GRANT EXECUTE ON FUNCTION followup.oldest_claimable_age() TO followup_notifier"
+expect "granted again: the age is back" "$(metric "$METRICS" followup_notifier_oldest_claimable_age_seconds)" "0.0"
 
 # --- 3. /healthz ----------------------------------------------------------------
 healthz() { curl -s -o /dev/null -w '%{http_code}' "$HEALTHZ"; }
@@ -129,7 +150,7 @@ expect "after the database came back: /healthz 200 again, connected 1" \
 first=$(next_message_id)
 add_messages after 5
 q "SELECT pg_notify('followup_outbox', '{}')" >/dev/null
-wait_until "m2 delivered the 5" 20 count_is "message_id >= $first AND status = 'delivered'" 5
+wait_until "m2 delivered the 5" 60 count_is "message_id >= $first AND status = 'delivered'" 5
 expect "  and delivers again: 6 delivered by m2, as its counter says" \
     "$(count "claimed_by = 'm2' AND status = 'delivered'") $(metric "$METRICS" followup_notifier_delivered_total)" "6 6"
 stop_notifier TERM

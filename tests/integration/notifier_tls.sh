@@ -4,8 +4,9 @@
 # and a pg_hba.conf that admits TCP clients over TLS only) and an HTTPS webhook
 # (tests/lib/webhook.py --tls-cert) with a certificate from the same CA.
 #   1. sslmode=verify-full + --ca-file: every message delivered exactly once,
-#      the database connection is TLS, and one kept-alive HTTPS connection
-#      carried every request;
+#      the database connection is TLS, and with --concurrency 4 at most four
+#      kept-alive HTTPS connections carried every request (with
+#      --concurrency 1, one);
 #   2. the database is refused with a wrong sslrootcert (verify-full), with a
 #      host name the certificate does not name (verify-full), and with
 #      sslmode=disable (the server wants TLS); verify-ca accepts the host name
@@ -61,7 +62,7 @@ first=$(next_message_id)
 rules "* delay 0.01"
 add_messages tls 50
 NOTIFIER_DB=$(tcp localhost "sslmode=verify-full sslrootcert=$CERTS/ca.crt")
-start_notifier t1 --ca-file "$CERTS/ca.crt" --poll-interval 1s
+start_notifier t1 --ca-file "$CERTS/ca.crt" --poll-interval 1s --concurrency 4
 wait_until "the 50 are delivered" 60 count_is "message_id >= $first AND status = 'delivered'" 50
 expect "the notifier's database connection is TLS (verify-full against the throwaway CA)" \
     "$(ssl_of | cut -d' ' -f1) $(ssl_of | grep -c ' TLSv1\.[23]$')" "true 1"
@@ -71,10 +72,19 @@ expect "over HTTPS, each of the 50 reached the webhook exactly once, well-formed
             FROM webhook_requests WHERE message_id >= $first")" "50 50 50"
 expect "every message was delivered on its first attempt, without error" \
     "$(count "message_id >= $first AND attempts = 1 AND last_error IS NULL AND claimed_by = 't1'")" "50"
-expect "keep-alive: one TLS connection carried all 50 requests" \
-    "$(q "SELECT count(DISTINCT conn) FROM webhook_requests WHERE message_id >= $first")" "1"
+expect "keep-alive: at most 4 TLS connections (one per request in flight) carried all 50 requests" \
+    "$(q "SELECT count(DISTINCT conn) BETWEEN 1 AND 4 FROM webhook_requests WHERE message_id >= $first")" "t"
 stop_notifier TERM
 expect "SIGTERM: exit 0" "$STATUS" "0"
+first=$(next_message_id)
+add_messages tls-serial 20
+start_notifier t1s --ca-file "$CERTS/ca.crt" --poll-interval 1s --concurrency 1
+wait_until "the 20 are delivered" 60 count_is "message_id >= $first AND status = 'delivered'" 20
+load_requests
+expect "with --concurrency 1, one TLS connection carried all 20 requests, each message's one request" \
+    "$(q "SELECT count(DISTINCT conn) || ' ' || count(*) || ' ' || count(DISTINCT message_id)
+            FROM webhook_requests WHERE message_id >= $first")" "1 20 20"
+stop_notifier TERM
 
 # --- 2. what the database connection refuses, and what it accepts ----------------
 first=$(next_message_id)
@@ -118,7 +128,7 @@ expect "require without a root certificate file: encrypted, certificate unchecke
 stop_notifier TERM
 load_requests
 expect "everything so far reached the webhook exactly once" \
-    "$(q "SELECT count(*) || ' ' || count(DISTINCT message_id) FROM webhook_requests")" "60 60"
+    "$(q "SELECT count(*) || ' ' || count(DISTINCT message_id) FROM webhook_requests")" "80 80"
 
 # --- 3. a webhook whose certificate is not trusted ------------------------------
 trusted_requests=$REQUESTS
@@ -148,5 +158,5 @@ stop_notifier TERM
 expect "without --ca-file only the system's roots are trusted: refused too, with the same error" \
     "$(q "SELECT string_agg(DISTINCT last_error, ',') FROM followup.outbox WHERE message_id >= $first")" \
     "TLS error: invalid peer certificate: UnknownIssuer"
-expect "  and the trusted webhook received nothing more" "$(wc -l <"$trusted_requests")" "60"
+expect "  and the trusted webhook received nothing more" "$(wc -l <"$trusted_requests")" "80"
 finish

@@ -3,6 +3,7 @@
 # Source this file, then:
 #   cluster_init NAME [extra postgresql.conf lines...]   -> sets up $CLUSTER_ROOT/NAME
 #   cluster_start NAME / cluster_stop NAME [mode] / cluster_psql NAME [psql args...]
+#   cluster_up NAME [extra lines...]   -> init, start, and PG* variables pointing at it
 # Each cluster listens on a free TCP port on 127.0.0.1 and on a socket in its
 # own directory, runs as the OS user postgres, preloads pg_followup, and allows
 # logical and streaming replication so fault tests can build standbys and
@@ -84,6 +85,17 @@ cluster_stop() {
     dir=$(cluster_dir "$1")
     [ -f "$dir/data/postmaster.pid" ] || return 0
     as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -m "${2:-fast}" -w -t 60 stop >/dev/null 2>&1 || true
+}
+
+# cluster_up NAME [conf lines...]: cluster_init and cluster_start, then points
+# libpq's environment at it (PGHOST, PGPORT, PGUSER=postgres,
+# PGDATABASE=postgres), so that plain psql and the programs a benchmark starts
+# talk to it.
+cluster_up() {
+    local name=$1
+    cluster_init "$@" && cluster_start "$name" || return 1
+    PGHOST=$(cluster_host "$name") PGPORT=$(cluster_port "$name")
+    export PGHOST PGPORT PGUSER=postgres PGDATABASE=postgres
 }
 
 cluster_psql() {

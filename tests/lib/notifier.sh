@@ -14,6 +14,8 @@
 #   wait_until WHAT SECONDS CMD... retries CMD every 0.1 s (the seconds are only a safety net
 #                                  against a hang: no check depends on how fast anything is)
 #   rules LINE... / requests_for ID / requests_are ID N / load_requests (table webhook_requests)
+#   notifier_role                  the role followup_notifier with exactly the README's grants
+#                                  for the notifier (run as it: NOTIFIER_DB="dbname=$DB user=followup_notifier")
 #   count CONDITION / count_is CONDITION N / count_at_least CONDITION N / add_messages PREFIX N / next_message_id
 #   idle_claimer                   some notifier waits for work after a claim
 #   metric URL NAME                a sample's value from a /metrics page
@@ -89,11 +91,19 @@ rules() { printf '%s\n' "$@" >"$RULES"; }
 requests_for() { awk -F'\t' -v id="$1" '$2 == id' "$REQUESTS" | wc -l; }
 requests_are() { [ "$(requests_for "$1")" -eq "$2" ]; }
 # load_requests: the webhook's log as table webhook_requests, for SQL checks.
+# (columns: see tests/lib/webhook.py; received and answered are timestamptz,
+# answered NULL for a request never answered)
 load_requests() {
-    q "SET client_min_messages = warning; DROP TABLE IF EXISTS webhook_requests;
+    q "SET client_min_messages = warning; DROP TABLE IF EXISTS webhook_requests, webhook_answered;
        CREATE TABLE webhook_requests (n int, message_id bigint, idempotency_key text, answer text, nth int, check_ text,
-                                      conn int)"
+                                      conn int, lease_id text, received_epoch float8, in_flight int);
+       CREATE TABLE webhook_answered (n int, answered_epoch float8)"
     q "\\copy webhook_requests FROM '$REQUESTS'"
+    q "\\copy webhook_answered FROM '$REQUESTS.answered'"
+    q "ALTER TABLE webhook_requests ADD received timestamptz, ADD answered timestamptz;
+       UPDATE webhook_requests r SET received = to_timestamp(r.received_epoch),
+                                     answered = (SELECT to_timestamp(a.answered_epoch) FROM webhook_answered a
+                                                  WHERE a.n = r.n)"
 }
 
 start_notifier() {
@@ -176,4 +186,18 @@ metric() {
 
 metrics_base() {
     sed -n 's|.*serving /metrics and /healthz on \(http://[0-9.:]*\).*|\1|p' "$WORK/$1.log" | tail -n 1
+}
+
+# notifier_role: the login role followup_notifier with the grants the README
+# gives the notifier ("Grants for the usual roles"), taken from the README
+# itself, so that a test run as that role shows they are enough. (Roles are
+# the cluster's: an existing one is kept, the grants are made in $DB.)
+notifier_role() {
+    local grants
+    grants=$(awk '/^-- the notifier: the consumer protocol only/ { on = 1; next } on && /^$/ { exit } on' "$REPO/README.md")
+    [ -n "$grants" ] || abort "no notifier grants found in README.md"
+    if [ "$(q "SELECT count(*) FROM pg_roles WHERE rolname = 'followup_notifier'")" = 1 ]; then
+        grants=$(grep -v '^CREATE ROLE followup_notifier' <<<"$grants")
+    fi
+    q "$grants" >/dev/null
 }

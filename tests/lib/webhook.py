@@ -12,8 +12,14 @@ Rules (--rules, re-read on every request, so a test can change them while the
 server runs), one per line, '#' starts a comment:
 
     <message_id|*> status <code> [<times>]   answer <code> (body "injected failure")
-    <message_id|*> hang [<times>]            read the request, never answer
+    <message_id|*> hang [<times>]            read the request, never answer (until the client
+                                             closes the connection)
     <message_id|*> delay <seconds> [<times>] wait, then answer 200
+    <message_id|*> jitter <min> <max> [<times>]  wait a random time between min and max
+                                             seconds, then answer 200: answers come back
+                                             in another order than the requests went out
+    <message_id|*> hold <file> [<times>]     wait until <file> exists, then answer 200 (a
+                                             test decides when a request in flight ends)
 
 <message_id> is the X-Followup-Message-Id header. With <times>, a rule applies
 to that many requests of the message (its 1st to <times>th); without, to all.
@@ -23,7 +29,8 @@ no rule: 200 at once.
 Log (--log): one tab-separated line per request, written when the request has
 been read and before it is answered:
 
-    <n> <message_id> <idempotency_key> <answer> <nth> <check> <connection>
+    <n> <message_id> <idempotency_key> <answer> <nth> <check> <connection> <lease_id>
+    <received> <in_flight>
 
 n counts all requests; answer is the status code decided, or 'hang'; nth
 counts this message's requests; check is 'ok' when the request is well-formed
@@ -31,7 +38,13 @@ counts this message's requests; check is 'ok' when the request is well-formed
 the header's and whose assignment_id/cycle_start/kind/sequence make the
 Idempotency-Key), else what is wrong; connection numbers the TCP connection
 the request came on (1, 2, ... in the order they were accepted), so a test can
-see connections being reused.
+see connections being reused; lease_id is the one in the body (the claim that
+carried the request); received is when it was read (Unix epoch seconds);
+in_flight counts the requests being answered at that moment, this one
+included (hanging ones left out: their end is the client's timeout, which the
+server does not see at once), so it never exceeds what the client has in
+flight. When a request has been answered, '<n> <answered>' (epoch seconds,
+after the answer was written) is appended to the file <log>.answered.
 
 Without --log nothing is written per request (the benchmark). On SIGTERM the
 number of requests served is written to the file 'count' beside --port-file.
@@ -40,6 +53,8 @@ import argparse
 import json
 import itertools
 import os
+import random
+import select
 import signal
 import ssl
 import sys
@@ -49,6 +64,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
 requests_seen = 0
+answering = 0
 per_message = {}
 connection_numbers = itertools.count(1)
 
@@ -67,7 +83,8 @@ def load_rules(path):
 
 
 def decide(rules, message_id, nth):
-    """(answer, delay): answer is an int status code or 'hang'."""
+    """(answer, delay): answer is an int status code or 'hang'; delay is
+    seconds to wait, or the path of a file to wait for."""
     ordered = [r for r in rules if r[0] == message_id] + [r for r in rules if r[0] == "*"]
     for who, action, *args in ordered:
         if action == "status":
@@ -79,6 +96,12 @@ def decide(rules, message_id, nth):
         elif action == "delay":
             seconds, times = float(args[0]), args[1:]
             answer, delay = 200, seconds
+        elif action == "jitter":
+            low, high, times = float(args[0]), float(args[1]), args[2:]
+            answer, delay = 200, random.uniform(low, high)
+        elif action == "hold":
+            times = args[1:]
+            answer, delay = 200, args[0]
         else:
             raise ValueError(f"unknown rule action {action!r}")
         if times and nth > int(times[0]):
@@ -95,6 +118,17 @@ def fnv1a64_ids(ids):
             h ^= byte
             h = (h * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
     return f"{h:016x}"
+
+
+def lease_of(body):
+    """The lease_id in a request's body (a message's, or a digest's first), or '-'."""
+    try:
+        row = json.loads(body)
+    except ValueError:
+        return "-"
+    if isinstance(row, dict) and isinstance(row.get("messages"), list) and row["messages"]:
+        row = row["messages"][0]
+    return str(row.get("lease_id", "-")) if isinstance(row, dict) else "-"
 
 
 def check_digest(handler, body, ids, key):
@@ -158,8 +192,9 @@ class Handler(BaseHTTPRequestHandler):
         super().handle()
 
     def do_POST(self):
-        global requests_seen
+        global requests_seen, answering
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8", "replace")
+        received = time.time()
         key = self.headers.get("Idempotency-Key", "-")
         digest_ids = self.headers.get("X-Followup-Message-Ids")
         if digest_ids is not None:
@@ -172,22 +207,35 @@ class Handler(BaseHTTPRequestHandler):
             message_id = self.headers.get("X-Followup-Message-Id", "-")
             ids = [message_id]
             verdict = check(self, body, message_id, key)
+        lease_id = lease_of(body)
         with lock:
             requests_seen += 1
+            n = requests_seen
             nth = per_message[message_id] = per_message.get(message_id, 0) + 1
             answer, delay = decide(load_rules(self.server.rules), message_id, nth)
             if verdict != "ok":
                 answer = 400
+            if answer != "hang":
+                answering += 1
             if self.server.log:
                 with open(self.server.log, "a") as log:
                     for logged in ids:
-                        log.write(f"{requests_seen}\t{logged}\t{key}\t{answer}\t{nth}\t{verdict}"
-                                  f"\t{self.connection_number}\n")
+                        log.write(f"{n}\t{logged}\t{key}\t{answer}\t{nth}\t{verdict}"
+                                  f"\t{self.connection_number}\t{lease_id}\t{received:.6f}\t{answering}\n")
         if answer == "hang":
-            # Hold the connection without answering; the client's timeout ends it.
-            time.sleep(600)
+            self.hang()
             return
-        time.sleep(delay)
+        try:
+            if isinstance(delay, str):
+                while not os.path.exists(delay):
+                    time.sleep(0.02)
+            else:
+                time.sleep(delay)
+        finally:
+            # Before the answer goes out: once the client has it, it may send
+            # its next request (on another connection) at once.
+            with lock:
+                answering -= 1
         text = b"ok" if answer == 200 else (b"injected failure" if verdict == "ok" else verdict.encode())
         self.send_response(answer)
         self.send_header("Content-Type", "text/plain")
@@ -197,6 +245,21 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         self.wfile.write(text)
+        self.wfile.flush()
+        if self.server.log:
+            with lock, open(self.server.log + ".answered", "a") as log:
+                log.write(f"{n}\t{time.time():.6f}\n")
+
+    def hang(self):
+        """Holds the connection without answering until the client gives up
+        and closes it (its timeout), or 600 s. (A client waiting for an answer
+        sends nothing more on the connection: anything readable is its end.)"""
+        self.close_connection = True
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            readable, _, _ = select.select([self.connection], [], [], 0.1)
+            if readable:
+                return
 
     do_GET = do_PUT = do_POST
 
@@ -213,6 +276,10 @@ def main():
     parser.add_argument("--tls-key", help="its PEM private key")
     parser.add_argument("--close", action="store_true", help="close the connection after each answer")
     args = parser.parse_args()
+    # A notifier with --concurrency N opens up to N connections at once: the
+    # default listen backlog (5) would drop the others' SYNs, costing them a
+    # second's retransmission.
+    ThreadingHTTPServer.request_queue_size = 128
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.rules, server.log, server.close_each = args.rules, args.log, args.close
@@ -224,6 +291,7 @@ def main():
         server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     if args.log:
         open(args.log, "a").close()
+        open(args.log + ".answered", "a").close()
     # SIGTERM: write the request count next to the port file, then exit
     count_file = os.path.join(os.path.dirname(os.path.abspath(args.port_file)), "count")
 
