@@ -5,19 +5,18 @@
 //! and hands back what it did not send (followup.release).
 //! See notifier/README.md for the configuration and the delivery semantics.
 //!
-//! Modules: config (flags and environment), conninfo (the connection string
-//! as libpq reads it), tls (rustls for the database), db (connection and the
+//! Modules: config (flags and environment), db (connection and the
 //! protocol's SQL), delivery (the claim/deliver/ack loop), webhook (the HTTP
-//! client), metrics (/metrics and /healthz), shutdown (signals), log.
+//! client), metrics (/metrics and /healthz), shutdown (signals), log. The
+//! connection string as libpq reads it and rustls for the database are the
+//! `pgconn` crate's, shared with the console.
 
 mod config;
-mod conninfo;
 mod db;
 mod delivery;
 mod log;
 mod metrics;
 mod shutdown;
-mod tls;
 mod webhook;
 
 use std::process::ExitCode;
@@ -25,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use pgconn::tls;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
