@@ -45,6 +45,7 @@ pub fn run_durations(days: &[String], points: &[(String, f64)], threshold_second
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(WHITE)
             .x_labels(10)
             .x_label_formatter(&|x| {
                 let i = x.round();
@@ -104,6 +105,7 @@ pub fn message_flow(days: &[String], series: &[Vec<f64>; 4]) -> Result<String, S
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(WHITE)
             .x_labels(10)
             .x_label_formatter(&|x| {
                 let i = x.round();

@@ -126,7 +126,7 @@ fn login_error(e: tokio_postgres::Error) -> DbError {
     match e.as_db_error() {
         Some(db) if db.code().code().starts_with("28") => DbError::sql("28P01", "credentials not accepted"),
         Some(db) => DbError::Sql { code: db.code().code().to_string(), message: db.message().to_string() },
-        None if e.to_string().contains("password missing") => DbError::sql("28P01", "credentials not accepted"),
+        None if error_chain(&e).contains("password missing") => DbError::sql("28P01", "credentials not accepted"),
         None => DbError::Unavailable(error_chain(&e)),
     }
 }
@@ -145,7 +145,7 @@ pub async fn server_answers(database: &Database, tls: &MakeRustlsConnect, timeou
             let _ = connection.await;
             true
         }
-        Ok(Err(e)) => e.as_db_error().is_some() || e.to_string().contains("password missing"),
+        Ok(Err(e)) => e.as_db_error().is_some() || error_chain(&e).contains("password missing"),
         Err(_) => false,
     }
 }

@@ -167,6 +167,7 @@ pub fn overview(who: &Who, o: &Overview) -> Markup {
         Some(who),
         o.refresh,
         html! {
+            div.cards {
             section #health {
                 h2 { "Health" }
                 dl.grid {
@@ -212,6 +213,8 @@ pub fn overview(who: &Who, o: &Overview) -> Markup {
                 h2 { "Open alerts" }
                 (alert_table(who, &o.alerts))
             }
+            }
+            div.charts {
             section.chart #chart-runs {
                 h2 { "Run duration per day" }
                 p.note { "The longest finished run of each day (as_of), over the 30 days up to the latest run; the red line is the long-run alert threshold (followup.alert_after)." }
@@ -225,6 +228,7 @@ pub fn overview(who: &Who, o: &Overview) -> Markup {
                     @else { "estimated from a " (format!("{:.2}", o.flow.sample_percent)) "% sample of the outbox's blocks." }
                 }
                 figure { (PreEscaped(&o.flow_svg)) }
+            }
             }
             p.note {
                 @if let Some(s) = o.refresh { "Refreshing every " (s) " s. " a href="/" { "Stop" } }
@@ -244,7 +248,7 @@ fn alert_table(who: &Who, alerts: &[Alert]) -> Markup {
                         tr {
                             td { (a.alert_id) } td { (a.raised_at) } td { (a.kind) }
                             td { @if let Some(r) = a.run_id { a href={ "/runs/" (r) } { (r) } } }
-                            td { (a.message) } td { (opt(&a.resolved_at)) }
+                            td.wrap { (a.message) } td { (opt(&a.resolved_at)) }
                             @if who.can.resolve_alert {
                                 td { @if a.resolved_at.is_none() {
                                     form.inline method="post" action={ "/alerts/" (a.alert_id) "/resolve" } {
@@ -278,7 +282,7 @@ fn run_rows(runs: &[Run]) -> Markup {
                         td.num { (r.enqueued.map(count).unwrap_or_default()) }
                         td.num { (r.duplicates.map(count).unwrap_or_default()) }
                         td.num { (r.skipped.map(count).unwrap_or_default()) }
-                        td { (opt(&r.error)) }
+                        td.wrap { (opt(&r.error)) }
                     }
                 }
             }
@@ -381,7 +385,7 @@ fn message_table(messages: &[Message], selectable: bool) -> Markup {
                             td.num { (m.attempts) }
                             td { (m.enqueued_at) } td { (m.visible_at) }
                             td { (m.delivered_at.as_deref().or(m.cancelled_at.as_deref()).unwrap_or("—")) }
-                            td { (m.last_error.as_deref().or(m.cancel_reason.as_deref()).unwrap_or("")) }
+                            td.wrap { (m.last_error.as_deref().or(m.cancel_reason.as_deref()).unwrap_or("")) }
                         }
                     }
                 }

@@ -1,7 +1,8 @@
 //! HTTP: the router, what every request passes through, and who is asking.
 //!
 //! - `guard`: a state-changing request (anything but GET/HEAD) whose
-//!   `Sec-Fetch-Site` or `Origin` says another site sent it is refused with 403
+//!   `Sec-Fetch-Site` (or, without it, `Origin`) says another site sent it is
+//!   refused with 403
 //!   before any handler runs; together with `SameSite=Strict` cookies this is
 //!   the protection against cross-site request forgery.
 //! - `security_headers`: CSP without inline script, no framing, no referrer,
@@ -132,10 +133,14 @@ async fn guard(axum::extract::State(state): axum::extract::State<State>, request
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let scheme = if state.https { "https" } else { "http" };
+    // Sec-Fetch-Site, where the browser sends it, is the answer: with
+    // Referrer-Policy no-referrer a same-origin form post carries `Origin:
+    // null`. Otherwise the Origin must be ours. Neither header: not a
+    // browser's cross-site request (a script with credentials).
     let cross_site = match (site, origin) {
-        (Some(site), _) if !matches!(site, "same-origin" | "none") => true,
-        (_, Some(origin)) => host.is_none_or(|host| origin != format!("{scheme}://{host}")),
-        _ => false,
+        (Some(site), _) => !matches!(site, "same-origin" | "none"),
+        (None, Some(origin)) => host.is_none_or(|host| origin != format!("{scheme}://{host}")),
+        (None, None) => false,
     };
     if cross_site {
         tracing::warn!(
@@ -281,9 +286,15 @@ fn log_failure(e: &DbError, role: &str) -> StatusCode {
     status
 }
 
-/// An error page: the SQLSTATE class in words; the database's own message
-/// only for refusals a person can act on (a bad value, not allowed, not
-/// found, wrong state), never for internal errors.
+/// Whether a refusal's own message may be shown: pg_followup's answers to
+/// a bad value, an unknown assignment or a wrong state (written for the
+/// person: "reason must say why ..."); never privileges, internals or SQL.
+fn shows_message(code: &str) -> bool {
+    code.starts_with("22") || code == "P0002" || code == "55000"
+}
+
+/// An error page: the SQLSTATE class in words, and the database's own
+/// message where `shows_message`; the rest goes to the log.
 pub fn page_error(person: &Person, e: DbError) -> Response {
     let status = log_failure(&e, &person.session.role);
     if let DbError::Unavailable(_) = e {
@@ -292,7 +303,7 @@ pub fn page_error(person: &Person, e: DbError) -> Response {
         }
     }
     let detail = match &e {
-        DbError::Sql { message, .. } if status.is_client_error() => Some(message.as_str()),
+        DbError::Sql { code, message } if shows_message(code) => Some(message.as_str()),
         _ => None,
     };
     let who = Who { role: &person.session.role, can: Default::default() };
@@ -317,7 +328,7 @@ fn unauthorized(sqlstate: &str, message: &str) -> Response {
 pub fn api_db_error(e: DbError) -> Response {
     let status = log_failure(&e, "api");
     let message = match &e {
-        DbError::Sql { message, .. } if !status.is_server_error() => message.clone(),
+        DbError::Sql { code, message } if shows_message(code) => message.clone(),
         _ => db::class_in_words(e.code()).to_string(),
     };
     api_error(status, e.code(), &message)
