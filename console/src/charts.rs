@@ -35,12 +35,15 @@ pub fn run_durations(days: &[String], points: &[(String, f64)], threshold_second
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let n = days.len().max(1);
         let x_of = |day: &str| days.iter().position(|d| d == day);
-        let top = y_max(points.iter().map(|p| p.1), threshold_seconds);
+        // a logarithmic axis: runs of milliseconds, of minutes and a
+        // threshold of half an hour all stay readable on one chart
+        let top = y_max(points.iter().map(|p| p.1), threshold_seconds) * 2.0;
+        let bottom = points.iter().map(|p| p.1).filter(|s| *s > 0.0).fold(threshold_seconds, f64::min).max(0.001) / 2.0;
         let mut chart = ChartBuilder::on(&root)
             .margin(12)
             .x_label_area_size(28)
-            .y_label_area_size(56)
-            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)
+            .y_label_area_size(64)
+            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (bottom..top).log_scale())
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()

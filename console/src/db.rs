@@ -464,11 +464,11 @@ fn run_of(row: &Row) -> Run {
     }
 }
 
-/// The latest run that was not skipped.
+/// The latest run that was not skipped (as followup.health has it).
 pub async fn last_run(client: &Client) -> Result<Option<Run>, DbError> {
     let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM followup.runs WHERE run_id = (SELECT max(run_id) FROM followup.runs
-                                                                   WHERE status <> 'skipped')"
+        "SELECT {RUN_COLUMNS} FROM followup.runs WHERE status <> 'skipped'
+          ORDER BY started_at DESC, run_id DESC LIMIT 1"
     );
     Ok(client.query_opt(&sql, &[]).await?.as_ref().map(run_of))
 }

@@ -524,6 +524,44 @@ pub fn verdict_in_words(e: &Value) -> String {
     }
 }
 
+/// A policy object of explain, in words.
+fn policy_in_words(p: Option<&Value>) -> String {
+    let Some(p @ Value::Object(_)) = p else { return "—".to_string() };
+    let n = |k: &str| p.get(k).and_then(Value::as_i64);
+    let mut words = format!(
+        "{}: remind after {} days",
+        s(p, "organization").unwrap_or("?"),
+        n("remind_after_days").map(|d| d.to_string()).unwrap_or_else(|| "?".into())
+    );
+    match n("repeat_every_days") {
+        Some(d) => words.push_str(&format!(", again every {d} days")),
+        None => words.push_str(", once"),
+    }
+    if let Some(d) = n("escalate_after_days") {
+        words.push_str(&format!(", escalate after {d} days"));
+    }
+    if let Some(m) = n("max_reminders") {
+        words.push_str(&format!(", at most {m} reminders"));
+    }
+    if p.get("enabled") == Some(&Value::Bool(false)) {
+        words.push_str(" (disabled)");
+    }
+    words
+}
+
+/// explain's send window, in words.
+fn window_in_words(w: Option<&Value>) -> String {
+    let Some(w @ Value::Object(_)) = w else { return "none: any time".to_string() };
+    let open = if w.get("open_now") == Some(&Value::Bool(true)) { "open now" } else { "closed now" };
+    format!(
+        "{}–{} {} ({open}; next opening {})",
+        json_text(w.get("send_from")),
+        json_text(w.get("send_until")),
+        json_text(w.get("timezone")),
+        json_text(w.get("next_opening"))
+    )
+}
+
 fn last_contact_source(e: &Value) -> String {
     match e.get("last_contact_source") {
         Some(src @ Value::Object(_)) => {
@@ -569,8 +607,8 @@ pub fn assignment(who: &Who, a: &AssignmentView) -> Markup {
                 dt { "days since contact" } dd { (json_text(e.get("age_days"))) }
                 dt { "snoozed until" } dd { (json_text(e.get("snoozed_until"))) }
                 dt { "next due on" } dd { (json_text(e.get("next_due_on"))) }
-                dt { "policy" } dd { (json_text(e.get("policy"))) }
-                dt { "send window" } dd { (json_text(e.get("window"))) }
+                dt { "policy" } dd { (policy_in_words(e.get("policy"))) }
+                dt { "send window" } dd { (window_in_words(e.get("window"))) }
             }
             h2 { "This cycle's messages" }
             @match e.get("messages").and_then(Value::as_array) {
