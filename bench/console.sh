@@ -147,8 +147,12 @@ printf '%s; %s people logged in, each page fetched by all of them at once, %s ti
 printf '| page | median | p95 | max | <= 100 ms |\n|---|---|---|---|---|\n'
 worst=0
 for page in "${pages[@]}"; do
-    for u in $(seq 1 "$USERS"); do fetch "$page" "$u" >"$WORK/times.$u" & done
-    wait
+    fetchers=()
+    for u in $(seq 1 "$USERS"); do
+        fetch "$page" "$u" >"$WORK/times.$u" &
+        fetchers+=($!)
+    done
+    wait "${fetchers[@]}"
     sort -g "$WORK"/times.* >"$WORK/all"
     n=$(wc -l <"$WORK/all")
     [ "$n" -gt 0 ] || { printf '| `%s` | failed | | | no |\n' "$page"; continue; }
