@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use pgconn::conninfo::Database;
 use pgconn::tls::MakeRustlsConnect;
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::Client;
 
 use crate::db::{self, DbError};
@@ -45,7 +46,7 @@ pub struct Session {
 pub enum LoginError {
     /// The server refused the credentials (or none were given).
     Refused,
-    /// Too many sessions already.
+    /// Too many sessions (or API connections) already.
     Full,
     /// The server cannot be reached (logged here, with why).
     Unavailable,
@@ -67,6 +68,8 @@ pub struct Sessions {
     failures: Mutex<HashMap<IpAddr, Failures>>,
     /// one login attempt at a time per address
     attempts: Mutex<HashMap<IpAddr, Arc<tokio::sync::Mutex<()>>>>,
+    /// connections of HTTP Basic requests in flight
+    basic_slots: Arc<Semaphore>,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -89,6 +92,7 @@ impl Sessions {
             live: Mutex::default(),
             failures: Mutex::default(),
             attempts: Mutex::default(),
+            basic_slots: Arc::new(Semaphore::new(cap)),
         }
     }
 
@@ -122,9 +126,17 @@ impl Sessions {
     }
 
     /// A connection for one request with HTTP Basic credentials (the JSON
-    /// API), slowed down on failure like a login.
-    pub async fn connect_basic(&self, user: &str, password: &str, from: IpAddr) -> Result<Client, LoginError> {
-        self.connect_checked(user, password, from).await
+    /// API), slowed down on failure like a login. At most `cap` such
+    /// connections at once (beside the sessions): the permit goes with the
+    /// connection and is returned when the request is done.
+    pub async fn connect_basic(
+        &self,
+        user: &str,
+        password: &str,
+        from: IpAddr,
+    ) -> Result<(Client, OwnedSemaphorePermit), LoginError> {
+        let permit = Arc::clone(&self.basic_slots).try_acquire_owned().map_err(|_| LoginError::Full)?;
+        Ok((self.connect_checked(user, password, from).await?, permit))
     }
 
     async fn connect_checked(&self, user: &str, password: &str, from: IpAddr) -> Result<Client, LoginError> {

@@ -214,14 +214,16 @@ impl FromRequestParts<State> for Person {
 /// request), else the session cookie; else 401.
 pub enum Caller {
     Session(Arc<Session>),
-    Basic(Client),
+    /// a connection for this request, and its slot (held, never read:
+    /// dropping it with the request frees the slot)
+    Basic(Client, #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit),
 }
 
 impl Caller {
     pub fn client(&self) -> &Client {
         match self {
             Caller::Session(s) => &s.client,
-            Caller::Basic(c) => c,
+            Caller::Basic(c, _) => c,
         }
     }
 }
@@ -241,9 +243,12 @@ impl FromRequestParts<State> for Caller {
                 .map(|c| c.0.ip())
                 .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
             return match state.sessions.connect_basic(basic.username(), basic.password(), from).await {
-                Ok(client) => Ok(Caller::Basic(client)),
+                Ok((client, permit)) => Ok(Caller::Basic(client, permit)),
                 Err(LoginError::Refused) => Err(unauthorized("28P01", "the role or password was not accepted")),
-                Err(LoginError::Full) | Err(LoginError::Unavailable) => {
+                Err(LoginError::Full) => {
+                    Err(api_error(StatusCode::SERVICE_UNAVAILABLE, "53300", "too many connections at once: try again"))
+                }
+                Err(LoginError::Unavailable) => {
                     Err(api_error(StatusCode::SERVICE_UNAVAILABLE, "08006", "the database cannot be reached"))
                 }
             };
