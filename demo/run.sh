@@ -25,7 +25,9 @@ fi
 
 export CLUSTER_ROOT=${DEMO_DIR:-/tmp/pg_followup-demo}
 if [ -f "$CLUSTER_ROOT/console.pid" ]; then
-    kill "$(cat "$CLUSTER_ROOT/console.pid")" 2>/dev/null || true
+    # the previous demo's console, if that id is still one (ids get reused)
+    pid=$(cat "$CLUSTER_ROOT/console.pid")
+    if ps -o args= -p "$pid" 2>/dev/null | grep -q followup-console; then kill "$pid" 2>/dev/null || true; fi
 fi
 if [ -f "$CLUSTER_ROOT/demo/data/postmaster.pid" ]; then
     source tests/lib/cluster.sh

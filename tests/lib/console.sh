@@ -18,12 +18,14 @@
 #   cleanup_hook CMD            run CMD at exit
 
 PASSWORD='correct-horse-battery-staple'
-CONSOLE_PIDS=()
 CLEANUP_HOOKS=()
 
 console_cleanup() {
     local pid hook
-    for pid in "${CONSOLE_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    # this shell's background jobs still running (consoles, helpers): not ids
+    # remembered from before, which may belong to another process by now (ids
+    # wrap quickly on a busy machine)
+    for pid in $(jobs -p); do kill -TERM "$pid" 2>/dev/null; done
     for hook in "${CLEANUP_HOOKS[@]}"; do eval "$hook" >/dev/null 2>&1 || true; done
     return 0
 }
@@ -94,7 +96,6 @@ start_console() {
     "$CONSOLE" --database-url "${CONSOLE_DB:-host=127.0.0.1 port=$DB_PORT dbname=$DB sslmode=disable}" \
         --listen 127.0.0.1:0 "$@" 2>>"$WORK/$name.log" &
     CONSOLE_PID=$!
-    CONSOLE_PIDS+=("$CONSOLE_PID")
     wait_until "console $name serves" 30 grep -qs "serving the console on" "$WORK/$name.log"
     BASE=$(sed -n 's|.*serving the console on \(https\{0,1\}://[0-9.:]*\).*|\1|p' "$WORK/$name.log" | tail -n 1)
 }
