@@ -2,18 +2,20 @@
 --
 -- Run once, as a superuser, in the database that has pg_followup:
 --     psql -d app -v ON_ERROR_STOP=1 -f console/roles.sql
--- Safe to run again (after an upgrade of pg_followup, say: it grants what the
--- new version adds). Giving a person access is then one statement:
+-- It needs pg_followup 0.4.0 or later. Safe to run again (after an upgrade of
+-- pg_followup, say: it grants what the new version adds). Giving a person
+-- access is then one statement:
 --     CREATE ROLE ann LOGIN PASSWORD '...' IN ROLE followup_support;
 -- and taking it away: DROP ROLE ann (or REVOKE followup_support FROM ann).
 --
 -- Each group inherits the one below it (a person's role inherits its group's
 -- privileges: roles are INHERIT unless created NOINHERIT):
 --   followup_viewer   read: health, runs, alerts, the outbox, the audit tables,
---                     policies (and quiet days), explain, verify
---   followup_support  viewer + correct a last contact, snooze, unsnooze
+--                     policies, quiet days, absences; explain, verify
+--   followup_support  viewer + correct a last contact, snooze, unsnooze,
+--                     set_away / end_away (a recipient's absence)
 --   followup_admin    support + run now, cancel, requeue dead messages, repair,
---                     resolve alerts, edit policies (and quiet days)
+--                     resolve alerts, edit policies and quiet days
 -- The console itself holds no privilege: it logs each person in as themselves.
 
 \set ON_ERROR_STOP on
@@ -31,8 +33,8 @@ END
 $$;
 
 COMMENT ON ROLE followup_viewer IS 'pg_followup console: reads health, runs, alerts, outbox, audit, policies; explain, verify';
-COMMENT ON ROLE followup_support IS 'pg_followup console: viewer + set_last_contact, snooze, unsnooze';
-COMMENT ON ROLE followup_admin IS 'pg_followup console: everything (run now, cancel, requeue, repair, alerts, policies)';
+COMMENT ON ROLE followup_support IS 'pg_followup console: viewer + set_last_contact, snooze, unsnooze, set_away, end_away';
+COMMENT ON ROLE followup_admin IS 'pg_followup console: everything (run now, cancel, requeue, repair, alerts, policies, quiet days)';
 
 GRANT followup_viewer TO followup_support;
 GRANT followup_support TO followup_admin;
@@ -53,32 +55,16 @@ GRANT EXECUTE ON FUNCTION followup.set_last_contact(text, date, text), followup.
 
 -- admin
 GRANT EXECUTE ON FUNCTION followup.run_now(date), followup.preview(date), followup.cancel(bigint[], text),
-                          followup.requeue_dead(bigint[]), followup.repair(text)
+                          followup.requeue_dead(bigint[]), followup.requeue_dead(bigint[], text),
+                          followup.repair(text), followup.resolve_alert(bigint)
    TO followup_admin;
 GRANT INSERT, UPDATE, DELETE ON followup.policies TO followup_admin;
 GRANT UPDATE (resolved_at) ON followup.alerts TO followup_admin;
 
--- What only some versions of pg_followup have: granted where it exists.
-DO $$
-DECLARE
-    f record;
-BEGIN
-    FOR f IN SELECT * FROM (VALUES
-            ('followup.requeue_dead(bigint[], text)', 'followup_admin'),
-            ('followup.resolve_alert(bigint)', 'followup_admin'),
-            ('followup.set_away(followup.recipient_role, text, date, date, text)', 'followup_support'),
-            ('followup.end_away(followup.recipient_role, text)', 'followup_support')) AS v(signature, grantee)
-    LOOP
-        IF to_regprocedure(f.signature) IS NOT NULL THEN
-            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', to_regprocedure(f.signature), f.grantee);
-        END IF;
-    END LOOP;
-    IF to_regclass('followup.quiet_days') IS NOT NULL THEN
-        GRANT SELECT ON followup.quiet_days TO followup_viewer;
-        GRANT INSERT, UPDATE, DELETE ON followup.quiet_days TO followup_admin;
-    END IF;
-    IF to_regclass('followup.away') IS NOT NULL THEN
-        GRANT SELECT ON followup.away TO followup_viewer;
-    END IF;
-END
-$$;
+-- calendars: everyone reads them; support (and so admin) records absences,
+-- admins edit quiet days like the policies
+GRANT SELECT ON followup.quiet_days, followup.away TO followup_viewer;
+GRANT EXECUTE ON FUNCTION followup.set_away(followup.recipient_role, text, date, date, text),
+                          followup.end_away(followup.recipient_role, text)
+   TO followup_support;
+GRANT INSERT, UPDATE, DELETE ON followup.quiet_days TO followup_admin;

@@ -191,6 +191,10 @@ pub struct Privileges {
     pub policy_insert: bool,
     pub policy_update: bool,
     pub policy_delete: bool,
+    pub set_away: bool,
+    pub end_away: bool,
+    pub quiet_day_insert: bool,
+    pub quiet_day_delete: bool,
 }
 
 pub async fn privileges(client: &Client) -> Result<Privileges, DbError> {
@@ -201,7 +205,10 @@ pub async fn privileges(client: &Client) -> Result<Privileges, DbError> {
                 {} OR has_column_privilege('followup.alerts', 'resolved_at', 'UPDATE') AS resolve_alert,
                 has_table_privilege('followup.policies', 'INSERT') AS policy_insert,
                 has_table_privilege('followup.policies', 'UPDATE') AS policy_update,
-                has_table_privilege('followup.policies', 'DELETE') AS policy_delete",
+                has_table_privilege('followup.policies', 'DELETE') AS policy_delete,
+                {} AS set_away, {} AS end_away,
+                has_table_privilege('followup.quiet_days', 'INSERT') AS quiet_day_insert,
+                has_table_privilege('followup.quiet_days', 'DELETE') AS quiet_day_delete",
         f("followup.set_last_contact(text, date, text)"),
         f("followup.snooze(text, date, text)"),
         f("followup.unsnooze(text)"),
@@ -211,6 +218,8 @@ pub async fn privileges(client: &Client) -> Result<Privileges, DbError> {
         f("followup.repair(text)"),
         f("followup.verify(int)"),
         f("followup.resolve_alert(bigint)"),
+        f("followup.set_away(followup.recipient_role, text, date, date, text)"),
+        f("followup.end_away(followup.recipient_role, text)"),
     );
     let row = client.query_one(&sql, &[]).await?;
     Ok(Privileges {
@@ -226,6 +235,10 @@ pub async fn privileges(client: &Client) -> Result<Privileges, DbError> {
         policy_insert: boolean(&row, "policy_insert"),
         policy_update: boolean(&row, "policy_update"),
         policy_delete: boolean(&row, "policy_delete"),
+        set_away: boolean(&row, "set_away"),
+        end_away: boolean(&row, "end_away"),
+        quiet_day_insert: boolean(&row, "quiet_day_insert"),
+        quiet_day_delete: boolean(&row, "quiet_day_delete"),
     })
 }
 
@@ -901,6 +914,102 @@ pub async fn unsnooze(client: &Client, assignment_id: &str) -> Result<i64, DbErr
     Ok(row.get(0))
 }
 
+/// A recipient of an assignment's messages: "mentor" or "coordinator", and
+/// the id.
+pub type Recipient = (String, String);
+
+/// The recipients of the assignment's messages (any cycle), for the away
+/// form; through the outbox's idempotency key (assignment_id first).
+pub async fn recipients(client: &Client, assignment_id: &str) -> Result<Vec<Recipient>, DbError> {
+    Ok(client
+        .query(
+            "SELECT DISTINCT recipient_role::text AS role, recipient_id AS id FROM followup.outbox
+              WHERE assignment_id = $1 AND recipient_id IS NOT NULL ORDER BY 1, 2 LIMIT 20",
+            &[&assignment_id],
+        )
+        .await?
+        .iter()
+        .map(|r| (text(r, "role"), text(r, "id")))
+        .collect())
+}
+
+#[derive(Debug)]
+pub struct Away {
+    pub away_id: i64,
+    pub recipient_role: String,
+    pub recipient_id: String,
+    pub from_day: String,
+    pub until_day: String,
+    pub reason: String,
+    pub set_by: String,
+    pub set_at: String,
+    pub ended_at: Option<String>,
+    pub ended_by: Option<String>,
+}
+
+/// The absences of these recipients, newest first.
+pub async fn absences(client: &Client, recipients: &[Recipient]) -> Result<Vec<Away>, DbError> {
+    if recipients.is_empty() {
+        return Ok(Vec::new());
+    }
+    let roles: Vec<&str> = recipients.iter().map(|r| r.0.as_str()).collect();
+    let ids: Vec<&str> = recipients.iter().map(|r| r.1.as_str()).collect();
+    let sql = concat!(
+        "SELECT away_id, recipient_role::text AS recipient_role, recipient_id, from_day::text AS from_day,
+                until_day::text AS until_day, reason, set_by::text AS set_by, ",
+        ts!("set_at"),
+        " AS set_at, ",
+        ts!("ended_at"),
+        " AS ended_at, ended_by::text AS ended_by
+           FROM followup.away
+          WHERE (recipient_role::text, recipient_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+          ORDER BY away_id DESC LIMIT 50"
+    );
+    Ok(client
+        .query(sql, &[&roles, &ids])
+        .await?
+        .iter()
+        .map(|r| Away {
+            away_id: int(r, "away_id"),
+            recipient_role: text(r, "recipient_role"),
+            recipient_id: text(r, "recipient_id"),
+            from_day: text(r, "from_day"),
+            until_day: text(r, "until_day"),
+            reason: text(r, "reason"),
+            set_by: text(r, "set_by"),
+            set_at: text(r, "set_at"),
+            ended_at: opt_text(r, "ended_at"),
+            ended_by: opt_text(r, "ended_by"),
+        })
+        .collect())
+}
+
+/// followup.set_away: the absence's row as JSON.
+pub async fn set_away(
+    client: &Client,
+    recipient: &Recipient,
+    from_day: Option<&str>,
+    until_day: Option<&str>,
+    reason: Option<&str>,
+) -> Result<Value, DbError> {
+    let row = client
+        .query_one(
+            "SELECT to_jsonb(a) FROM followup.set_away($1::text::followup.recipient_role, $2, $3::text::date,
+                                                        $4::text::date, $5) AS a",
+            &[&recipient.0, &recipient.1, &from_day, &until_day, &reason],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// followup.end_away: how many open absences it ended.
+pub async fn end_away(client: &Client, recipient: &Recipient) -> Result<i64, DbError> {
+    let row = client
+        .query_one("SELECT followup.end_away($1::text::followup.recipient_role, $2)", &[&recipient.0, &recipient.1])
+        .await?;
+    Ok(row.get(0))
+}
+
 // ---------------------------------------------------------------------------
 // Drift
 // ---------------------------------------------------------------------------
@@ -1070,29 +1179,78 @@ pub async fn policies(client: &Client) -> Result<Vec<serde_json::Map<String, Val
         .collect())
 }
 
-/// The quiet days, where the extension has them (followup.quiet_days).
-pub async fn quiet_days(client: &Client) -> Result<Option<Vec<serde_json::Map<String, Value>>>, DbError> {
-    let exists: bool = client.query_one("SELECT to_regclass('followup.quiet_days') IS NOT NULL", &[]).await?.get(0);
-    if !exists {
-        return Ok(None);
-    }
+#[derive(Debug)]
+pub struct QuietDay {
+    pub organization: String,
+    pub day: String,
+    /// ISO weekday, 1 = Monday
+    pub weekday: i32,
+    pub reason: String,
+}
+
+/// The quiet days from `from` on (the primary key's order by organization
+/// would not serve a date range; the table holds a few hundred rows), and
+/// how many are before it.
+pub async fn quiet_days(client: &Client, from: Option<&str>) -> Result<(Vec<QuietDay>, i64), DbError> {
+    let from = from.map(str::to_string);
+    let params: [&(dyn ToSql + Sync); 1] = [&from];
     let rows = client
-        .query("SELECT to_jsonb(q) FROM followup.quiet_days AS q ORDER BY 1 DESC LIMIT 200", &[])
-        .await
-        .or_else(|e| if e.code().is_some() { Ok(Vec::new()) } else { Err(e) })?;
-    Ok(Some(
-        rows.iter()
-            .filter_map(|r| match r.get::<_, Value>(0) {
-                Value::Object(map) => Some(map),
-                _ => None,
-            })
-            .collect(),
-    ))
+        .query(
+            "SELECT organization, day::text AS day, extract(isodow FROM day)::int AS weekday, reason
+               FROM followup.quiet_days WHERE day >= coalesce($1::text::date, current_date)
+              ORDER BY day, organization <> '*', organization LIMIT 500",
+            &params,
+        )
+        .await?;
+    let past = client
+        .query_one(
+            "SELECT count(*) FROM followup.quiet_days WHERE day < coalesce($1::text::date, current_date)",
+            &params,
+        )
+        .await?;
+    let days = rows
+        .iter()
+        .map(|r| QuietDay {
+            organization: text(r, "organization"),
+            day: text(r, "day"),
+            weekday: r.get("weekday"),
+            reason: text(r, "reason"),
+        })
+        .collect();
+    Ok((days, past.get(0)))
+}
+
+pub async fn add_quiet_day(
+    client: &Client,
+    organization: &str,
+    day: Option<&str>,
+    reason: Option<&str>,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "INSERT INTO followup.quiet_days (organization, day, reason) VALUES ($1, $2::text::date, $3)",
+            &[&organization, &day, &reason],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_quiet_day(client: &Client, organization: &str, day: Option<&str>) -> Result<(), DbError> {
+    let n = client
+        .execute(
+            "DELETE FROM followup.quiet_days WHERE organization = $1 AND day = $2::text::date",
+            &[&organization, &day],
+        )
+        .await?;
+    if n == 0 {
+        return Err(DbError::sql("P0002", format!("no quiet day {} for \"{organization}\"", day.unwrap_or("?"))));
+    }
+    Ok(())
 }
 
 /// The policy columns a form edits, all as text ('' is NULL); PostgreSQL
-/// converts and checks them.
-pub const POLICY_FIELDS: [&str; 8] = [
+/// converts and checks them (send_days as an array literal, "{1,2,3}").
+pub const POLICY_FIELDS: [&str; 9] = [
     "remind_after_days",
     "repeat_every_days",
     "escalate_after_days",
@@ -1101,24 +1259,36 @@ pub const POLICY_FIELDS: [&str; 8] = [
     "timezone",
     "send_from",
     "send_until",
+    "send_days",
 ];
 
 pub async fn save_policy(
     client: &Client,
     organization: &str,
-    values: &[Option<String>; 8],
+    values: &[Option<String>; 9],
     insert: bool,
 ) -> Result<(), DbError> {
-    let params: [&(dyn ToSql + Sync); 9] =
-        [&organization, &values[0], &values[1], &values[2], &values[3], &values[4], &values[5], &values[6], &values[7]];
+    let params: [&(dyn ToSql + Sync); 10] = [
+        &organization,
+        &values[0],
+        &values[1],
+        &values[2],
+        &values[3],
+        &values[4],
+        &values[5],
+        &values[6],
+        &values[7],
+        &values[8],
+    ];
     if insert {
         client
             .execute(
                 "INSERT INTO followup.policies (organization, remind_after_days, repeat_every_days,
                                                 escalate_after_days, max_reminders, enabled, timezone,
-                                                send_from, send_until)
+                                                send_from, send_until, send_days)
                  VALUES ($1, $2::text::int, $3::text::int, $4::text::int, $5::text::int,
-                         coalesce($6::text::boolean, true), $7, $8::text::time, $9::text::time)",
+                         coalesce($6::text::boolean, true), $7, $8::text::time, $9::text::time,
+                         $10::text::smallint[])",
                 &params,
             )
             .await?;
@@ -1128,7 +1298,8 @@ pub async fn save_policy(
                 "UPDATE followup.policies SET remind_after_days = $2::text::int, repeat_every_days = $3::text::int,
                         escalate_after_days = $4::text::int, max_reminders = $5::text::int,
                         enabled = coalesce($6::text::boolean, false), timezone = $7,
-                        send_from = $8::text::time, send_until = $9::text::time
+                        send_from = $8::text::time, send_until = $9::text::time,
+                        send_days = $10::text::smallint[]
                   WHERE organization = $1",
                 &params,
             )

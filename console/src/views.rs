@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::charts::human_seconds;
 use crate::db::{
-    Alert, AuditEntry, Correction, Drift, Estimates, Flow, Health, Message, OutboxFilter, OutboxPage, Privileges, Run,
-    Snooze, MAX_SELECTED, POLICY_FIELDS, SCAN_LIMIT,
+    Alert, AuditEntry, Away, Correction, Drift, Estimates, Flow, Health, Message, OutboxFilter, OutboxPage, Privileges,
+    QuietDay, Recipient, Run, Snooze, MAX_SELECTED, SCAN_LIMIT,
 };
 
 /// The person a page is for.
@@ -527,12 +527,14 @@ pub fn verdict_in_words(e: &Value) -> String {
 /// A policy object of explain, in words.
 fn policy_in_words(p: Option<&Value>) -> String {
     let Some(p @ Value::Object(_)) = p else { return "—".to_string() };
+    format!("{}: {}", s(p, "organization").unwrap_or("?"), rule_in_words(p))
+}
+
+/// A policy's rule (a policy row or explain's object), in words.
+fn rule_in_words(p: &Value) -> String {
     let n = |k: &str| p.get(k).and_then(Value::as_i64);
-    let mut words = format!(
-        "{}: remind after {} days",
-        s(p, "organization").unwrap_or("?"),
-        n("remind_after_days").map(|d| d.to_string()).unwrap_or_else(|| "?".into())
-    );
+    let mut words =
+        format!("remind after {} days", n("remind_after_days").map(|d| d.to_string()).unwrap_or_else(|| "?".into()));
     match n("repeat_every_days") {
         Some(d) => words.push_str(&format!(", again every {d} days")),
         None => words.push_str(", once"),
@@ -549,17 +551,78 @@ fn policy_in_words(p: Option<&Value>) -> String {
     words
 }
 
-/// explain's send window, in words.
+const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+fn weekday(iso: i64) -> &'static str {
+    usize::try_from(iso - 1).ok().and_then(|i| WEEKDAYS.get(i)).copied().unwrap_or("?")
+}
+
+/// ISO weekdays (send_days, a JSON array or NULL) in words: runs of three
+/// or more as a range, "Mon–Fri, Sun"; NULL is every day.
+pub fn weekdays_in_words(days: Option<&Value>) -> String {
+    let Some(Value::Array(days)) = days else { return "every day".to_string() };
+    let mut days: Vec<i64> = days.iter().filter_map(Value::as_i64).collect();
+    days.sort_unstable();
+    days.dedup();
+    if days.len() == 7 {
+        return "every day".to_string();
+    }
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < days.len() {
+        let mut j = i;
+        while j + 1 < days.len() && days[j + 1] == days[j] + 1 {
+            j += 1;
+        }
+        match j - i {
+            0 => parts.push(weekday(days[i]).to_string()),
+            1 => parts.extend([weekday(days[i]).to_string(), weekday(days[j]).to_string()]),
+            _ => parts.push(format!("{}–{}", weekday(days[i]), weekday(days[j]))),
+        }
+        i = j + 1;
+    }
+    parts.join(", ")
+}
+
+/// An instant from explain's JSON ("2026-06-15T03:00:00.12+00:00") to the
+/// minute, as "2026-06-15 03:00+00:00".
+fn instant_in_words(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(t)) if t.len() >= 16 && t.as_bytes().get(10) == Some(&b'T') => {
+            let zone = t[19..].find(['+', '-', 'Z']).map(|i| &t[19 + i..]).unwrap_or("");
+            format!("{} {}{zone}", &t[..10], &t[11..16])
+        }
+        other => json_text(other),
+    }
+}
+
+/// explain's calendar (window, weekdays, quiet days), in words.
 fn window_in_words(w: Option<&Value>) -> String {
-    let Some(w @ Value::Object(_)) = w else { return "none: any time".to_string() };
-    let open = if w.get("open_now") == Some(&Value::Bool(true)) { "open now" } else { "closed now" };
-    format!(
-        "{}–{} {} ({open}; next opening {})",
-        json_text(w.get("send_from")),
-        json_text(w.get("send_until")),
-        json_text(w.get("timezone")),
-        json_text(w.get("next_opening"))
-    )
+    let Some(w @ Value::Object(_)) = w else { return "none: any day, any time".to_string() };
+    let hours = match (s(w, "send_from"), s(w, "send_until")) {
+        (Some(from), Some(until)) => format!("{}–{}", from.get(..5).unwrap_or(from), until.get(..5).unwrap_or(until)),
+        _ => "any time".to_string(),
+    };
+    let state = if w.get("open_now") == Some(&Value::Bool(true)) {
+        "open now".to_string()
+    } else {
+        format!("closed now, opens {}", instant_in_words(w.get("next_opening")))
+    };
+    let quiet = if w.get("quiet_today") == Some(&Value::Bool(true)) { "; today is a quiet day" } else { "" };
+    format!("{hours}, {} ({}): {state}{quiet}", weekdays_in_words(w.get("send_days")), json_text(w.get("timezone")),)
+}
+
+/// explain's held_by of a pending message: what holds it back now, in words.
+pub fn held_by_in_words(held: Option<&Value>) -> String {
+    let Some(h @ Value::Object(_)) = held else { return String::new() };
+    let from = instant_in_words(h.get("visible_from"));
+    match s(h, "gate").unwrap_or("") {
+        "superseded" => "superseded by a newer reminder: withdrawn at the next claim".to_string(),
+        "recipient_away" => format!("the recipient is away until {}: held until {from}", json_text(h.get("until"))),
+        "quiet_day" => format!("today is a quiet day: held until {from}"),
+        "window_closed" => format!("outside the send window: held until {from}"),
+        other => format!("held back ({other}) until {from}"),
+    }
 }
 
 fn last_contact_source(e: &Value) -> String {
@@ -583,6 +646,9 @@ pub struct AssignmentView<'a> {
     pub explain: &'a Value,
     pub corrections: &'a [Correction],
     pub snoozes: &'a [Snooze],
+    /// the recipients of its messages, and their absences
+    pub recipients: &'a [Recipient],
+    pub absences: &'a [Away],
 }
 
 pub fn assignment(who: &Who, a: &AssignmentView) -> Markup {
@@ -614,14 +680,17 @@ pub fn assignment(who: &Who, a: &AssignmentView) -> Markup {
             @match e.get("messages").and_then(Value::as_array) {
                 Some(ms) if !ms.is_empty() => {
                     table.messages {
-                        thead { tr { th { "message" } th { "kind" } th { "status" } th { "visible" } th { "delivered" } th { "cancel reason" } } }
+                        thead { tr { th { "message" } th { "kind" } th { "status" } th { "visible" } th { "delivered" } th { "cancel reason" } th { "held back" } } }
                         tbody { @for m in ms { tr {
                             td { (json_text(m.get("message_id"))) }
                             td { (json_text(m.get("kind"))) " " (json_text(m.get("sequence"))) }
                             td { (json_text(m.get("status"))) }
-                            td { (json_text(m.get("visible_at"))) }
-                            td { (json_text(m.get("delivered_at"))) }
+                            td { (instant_in_words(m.get("visible_at"))) }
+                            td { (instant_in_words(m.get("delivered_at"))) }
                             td { (json_text(m.get("cancel_reason"))) }
+                            td.wrap.held data-gate=(m.get("held_by").and_then(|h| s(h, "gate")).unwrap_or("")) {
+                                (held_by_in_words(m.get("held_by")))
+                            }
                         } } }
                     }
                 }
@@ -668,6 +737,39 @@ pub fn assignment(who: &Who, a: &AssignmentView) -> Markup {
                         td { (z.snooze_id) } td { (z.snoozed_at) } td.by { (z.snoozed_by) } td { (z.until) } td.reason { (z.reason) }
                         td { (opt(&z.ended_at)) @if let Some(by) = &z.ended_by { " by " (by) } }
                     } } }
+                }
+            }
+            h2 { "Recipients away" }
+            p.note { "While a recipient is away, their messages wait for the first opening after the absence (followup.set_away, in their organization's local days)." }
+            @if a.absences.is_empty() { p { "None recorded for the recipients of its messages." } } @else {
+                table #absences {
+                    thead { tr { th { "id" } th { "recipient" } th { "from" } th { "until" } th { "reason" } th { "set" } th { "ended" } } }
+                    tbody { @for w in a.absences { tr {
+                        td { (w.away_id) } td { (w.recipient_role) " " (w.recipient_id) } td { (w.from_day) } td { (w.until_day) }
+                        td.reason { (w.reason) } td.by { (w.set_at) " by " (w.set_by) }
+                        td {
+                            @if let Some(at) = &w.ended_at { (at) @if let Some(by) = &w.ended_by { " by " (by) } }
+                            @else if who.can.end_away {
+                                form.inline method="post" action={ (base) "/end-away" } {
+                                    input type="hidden" name="recipient" value={ (w.recipient_role) ":" (w.recipient_id) };
+                                    button type="submit" { "End now" }
+                                }
+                            } @else { "open" }
+                        }
+                    } } }
+                }
+            }
+            @if who.can.set_away && !a.recipients.is_empty() {
+                form.action #form-away method="post" action={ (base) "/away" } {
+                    label { "Recipient "
+                        select name="recipient" required {
+                            @for (role, id) in a.recipients { option value={ (role) ":" (id) } { (role) " " (id) } }
+                        }
+                    }
+                    label { "Away from " input type="date" name="from_day" required; }
+                    label { "until (last day) " input type="date" name="until_day" required; }
+                    label { "Reason " input type="text" name="reason" required; }
+                    button type="submit" { "Record the absence" }
                 }
             }
         },
@@ -786,17 +888,35 @@ fn field_value(p: &serde_json::Map<String, Value>, key: &str) -> String {
     }
 }
 
-pub fn policies(
-    who: &Who,
-    policies: &[serde_json::Map<String, Value>],
-    quiet_days: Option<&[serde_json::Map<String, Value>]>,
-) -> Markup {
-    // every column the table has, the known ones first
-    let mut columns: Vec<String> = std::iter::once("organization").chain(POLICY_FIELDS).map(String::from).collect();
+/// The quiet days shown on /policies: from a day on, and how many are
+/// before it.
+pub struct QuietDays<'a> {
+    pub days: &'a [QuietDay],
+    pub from: Option<&'a str>,
+    pub past: i64,
+}
+
+/// The policy columns shown in words (the rest, if a newer extension adds
+/// any, as they are).
+const POLICY_SHOWN: [&str; 10] = [
+    "organization",
+    "remind_after_days",
+    "repeat_every_days",
+    "escalate_after_days",
+    "max_reminders",
+    "enabled",
+    "timezone",
+    "send_from",
+    "send_until",
+    "send_days",
+];
+
+pub fn policies(who: &Who, policies: &[serde_json::Map<String, Value>], quiet: &QuietDays) -> Markup {
+    let mut extra: Vec<&String> = Vec::new();
     for p in policies {
         for k in p.keys() {
-            if !columns.contains(k) {
-                columns.push(k.clone());
+            if !POLICY_SHOWN.contains(&k.as_str()) && !extra.contains(&k) {
+                extra.push(k);
             }
         }
     }
@@ -805,29 +925,75 @@ pub fn policies(
         "Policies",
         Some(who),
         html! {
-            p { "Each organization's reminder rule, time zone and send window; '*' applies to organizations without a row of their own." }
+            p { "Each organization's reminder rule and calendar: its time zone, the hours and weekdays its window opens on, and its quiet days. '*' applies to organizations without a row of their own; quiet days of '*' apply to every organization." }
             table #policies {
-                thead { tr { @for c in &columns { th { (c) } } @if editable { th {} } } }
-                tbody { @for p in policies { tr {
-                    @for c in &columns { td { (field_value(p, c)) } }
-                    @if editable { td {
-                        a href=(href("/policies/edit", &[("organization", Some(field_value(p, "organization")))])) { "Edit" }
-                    } }
-                } } }
+                thead { tr {
+                    th { "organization" } th { "rule" } th { "time zone" } th { "window" } th { "send days" }
+                    @for c in &extra { th { (c) } }
+                    @if editable { th {} }
+                } }
+                tbody { @for p in policies {
+                    @let row = Value::Object(p.clone());
+                    @let org = field_value(p, "organization");
+                    tr data-organization=(org) {
+                        td { strong { (org) } }
+                        td.wrap { (rule_in_words(&row)) }
+                        td { (opt(&given_value(p, "timezone"))) }
+                        td { @match (s(&row, "send_from"), s(&row, "send_until")) {
+                            (Some(from), Some(until)) => { (from.get(..5).unwrap_or(from)) "–" (until.get(..5).unwrap_or(until)) }
+                            _ => { "any time" }
+                        } }
+                        td.send-days { (weekdays_in_words(p.get("send_days"))) }
+                        @for c in &extra { td { (field_value(p, c)) } }
+                        @if editable { td {
+                            a href=(href("/policies/edit", &[("organization", Some(org.clone()))])) { "Edit" }
+                        } }
+                    }
+                } }
             }
             @if who.can.policy_insert {
                 p { a #new-policy href="/policies/edit" { "New policy…" } }
             }
-            @if let Some(days) = quiet_days {
-                h2 { "Quiet days" }
-                @if days.is_empty() { p { "None." } } @else {
-                    table #quiet-days {
-                        tbody { @for d in days { tr { @for (k, v) in d { td { (k) ": " (json_text(Some(v))) } } } } }
-                    }
+            h2 { "Quiet days" }
+            p.note { "No message of the organization is handed out on these local days; each waits for the next opening after it. Its own window's time zone decides the day." }
+            form.filters method="get" action="/policies" {
+                label { "from " input type="date" name="from" value=(quiet.from.unwrap_or("")); }
+                button type="submit" { "Show" }
+                @if quiet.past > 0 {
+                    span.note #quiet-past { (quiet.past) " earlier quiet day(s) not shown" }
+                }
+            }
+            @if quiet.days.is_empty() { p #no-quiet-days { "None from " (quiet.from.unwrap_or("today")) " on." } } @else {
+                table #quiet-days {
+                    thead { tr { th { "day" } th { "weekday" } th { "organization" } th { "reason" } @if who.can.quiet_day_delete { th {} } } }
+                    tbody { @for d in quiet.days { tr {
+                        td { (d.day) } td { (weekday(i64::from(d.weekday))) }
+                        td { @if d.organization == "*" { "* (every organization)" } @else { (d.organization) } }
+                        td.reason { (d.reason) }
+                        @if who.can.quiet_day_delete { td {
+                            form.inline method="post" action="/policies/quiet-days/delete" {
+                                input type="hidden" name="organization" value=(d.organization);
+                                input type="hidden" name="day" value=(d.day);
+                                button.danger type="submit" { "Remove" }
+                            }
+                        } }
+                    } } }
+                }
+            }
+            @if who.can.quiet_day_insert {
+                form.action #form-quiet-day method="post" action="/policies/quiet-days" {
+                    label { "Organization " input type="text" name="organization" value="*" required; }
+                    label { "Day " input type="date" name="day" required; }
+                    label { "Reason " input type="text" name="reason" required placeholder="e.g. Christmas Day"; }
+                    button type="submit" { "Add a quiet day" }
                 }
             }
         },
     )
+}
+
+fn given_value(p: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
+    Some(field_value(p, key)).filter(|v| !v.is_empty())
 }
 
 pub fn policy_edit(who: &Who, policy: Option<&serde_json::Map<String, Value>>) -> Markup {
@@ -836,6 +1002,11 @@ pub fn policy_edit(who: &Who, policy: Option<&serde_json::Map<String, Value>>) -
         None => "New policy".to_string(),
     };
     let v = |k: &str| policy.map(|p| field_value(p, k)).unwrap_or_default();
+    let send_days: Vec<i64> = policy
+        .and_then(|p| p.get("send_days"))
+        .and_then(Value::as_array)
+        .map(|days| days.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
     layout(
         &title,
         Some(who),
@@ -856,6 +1027,16 @@ pub fn policy_edit(who: &Who, policy: Option<&serde_json::Map<String, Value>>) -
                 label { "time zone " input type="text" name="timezone" placeholder="e.g. Europe/Oslo" value=(v("timezone")); }
                 label { "send from " input type="time" name="send_from" value=(v("send_from").get(..5).unwrap_or("")); }
                 label { "send until " input type="time" name="send_until" value=(v("send_until").get(..5).unwrap_or("")); }
+                fieldset.weekdays {
+                    legend { "send days (none ticked: every day)" }
+                    @for (i, name) in WEEKDAYS.iter().enumerate() {
+                        @let day = i as i64 + 1;
+                        label.check {
+                            input type="checkbox" name="send_days" value=(day) checked[send_days.contains(&day)];
+                            (name)
+                        }
+                    }
+                }
                 button type="submit" { "Save" }
                 " " a href="/policies" { "Back" }
             }
@@ -900,5 +1081,30 @@ mod tests {
         assert!(verdict_in_words(&e).starts_with("Snoozed until 2026-07-01"));
         let e: Value = serde_json::json!({"verdict": "due", "as_of": "2026-06-15", "due": [{}, {}]});
         assert!(verdict_in_words(&e).contains("2 message(s)"));
+    }
+
+    #[test]
+    fn calendars_in_words() {
+        let days = |v: Value| weekdays_in_words(Some(&v));
+        assert_eq!(days(serde_json::json!([1, 2, 3, 4, 5])), "Mon–Fri");
+        assert_eq!(days(serde_json::json!([7, 1, 2])), "Mon, Tue, Sun");
+        assert_eq!(days(serde_json::json!([1, 3, 4, 5, 6, 7])), "Mon, Wed–Sun");
+        assert_eq!(days(serde_json::json!([1, 2, 3, 4, 5, 6, 7])), "every day");
+        assert_eq!(days(Value::Null), "every day");
+        let held = serde_json::json!({"gate": "recipient_away", "until": "2026-07-14",
+                                      "visible_from": "2026-07-15T07:00:00.5+00:00"});
+        assert_eq!(
+            held_by_in_words(Some(&held)),
+            "the recipient is away until 2026-07-14: held until 2026-07-15 07:00+00:00"
+        );
+        assert!(held_by_in_words(Some(&serde_json::json!({"gate": "superseded"}))).starts_with("superseded"));
+        assert_eq!(held_by_in_words(Some(&Value::Null)), "");
+        let w = serde_json::json!({"timezone": "Europe/Oslo", "send_from": "08:00:00", "send_until": "20:00:00",
+                                   "send_days": [1, 2, 3, 4, 5], "quiet_today": true, "open_now": false,
+                                   "next_opening": "2026-12-28T07:00:00+00:00"});
+        assert_eq!(
+            window_in_words(Some(&w)),
+            "08:00–20:00, Mon–Fri (Europe/Oslo): closed now, opens 2026-12-28 07:00+00:00; today is a quiet day"
+        );
     }
 }

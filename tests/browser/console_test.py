@@ -8,6 +8,7 @@ environment:
   EVIL_URL        a page of another site with a form posting to the console
   PASSWORD        the password of vic (viewer), ann (support), ada (admin)
   AS_OF, DAY_M1   the tests' day and the day before
+  AWAY_ASSIGNMENT an assignment whose pending reminder's recipient is away
   RUN_DAYS        run days on the overview's chart (one point each)
   HOSTILE_ID      an assignment id in the outbox that holds <script>
   SCREENSHOTS     where every page's screenshot goes
@@ -34,6 +35,7 @@ EVIL_URL = os.environ["EVIL_URL"]
 PASSWORD = os.environ["PASSWORD"]
 AS_OF = os.environ["AS_OF"]
 DAY_M1 = os.environ["DAY_M1"]
+AWAY_ASSIGNMENT = os.environ["AWAY_ASSIGNMENT"]
 RUN_DAYS = int(os.environ["RUN_DAYS"])
 HOSTILE_ID = os.environ["HOSTILE_ID"]
 IDLE_SECONDS = int(os.environ["IDLE_SECONDS"])
@@ -170,6 +172,13 @@ try:
               "WHERE assignment_id = '1' ORDER BY correction_id DESC LIMIT 1") == f"ann|{DAY_M1}")
     d.get(f"{URL}/assignments/1?as_of={AS_OF}")
     shot("assignment")
+    d.get(f"{URL}/assignments/{AWAY_ASSIGNMENT}")
+    held = [c.text for c in d.find_elements(By.CSS_SELECTOR, "td.held[data-gate=recipient_away]")]
+    check("a reminder held back by the recipient's absence says so, with its end",
+          len(held) == 1 and held[0].startswith("the recipient is away until "), str(held))
+    check("... the absence is listed, with the form to record another",
+          "hiking in the mountains" in (text("#absences") or "") and present("#form-away"))
+    shot("assignment-away")
     d.get(URL + "/audit")
     audit_rows = [r for r in d.find_elements(By.CSS_SELECTOR, "#audit tbody tr")
                   if r.find_element(By.CSS_SELECTOR, "td.reason").text == REASON]
@@ -244,6 +253,15 @@ try:
         check(f"the admin's {page} page shows", d.title.endswith("pg_followup console") and not present("#sqlstate"),
               d.title)
         shot(name)
+    d.get(f"{URL}/policies?from={AS_OF}")
+    org02 = d.find_element(By.CSS_SELECTOR, "#policies tr[data-organization=org-02]").text
+    check("/policies shows org-02's window and weekdays in words", "08:00–18:00" in org02 and "Mon–Fri" in org02, org02)
+    quiet = [r.text for r in d.find_elements(By.CSS_SELECTOR, "#quiet-days tbody tr")]
+    check("... and the quiet days from a day on, each with its weekday and reason",
+          len(quiet) == 2 and "Midsummer" in quiet[0] and "Staff day" in quiet[1] and text("#quiet-past").startswith("1 "),
+          str(quiet))
+    check("... with the admin's forms", present("#form-quiet-day") and present("#quiet-days button.danger"))
+    shot("policies-calendar")
     d.get(URL + "/outbox")
     check("the admin is offered cancel and requeue", present("button[value=cancel]") and present("button[value=requeue]"))
     boxes = d.find_elements(By.CSS_SELECTOR, "input[name=ids]")[:2]

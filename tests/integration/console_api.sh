@@ -17,6 +17,10 @@
 #   4. forms: 303 to the page changed, 403 for what the role may not do (and
 #      nothing changed), cross-site posts refused; the admin's cancel, requeue,
 #      repair, run now, resolve and policy edits audited under their own name;
+#  4b. calendars: the grants of roles.sql (support records absences, admins
+#      quiet days, a viewer gets 42501), the absence form and explain's
+#      held_by in words on an assignment's page, send days from the policy
+#      form and in words, quiet days listed, added and removed;
 #   5. headers (CSP, frame, referrer, nosniff) and error pages without SQL.
 source "$(dirname "$0")/../lib/integration.sh"
 source "$REPO/tests/lib/console.sh"
@@ -266,10 +270,96 @@ expect "a time zone the server does not know: 400" \
 expect "the admin deletes it: 303" "$(http POST /policies/delete -b "$WORK/ada.jar" -d organization=org-x)" "303"
 expect "... gone" "$(q "SELECT count(*) FROM followup.policies WHERE organization = 'org-x'")" "0"
 
+# --- 4b. calendars: send days, quiet days, absences ----------------------------
+# as_person NAME SQL: the statement as NAME over TCP (SCRAM), "ERROR: <SQLSTATE>" on failure
+as_person() {
+    PGPASSWORD=$PASSWORD psql -X -At -q -h 127.0.0.1 -p "$DB_PORT" -U "$1" -d "$DB" -v VERBOSITY=sqlstate -c "$2" 2>&1 \
+        | sed 's/^ERROR: */ERROR: /'
+}
+read -r away_assignment away_role away_id < <(q "SELECT assignment_id || ' ' || recipient_role || ' ' || recipient_id
+    FROM followup.outbox AS o WHERE status = 'pending' AND recipient_id IS NOT NULL AND assignment_id NOT IN ('1','2','3','4','5','6')
+     AND NOT EXISTS (SELECT 1 FROM followup.outbox AS n WHERE n.assignment_id = o.assignment_id AND n.cycle_start = o.cycle_start
+                                                         AND n.kind = o.kind AND n.sequence > o.sequence)
+   ORDER BY message_id DESC LIMIT 1" | tr '|' ' ')
+set_away_sql="SELECT (followup.set_away('$away_role', '$away_id', current_date, current_date + 7, 'holiday')).set_by"
+expect "a viewer may not record an absence (SQL): 42501" "$(as_person vic "$set_away_sql")" "ERROR: 42501"
+expect "a viewer may not add a quiet day (SQL): 42501" \
+    "$(as_person vic "INSERT INTO followup.quiet_days VALUES ('*', '2099-12-24', 'forged')")" "ERROR: 42501"
+expect "... but reads them and the absences" \
+    "$(as_person vic "SELECT (SELECT count(*) FROM followup.quiet_days) + (SELECT count(*) FROM followup.away)")" "0"
+expect "support may not add a quiet day (SQL): 42501" \
+    "$(as_person ann "INSERT INTO followup.quiet_days VALUES ('*', '2099-12-24', 'forged')")" "ERROR: 42501"
+expect "support records an absence (SQL), under their own name" "$(as_person ann "$set_away_sql")" "ann"
+expect "the admin ends it (SQL): one ended" \
+    "$(as_person ada "SELECT followup.end_away('$away_role', '$away_id')")" "1"
+
+before=$(q "SELECT count(*) FROM followup.away")
+expect "a viewer's forged absence form: 403, nothing recorded" \
+    "$(http POST "/assignments/$away_assignment/away" -b "$WORK/vic.jar" -d "recipient=$away_role:$away_id" \
+          -d "from_day=$(q 'SELECT current_date')" -d "until_day=$(q 'SELECT current_date + 7')" -d "reason=forged"):$(q "SELECT count(*) FROM followup.away")" \
+    "403:$before"
+http GET "/assignments/$away_assignment" -b "$WORK/ann.jar" >/dev/null
+expect "support is offered the absence form, with the recipient of its messages" \
+    "$(grep -c "id=\"form-away\"" "$WORK/body"):$(grep -c "option value=\"$away_role:$away_id\"" "$WORK/body")" "1:1"
+expect "support's absence form: 303 to the assignment" \
+    "$(http POST "/assignments/$away_assignment/away" -b "$WORK/ann.jar" -d "recipient=$away_role:$away_id" \
+          -d "from_day=$(q 'SELECT current_date')" -d "until_day=$(q 'SELECT current_date + 7')" \
+          --data-urlencode "reason=<script>alert(1)</script> hiking"):$(header location)" "303:/assignments/$away_assignment"
+expect "... recorded, set by ann" \
+    "$(q "SELECT set_by || ':' || (until_day - current_date) FROM followup.away WHERE ended_at IS NULL")" "ann:7"
+http GET "/assignments/$away_assignment" -b "$WORK/vic.jar" >/dev/null
+expect "the assignment's page says the message is held back: the recipient is away, until when" \
+    "$(grep -c "data-gate=\"recipient_away\">the recipient is away until $(q 'SELECT current_date + 7'): held until" "$WORK/body")" "1"
+expect "... the absence's reason shows as text" \
+    "$(grep -c '&lt;script&gt;alert(1)&lt;/script&gt; hiking' "$WORK/body"):$(grep -c '<script>' "$WORK/body")" "1:0"
+expect "... and a viewer is offered neither the form nor an end" \
+    "$(grep -c 'id="form-away"\|/end-away' "$WORK/body")" "0"
+expect "support ends the absence from the page: 303" \
+    "$(http POST "/assignments/$away_assignment/end-away" -b "$WORK/ann.jar" -d "recipient=$away_role:$away_id")" "303"
+expect "... ended by ann" "$(q "SELECT count(*) || ':' || max(ended_by) FROM followup.away WHERE ended_at IS NOT NULL AND set_by = 'ann'")" "2:ann"
+
+expect "the admin sets a policy's send days from the form (Mon-Fri)" \
+    "$(http POST /policies -b "$WORK/ada.jar" -d mode=insert -d organization=org-days -d remind_after_days=7 -d enabled=true \
+          -d timezone=Europe/Oslo -d send_from=08:00 -d send_until=18:00 $(for d in 1 2 3 4 5; do printf -- '-d send_days=%d ' $d; done)):$(q "SELECT send_days FROM followup.policies WHERE organization = 'org-days'")" \
+    "303:{1,2,3,4,5}"
+expect "... /policies names them" \
+    "$(http GET /policies -b "$WORK/vic.jar"):$(grep -o '<tr data-organization="org-days">.*' "$WORK/body" | grep -o '<td class="send-days">[^<]*')" \
+    '200:<td class="send-days">Mon–Fri'
+expect "... the edit form has them ticked" \
+    "$(http GET '/policies/edit?organization=org-days' -b "$WORK/ada.jar"):$(grep -o 'name="send_days" value="[0-9]" checked' "$WORK/body" | wc -l)" "200:5"
+expect "no day ticked: every day (NULL)" \
+    "$(http POST /policies -b "$WORK/ada.jar" -d mode=update -d organization=org-days -d remind_after_days=7 -d enabled=true):$(q "SELECT coalesce(send_days::text, 'NULL') FROM followup.policies WHERE organization = 'org-days'")" \
+    "303:NULL"
+expect "a day that is not a weekday: 400, nothing changed" \
+    "$(http POST /policies -b "$WORK/ada.jar" -d mode=update -d organization=org-days -d remind_after_days=9 -d send_days=9):$(q "SELECT remind_after_days FROM followup.policies WHERE organization = 'org-days'")" \
+    "400:7"
+q "DELETE FROM followup.policies WHERE organization = 'org-days'"
+
+expect "a viewer's forged quiet day: 403" \
+    "$(http POST /policies/quiet-days -b "$WORK/vic.jar" -d 'organization=*' -d day=2099-12-25 -d reason=forged)" "403"
+expect "support's too" \
+    "$(http POST /policies/quiet-days -b "$WORK/ann.jar" -d 'organization=*' -d day=2099-12-25 -d reason=forged)" "403"
+expect "... nothing added" "$(q "SELECT count(*) FROM followup.quiet_days")" "0"
+expect "the admin adds a quiet day: 303 to /policies" \
+    "$(http POST /policies/quiet-days -b "$WORK/ada.jar" -d 'organization=*' -d day=2099-12-25 \
+          --data-urlencode 'reason=Christmas <script>x</script>'):$(header location)" "303:/policies"
+expect "... audited as ada" "$(q "SELECT acting_role FROM followup.audit_log WHERE action = 'quiet_day_insert'")" "ada"
+q "INSERT INTO followup.quiet_days VALUES ('org-01', '2000-01-01', 'long ago')"
+http GET '/policies?from=2099-01-01' -b "$WORK/vic.jar" >/dev/null
+expect "/policies lists the quiet days from a day on, with the weekday, the reason as text" \
+    "$(grep -o '<td>2099-12-25</td><td>Fri</td><td>\* (every organization)</td><td class="reason">Christmas &lt;script&gt;x&lt;/script&gt;' "$WORK/body" | wc -l)" "1"
+expect "... and how many are earlier; a viewer gets no forms" \
+    "$(grep -o 'id="quiet-past">[0-9]*' "$WORK/body"):$(grep -c 'form-quiet-day\|quiet-days/delete' "$WORK/body")" 'id="quiet-past">1:0'
+expect "the admin removes it: 303, gone" \
+    "$(http POST /policies/quiet-days/delete -b "$WORK/ada.jar" -d 'organization=*' -d day=2099-12-25):$(q "SELECT count(*) FROM followup.quiet_days WHERE day = '2099-12-25'")" \
+    "303:0"
+expect "removing one that is not there: 404" \
+    "$(http POST /policies/quiet-days/delete -b "$WORK/ada.jar" -d 'organization=*' -d day=2099-12-25)" "404"
+
 # --- 5. every page answers, with the headers --------------------------------------
 for page in / /runs "/runs/1" /alerts /outbox '/outbox?status=delivered&organization=org-01&kind=reminder' \
             "/outbox?date=$AS_OF" "/assignments/1?as_of=$AS_OF" /drift /audit '/audit?source=corrections' /policies \
-            /policies/edit '/policies/edit?organization=*'; do
+            /policies/edit '/policies/edit?organization=*' '/policies?from=2000-01-01'; do
     expect "GET $page: 200" "$(http GET "$page" -b "$WORK/ada.jar")" "200"
 done
 http GET / -b "$WORK/ada.jar" >/dev/null

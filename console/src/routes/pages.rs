@@ -380,12 +380,25 @@ pub struct AsOfQuery {
 pub async fn assignment(person: Person, Path(id): Path<String>, Query(q): Query<AsOfQuery>) -> Page {
     let c = person.client();
     let as_of = given(&q.as_of);
-    let (explain, corrections, snoozes, can) =
-        tokio::try_join!(db::explain(c, &id, as_of), db::corrections(c, &id), db::snoozes(c, &id), db::privileges(c))
-            .map_err(|e| page_error(&person, e))?;
+    let (explain, corrections, snoozes, recipients, can) = tokio::try_join!(
+        db::explain(c, &id, as_of),
+        db::corrections(c, &id),
+        db::snoozes(c, &id),
+        db::recipients(c, &id),
+        db::privileges(c)
+    )
+    .map_err(|e| page_error(&person, e))?;
+    let absences = db::absences(c, &recipients).await.map_err(|e| page_error(&person, e))?;
     let who = Who { role: &person.session.role, can };
-    let view =
-        views::AssignmentView { id: &id, as_of, explain: &explain, corrections: &corrections, snoozes: &snoozes };
+    let view = views::AssignmentView {
+        id: &id,
+        as_of,
+        explain: &explain,
+        corrections: &corrections,
+        snoozes: &snoozes,
+        recipients: &recipients,
+        absences: &absences,
+    };
     Ok(views::assignment(&who, &view).into_response())
 }
 
@@ -504,12 +517,20 @@ pub async fn audit(person: Person, Query(q): Query<AuditQuery>) -> Page {
 // Policies
 // ---------------------------------------------------------------------------
 
-pub async fn policies(person: Person) -> Page {
+#[derive(Deserialize)]
+pub struct PoliciesQuery {
+    /// quiet days from this day on (default: today)
+    from: Option<String>,
+}
+
+pub async fn policies(person: Person, Query(q): Query<PoliciesQuery>) -> Page {
     let c = person.client();
-    let (policies, quiet_days, can) =
-        tokio::try_join!(db::policies(c), db::quiet_days(c), db::privileges(c)).map_err(|e| page_error(&person, e))?;
+    let from = given(&q.from);
+    let (policies, (quiet_days, past), can) =
+        tokio::try_join!(db::policies(c), db::quiet_days(c, from), db::privileges(c))
+            .map_err(|e| page_error(&person, e))?;
     let who = Who { role: &person.session.role, can };
-    Ok(views::policies(&who, &policies, quiet_days.as_deref()).into_response())
+    Ok(views::policies(&who, &policies, &views::QuietDays { days: &quiet_days, from, past }).into_response())
 }
 
 #[derive(Deserialize)]
@@ -544,9 +565,15 @@ pub struct PolicyForm {
     timezone: Option<String>,
     send_from: Option<String>,
     send_until: Option<String>,
+    /// the ticked weekdays (1 = Monday); none ticked: every day
+    #[serde(default)]
+    send_days: Vec<String>,
 }
 
-pub async fn save_policy(person: Person, Form(form): Form<PolicyForm>) -> Page {
+pub async fn save_policy(
+    person: Person,
+    axum_extra::extract::Form(form): axum_extra::extract::Form<PolicyForm>,
+) -> Page {
     let Some(organization) = given(&form.organization) else {
         return Err(bad_request(&person, "an organization is needed"));
     };
@@ -561,12 +588,20 @@ pub async fn save_policy(person: Person, Form(form): Form<PolicyForm>) -> Page {
         v(&form.timezone),
         v(&form.send_from),
         v(&form.send_until),
+        send_days_literal(&form.send_days),
     ];
     debug_assert_eq!(values.len(), POLICY_FIELDS.len());
     let insert = form.mode.as_deref() == Some("insert");
     db::save_policy(person.client(), organization, &values, insert).await.map_err(|e| page_error(&person, e))?;
     tracing::info!(role = %person.session.role, organization, insert, "policy saved");
     Ok(see_other("/policies"))
+}
+
+/// The ticked weekdays as an array literal for PostgreSQL to check, or
+/// NULL (every day) when none is ticked.
+fn send_days_literal(days: &[String]) -> Option<String> {
+    let days: Vec<&str> = days.iter().map(|d| d.trim()).filter(|d| !d.is_empty()).collect();
+    (!days.is_empty()).then(|| format!("{{{}}}", days.join(",")))
 }
 
 pub async fn delete_policy(person: Person, Form(form): Form<OrganizationQuery>) -> Page {
@@ -576,6 +611,66 @@ pub async fn delete_policy(person: Person, Form(form): Form<OrganizationQuery>) 
     db::delete_policy(person.client(), organization).await.map_err(|e| page_error(&person, e))?;
     tracing::info!(role = %person.session.role, organization, "policy deleted");
     Ok(see_other("/policies"))
+}
+
+#[derive(Deserialize)]
+pub struct QuietDayForm {
+    organization: Option<String>,
+    day: Option<String>,
+    reason: Option<String>,
+}
+
+pub async fn add_quiet_day(person: Person, Form(form): Form<QuietDayForm>) -> Page {
+    let Some(organization) = given(&form.organization) else {
+        return Err(bad_request(&person, "an organization is needed ('*' for every one)"));
+    };
+    db::add_quiet_day(person.client(), organization, given(&form.day), form.reason.as_deref())
+        .await
+        .map_err(|e| page_error(&person, e))?;
+    tracing::info!(role = %person.session.role, organization, day = ?form.day, "quiet day added");
+    Ok(see_other("/policies"))
+}
+
+pub async fn delete_quiet_day(person: Person, Form(form): Form<QuietDayForm>) -> Page {
+    let Some(organization) = given(&form.organization) else {
+        return Err(bad_request(&person, "an organization is needed"));
+    };
+    db::delete_quiet_day(person.client(), organization, given(&form.day)).await.map_err(|e| page_error(&person, e))?;
+    tracing::info!(role = %person.session.role, organization, day = ?form.day, "quiet day deleted");
+    Ok(see_other("/policies"))
+}
+
+#[derive(Deserialize)]
+pub struct AwayForm {
+    /// "mentor:101"
+    recipient: Option<String>,
+    from_day: Option<String>,
+    until_day: Option<String>,
+    reason: Option<String>,
+}
+
+/// "mentor:101" as (role, id); PostgreSQL checks the role.
+fn recipient_of(person: &Person, value: &Option<String>) -> Result<db::Recipient, Response> {
+    given(value)
+        .and_then(|v| v.split_once(':'))
+        .map(|(role, id)| (role.to_string(), id.to_string()))
+        .ok_or_else(|| bad_request(person, "a recipient is needed"))
+}
+
+pub async fn set_away(person: Person, Path(id): Path<String>, Form(form): Form<AwayForm>) -> Page {
+    let recipient = recipient_of(&person, &form.recipient)?;
+    db::set_away(person.client(), &recipient, given(&form.from_day), given(&form.until_day), form.reason.as_deref())
+        .await
+        .map_err(|e| page_error(&person, e))?;
+    tracing::info!(role = %person.session.role, assignment = %id, recipient = ?recipient, "recipient away");
+    Ok(see_other(&format!("/assignments/{}", segment(&id))))
+}
+
+pub async fn end_away(person: Person, Path(id): Path<String>, Form(form): Form<AwayForm>) -> Page {
+    let recipient = recipient_of(&person, &form.recipient)?;
+    db::end_away(person.client(), &recipient).await.map_err(|e| page_error(&person, e))?;
+    tracing::info!(role = %person.session.role, assignment = %id, recipient = ?recipient, "absence ended");
+    Ok(see_other(&format!("/assignments/{}", segment(&id))))
 }
 
 #[cfg(test)]
