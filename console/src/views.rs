@@ -209,10 +209,10 @@ pub fn overview(who: &Who, o: &Overview) -> Markup {
                 }
                 p { "Oldest claimable message waiting: " strong #oldest-claimable { (human_seconds(o.oldest_claimable)) } }
             }
+            }
             section #open-alerts {
                 h2 { "Open alerts" }
-                (alert_table(who, &o.alerts))
-            }
+                (alert_table(who, &o.alerts, true))
             }
             div.charts {
             section.chart #chart-runs {
@@ -238,17 +238,26 @@ pub fn overview(who: &Who, o: &Overview) -> Markup {
     )
 }
 
-fn alert_table(who: &Who, alerts: &[Alert]) -> Markup {
+/// Alerts as a table; `open_only` (the overview's card) leaves out the id
+/// and the resolved column.
+fn alert_table(who: &Who, alerts: &[Alert], open_only: bool) -> Markup {
     html! {
-        @if alerts.is_empty() { p { "None." } } @else {
+        @if alerts.is_empty() { p { "None." } } @else { div.scroll {
             table.alerts {
-                thead { tr { th { "id" } th { "raised" } th { "kind" } th { "run" } th { "message" } th { "resolved" } @if who.can.resolve_alert { th {} } } }
+                thead { tr {
+                    @if !open_only { th { "id" } }
+                    th { "raised" } th { "kind" } th { "run" } th { "message" }
+                    @if !open_only { th { "resolved" } }
+                    @if who.can.resolve_alert { th {} }
+                } }
                 tbody {
                     @for a in alerts {
                         tr {
-                            td { (a.alert_id) } td { (a.raised_at) } td { (a.kind) }
+                            @if !open_only { td { (a.alert_id) } }
+                            td.ts { (instant(&a.raised_at)) } td { (a.kind) }
                             td { @if let Some(r) = a.run_id { a href={ "/runs/" (r) } { (r) } } }
-                            td.wrap { (a.message) } td { (opt(&a.resolved_at)) }
+                            td.wrap { (a.message) }
+                            @if !open_only { td.ts { (instant(opt(&a.resolved_at))) } }
                             @if who.can.resolve_alert {
                                 td { @if a.resolved_at.is_none() {
                                     form.inline method="post" action={ "/alerts/" (a.alert_id) "/resolve" } {
@@ -260,7 +269,7 @@ fn alert_table(who: &Who, alerts: &[Alert]) -> Markup {
                     }
                 }
             }
-        }
+        } }
     }
 }
 
@@ -333,7 +342,7 @@ pub fn run(who: &Who, run: &Run, alerts: &[Alert], messages: &[Message], next: O
             (run_rows(std::slice::from_ref(run)))
             @if who.can.run_now { (run_now_form()) }
             h2 { "Alerts" }
-            (alert_table(who, alerts))
+            (alert_table(who, alerts, false))
             h2 { "Messages" }
             (message_table(messages, false))
             @if let Some(next) = next {
@@ -349,9 +358,9 @@ pub fn alerts(who: &Who, open: &[Alert], recent: &[Alert], next: Option<i64>) ->
         Some(who),
         html! {
             h2 { "Open" }
-            (alert_table(who, open))
+            (alert_table(who, open, false))
             h2 { "All, newest first" }
-            (alert_table(who, recent))
+            (alert_table(who, recent, false))
             @if let Some(next) = next {
                 p.pager { a rel="next" href=(href("/alerts", &[("before", Some(next.to_string()))])) { "Older alerts →" } }
             }
@@ -363,9 +372,18 @@ pub fn alerts(who: &Who, open: &[Alert], recent: &[Alert], next: Option<i64>) ->
 // Outbox
 // ---------------------------------------------------------------------------
 
+/// "2026-06-15 03:00:00 UTC" with the time and zone kept together: a tight
+/// table breaks it between the date and the time only.
+fn instant(ts: &str) -> String {
+    match ts.rsplit_once(' ') {
+        Some((day_time, zone)) => format!("{day_time}\u{a0}{zone}"),
+        None => ts.to_string(),
+    }
+}
+
 fn message_table(messages: &[Message], selectable: bool) -> Markup {
     html! {
-        @if messages.is_empty() { p { "No messages." } } @else {
+        @if messages.is_empty() { p { "No messages." } } @else { div.scroll {
             table.messages {
                 thead { tr {
                     @if selectable { th { "select" } }
@@ -383,14 +401,14 @@ fn message_table(messages: &[Message], selectable: bool) -> Markup {
                             td { (opt(&m.organization)) }
                             td { (status_badge(&m.status)) }
                             td.num { (m.attempts) }
-                            td { (m.enqueued_at) } td { (m.visible_at) }
-                            td { (m.delivered_at.as_deref().or(m.cancelled_at.as_deref()).unwrap_or("—")) }
+                            td.ts { (instant(&m.enqueued_at)) } td.ts { (instant(&m.visible_at)) }
+                            td.ts { (instant(m.delivered_at.as_deref().or(m.cancelled_at.as_deref()).unwrap_or("—"))) }
                             td.wrap { (m.last_error.as_deref().or(m.cancel_reason.as_deref()).unwrap_or("")) }
                         }
                     }
                 }
             }
-        }
+        } }
     }
 }
 
@@ -609,7 +627,7 @@ fn window_in_words(w: Option<&Value>) -> String {
         format!("closed now, opens {}", instant_in_words(w.get("next_opening")))
     };
     let quiet = if w.get("quiet_today") == Some(&Value::Bool(true)) { "; today is a quiet day" } else { "" };
-    format!("{hours}, {} ({}): {state}{quiet}", weekdays_in_words(w.get("send_days")), json_text(w.get("timezone")),)
+    format!("{hours}, {} ({}): {state}{quiet}", weekdays_in_words(w.get("send_days")), json_text(w.get("timezone")))
 }
 
 /// explain's held_by of a pending message: what holds it back now, in words.
@@ -629,7 +647,7 @@ fn last_contact_source(e: &Value) -> String {
     match e.get("last_contact_source") {
         Some(src @ Value::Object(_)) => {
             if let Some(table) = s(src, "table") {
-                format!("the latest activity in {table} ({})", json_text(src.get("occurred")))
+                format!("the latest activity in {table} ({})", instant_in_words(src.get("occurred")))
             } else if src.get("correction_id").is_some() {
                 format!("correction {} (\"{}\")", json_text(src.get("correction_id")), json_text(src.get("reason")))
             } else {
@@ -938,7 +956,10 @@ pub fn policies(who: &Who, policies: &[serde_json::Map<String, Value>], quiet: &
                     tr data-organization=(org) {
                         td { strong { (org) } }
                         td.wrap { (rule_in_words(&row)) }
-                        td { (opt(&given_value(p, "timezone"))) }
+                        td { @match given_value(p, "timezone") {
+                            Some(zone) => { (zone) }
+                            None => { span.note { "followup.timezone" } }
+                        } }
                         td { @match (s(&row, "send_from"), s(&row, "send_until")) {
                             (Some(from), Some(until)) => { (from.get(..5).unwrap_or(from)) "–" (until.get(..5).unwrap_or(until)) }
                             _ => { "any time" }
@@ -955,7 +976,7 @@ pub fn policies(who: &Who, policies: &[serde_json::Map<String, Value>], quiet: &
                 p { a #new-policy href="/policies/edit" { "New policy…" } }
             }
             h2 { "Quiet days" }
-            p.note { "No message of the organization is handed out on these local days; each waits for the next opening after it. Its own window's time zone decides the day." }
+            p.note { "No message of the organization is handed out on these local days; each waits for the next opening after it. The organization's time zone decides the day." }
             form.filters method="get" action="/policies" {
                 label { "from " input type="date" name="from" value=(quiet.from.unwrap_or("")); }
                 button type="submit" { "Show" }
@@ -1024,7 +1045,7 @@ pub fn policy_edit(who: &Who, policy: Option<&serde_json::Map<String, Value>>) -
                 label { "escalate after (days) " input type="number" name="escalate_after_days" min="0" value=(v("escalate_after_days")); }
                 label { "max reminders " input type="number" name="max_reminders" min="1" value=(v("max_reminders")); }
                 label { "enabled " input type="checkbox" name="enabled" value="true" checked[policy.is_none() || v("enabled") == "true"]; }
-                label { "time zone " input type="text" name="timezone" placeholder="e.g. Europe/Oslo" value=(v("timezone")); }
+                label { "time zone " input type="text" name="timezone" placeholder="empty: followup.timezone" value=(v("timezone")); }
                 label { "send from " input type="time" name="send_from" value=(v("send_from").get(..5).unwrap_or("")); }
                 label { "send until " input type="time" name="send_until" value=(v("send_until").get(..5).unwrap_or("")); }
                 fieldset.weekdays {

@@ -74,7 +74,8 @@ d = browser()
 def shot(name):
     """A full-page screenshot of what the browser shows now."""
     height = d.execute_script("return document.documentElement.scrollHeight")
-    d.set_window_size(1400, min(max(height, 700), 4000))
+    chrome = d.execute_script("return window.outerHeight - window.innerHeight")  # the window's own bars
+    d.set_window_size(1400, min(max(height, 700), 4000) + chrome)
     d.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
     d.set_window_size(1400, 1000)
 

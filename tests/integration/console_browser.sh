@@ -23,6 +23,11 @@ q "INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at, a
      FROM generate_series(date '$AS_OF' - 8, date '$AS_OF' - 1, interval '1 day') AS d"
 RUN_DAYS=$(q "SELECT count(DISTINCT as_of) FROM followup.runs, (SELECT max(as_of) AS last FROM followup.runs) l
                WHERE finished_at IS NOT NULL AND status <> 'skipped' AND as_of > l.last - 30")
+# an alert resolved and one open, for the alerts page
+q "INSERT INTO followup.alerts (raised_at, kind, run_id, message, resolved_at)
+   SELECT started_at + interval '31 minutes', 'long_run', run_id, 'run ' || run_id || ' took longer than followup.alert_after',
+          started_at + interval '2 hours' FROM followup.runs WHERE as_of = date '$AS_OF' - 8"
+q "INSERT INTO followup.alerts (raised_at, kind, message) VALUES ('$(day -1) 03:10+00', 'missed_schedule', 'no run for $(day -1)')"
 HOSTILE_ID='<script>alert("id")</script>'
 q "INSERT INTO followup.outbox (assignment_id, cycle_start, kind, sequence, recipient_role, recipient_id,
                                 days_since_contact, organization)
