@@ -11,7 +11,7 @@
 # with N assignments and their activities, 60 days of runs, M outbox messages
 # over 30 days (about 83% delivered, 8% cancelled, 90,000 pending, 1 in 120
 # dead), 10,000 corrections, 5,000 snoozes, 20,000 repairs and 20,000 audit
-# log rows; then USERS people (followup_admin, so every action is offered)
+# log rows, send days, 60 quiet days and 20,000 absences; then USERS people (followup_admin, so every action is offered)
 # log in to a release build of the console and fetch every page at once,
 # ROUNDS times each after one warm-up. A page's time is the time to its first
 # byte as curl measures it on loopback: the server's time (the console renders
@@ -45,19 +45,22 @@ cluster_init bench "shared_buffers = 2GB" "work_mem = 64MB" "maintenance_work_me
 printf 'local all postgres trust\nhost all all 127.0.0.1/32 scram-sha-256\n' >"$(cluster_dir bench)/data/pg_hba.conf"
 cluster_start bench
 export PGHOST=$(cluster_host bench) PGPORT=$(cluster_port bench) PGUSER=postgres PGDATABASE=bench_console
-q() { psql -X -At -q -v ON_ERROR_STOP=1 -c "$1"; }
+source tests/lib/integration.sh   # new_db, register_app, q
 
 echo "building the data: $N assignments, $M messages" >&2
-createdb bench_console
-psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION pg_followup" -f demo/app.sql >/dev/null
-q "SELECT followup.track_assignments('app.assignments', 'id', 'mentor_id', 'last_contact_date',
-       created_column => 'created_at', coordinator_column => 'coordinator_id',
-       organization_column => 'organization', active_when => \$\$status = 'active'\$\$,
-       payload_columns => '{organization,contact_id}')" >/dev/null
-q "SELECT followup.track_activities('app.activities', 'occurred_at', '{mentor_id,contact_id}')" >/dev/null
+new_db bench_console
+register_app
 q "SELECT app.seed($N)" >/dev/null
-q "INSERT INTO followup.policies (organization, remind_after_days, repeat_every_days, timezone, send_from, send_until)
-   SELECT 'org-' || lpad(g::text, 2, '0'), 10, 5, 'Europe/Oslo', '08:00', '20:00' FROM generate_series(1, 5) g" >/dev/null
+q "INSERT INTO followup.policies (organization, remind_after_days, repeat_every_days, timezone, send_from, send_until, send_days)
+   SELECT 'org-' || lpad(g::text, 2, '0'), 10, 5, 'Europe/Oslo', '08:00', '20:00', '{1,2,3,4,5}' FROM generate_series(1, 5) g" >/dev/null
+# a year of quiet days, and 20,000 absences of mentors (a quarter still open)
+q "INSERT INTO followup.quiet_days
+   SELECT CASE WHEN g % 3 = 0 THEN '*' ELSE 'org-' || lpad((1 + g % 5)::text, 2, '0') END, current_date - 180 + 6 * g, 'holiday ' || g
+     FROM generate_series(1, 60) g" >/dev/null
+q "INSERT INTO followup.away (recipient_role, recipient_id, from_day, until_day, reason, set_by, set_at, ended_at, ended_by)
+   SELECT 'mentor', (1001 + g % greatest($N / 4, 1))::text, current_date - g % 365, current_date - g % 365 + 14, 'holiday',
+          'ann', now() - make_interval(days => g % 365), CASE WHEN g % 4 <> 0 THEN now() END, CASE WHEN g % 4 <> 0 THEN 'ann' END
+     FROM generate_series(1, 20000) g" >/dev/null
 # 60 days of scheduled runs, a minute or two each
 q "INSERT INTO followup.runs (trigger, status, as_of, started_at, finished_at, assignments_scanned, reminders_enqueued)
    SELECT 'schedule', 'succeeded', d::date, d + time '03:00', d + time '03:00' + make_interval(secs => 60 + (g * 37) % 90),
@@ -128,7 +131,7 @@ pages=(
     "/outbox?status=delivered&organization=org-07" "/outbox?kind=escalation" "/outbox?organization=org-none"
     "/outbox?recipient=1001" "/outbox?date=$some_day" "/outbox?status=pending&limit=1000"
     "/assignments/$with_history" "/assignments/4242" "/drift" "/audit" "/audit?source=repairs" "/audit?source=log"
-    "/policies" "/api/runs?limit=20" "/api/health" "/api/assignments/4242"
+    "/policies" "/policies?from=2000-01-01" "/api/runs?limit=20" "/api/health" "/api/assignments/4242"
 )
 
 # fetch PAGE USER: ROUNDS+1 fetches (the first a warm-up), one time (ms) a line

@@ -3,6 +3,7 @@
 //! long-run alert threshold as a line, and messages per day. Takes plain
 //! numbers; knows nothing of the database or of HTTP.
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 const WIDTH: u32 = 720;
@@ -26,23 +27,57 @@ fn y_max(values: impl Iterator<Item = f64>, floor: f64) -> f64 {
     }
 }
 
-/// Run duration (seconds) per run day: one point per day that had a
-/// finished run, over `days` (the x axis), and the threshold as a line.
-pub fn run_durations(days: &[String], points: &[(String, f64)], threshold_seconds: f64) -> Result<String, String> {
+/// Draws on a new SVG of the charts' size: `draw` gets the white canvas.
+fn svg(draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<(), String>) -> Result<String, String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
+        draw(&root)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+/// Both charts' frame: margins and room for the axis labels.
+fn frame<'a, 'b>(root: &'a DrawingArea<SVGBackend<'b>, Shift>) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder.margin(12).x_label_area_size(28).y_label_area_size(64);
+    builder
+}
+
+/// The x axis' label at `x`: the day of a whole index, else nothing.
+fn day_label(days: &[String], x: f64) -> String {
+    let i = x.round();
+    if (x - i).abs() > 0.01 || i < 0.0 {
+        return String::new();
+    }
+    days.get(i as usize).map(|d| short_day(d)).unwrap_or_default()
+}
+
+/// The series' legend, upper left.
+fn legend<'a, CT: CoordTranslate>(chart: &mut ChartContext<'a, SVGBackend<'a>, CT>) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+/// Run duration (seconds) per run day: one point per day that had a
+/// finished run, over `days` (the x axis), and the threshold as a line.
+pub fn run_durations(days: &[String], points: &[(String, f64)], threshold_seconds: f64) -> Result<String, String> {
+    svg(|root| {
         let n = days.len().max(1);
         let x_of = |day: &str| days.iter().position(|d| d == day);
         // a logarithmic axis: runs of milliseconds, of minutes and a
         // threshold of half an hour all stay readable on one chart
         let top = y_max(points.iter().map(|p| p.1), threshold_seconds) * 2.0;
         let bottom = points.iter().map(|p| p.1).filter(|s| *s > 0.0).fold(threshold_seconds, f64::min).max(0.001) / 2.0;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(28)
-            .y_label_area_size(64)
+        let mut chart = frame(root)
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (bottom..top).log_scale())
             .map_err(|e| e.to_string())?;
         chart
@@ -50,13 +85,7 @@ pub fn run_durations(days: &[String], points: &[(String, f64)], threshold_second
             .disable_x_mesh()
             .light_line_style(WHITE)
             .x_labels(10)
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() > 0.01 || i < 0.0 {
-                    return String::new();
-                }
-                days.get(i as usize).map(|d| short_day(d)).unwrap_or_default()
-            })
+            .x_label_formatter(&|x| day_label(days, *x))
             .y_label_formatter(&|y| human_seconds(*y))
             .label_style(("sans-serif", 14))
             .draw()
@@ -78,45 +107,23 @@ pub fn run_durations(days: &[String], points: &[(String, f64)], threshold_second
             .map_err(|e| e.to_string())?
             .label(format!("long-run alert ({})", human_seconds(threshold_seconds)))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], THRESHOLD_COLOR.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(svg)
+        legend(&mut chart)
+    })
 }
 
 /// Messages per day: enqueued, delivered, cancelled, dead.
 pub fn message_flow(days: &[String], series: &[Vec<f64>; 4]) -> Result<String, String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+    svg(|root| {
         let n = days.len().max(1);
         let top = y_max(series.iter().flatten().copied(), 0.0);
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(28)
-            .y_label_area_size(64)
-            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)
-            .map_err(|e| e.to_string())?;
+        let mut chart =
+            frame(root).build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top).map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .light_line_style(WHITE)
             .x_labels(10)
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() > 0.01 || i < 0.0 {
-                    return String::new();
-                }
-                days.get(i as usize).map(|d| short_day(d)).unwrap_or_default()
-            })
+            .x_label_formatter(&|x| day_label(days, *x))
             .y_label_formatter(&|y| format!("{}", y.round()))
             .label_style(("sans-serif", 14))
             .draw()
@@ -132,17 +139,8 @@ pub fn message_flow(days: &[String], series: &[Vec<f64>; 4]) -> Result<String, S
                 .label(*name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(svg)
+        legend(&mut chart)
+    })
 }
 
 /// 1800 -> "30 min", 90 -> "1.5 min", 12.3 -> "12.3 s".

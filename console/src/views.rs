@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::charts::human_seconds;
 use crate::db::{
     Alert, AuditEntry, Away, Correction, Drift, Estimates, Flow, Health, Message, OutboxFilter, OutboxPage, Privileges,
-    QuietDay, Recipient, Run, Snooze, MAX_SELECTED, SCAN_LIMIT,
+    QuietDay, Recipient, Run, Snooze, MAX_SELECTED, POLICY_FIELDS, SCAN_LIMIT,
 };
 
 /// The person a page is for.
@@ -914,26 +914,13 @@ pub struct QuietDays<'a> {
     pub past: i64,
 }
 
-/// The policy columns shown in words (the rest, if a newer extension adds
-/// any, as they are).
-const POLICY_SHOWN: [&str; 10] = [
-    "organization",
-    "remind_after_days",
-    "repeat_every_days",
-    "escalate_after_days",
-    "max_reminders",
-    "enabled",
-    "timezone",
-    "send_from",
-    "send_until",
-    "send_days",
-];
-
 pub fn policies(who: &Who, policies: &[serde_json::Map<String, Value>], quiet: &QuietDays) -> Markup {
     let mut extra: Vec<&String> = Vec::new();
     for p in policies {
         for k in p.keys() {
-            if !POLICY_SHOWN.contains(&k.as_str()) && !extra.contains(&k) {
+            // the columns shown in words are the form's; others (a newer
+            // extension's) as they are
+            if k != "organization" && !POLICY_FIELDS.contains(&k.as_str()) && !extra.contains(&k) {
                 extra.push(k);
             }
         }

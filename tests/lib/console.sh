@@ -31,22 +31,6 @@ console_cleanup() {
 }
 cleanup_hook() { CLEANUP_HOOKS+=("$1"); }
 
-abort() {
-    echo "FAIL - $*"
-    local f
-    for f in "$WORK"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done
-    exit 1
-}
-
-wait_until() {
-    local what=$1 seconds=$2; shift 2
-    local deadline=$((SECONDS + seconds))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || abort "timed out after ${seconds}s waiting until $what"
-        sleep 0.1
-    done
-}
-
 console_build() {
     echo "# building the console"
     (cd "$REPO" && cargo build --quiet -p followup-console) || abort "cargo build -p followup-console"

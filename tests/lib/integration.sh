@@ -88,6 +88,28 @@ wait_for_log() {
     return 1
 }
 
+# abort MESSAGE: gives up on the whole script, with the logs in $WORK that
+# say why (the notifier and console scripts).
+abort() {
+    echo "FAIL - $*"
+    local f
+    for f in "$WORK"/*.log "$WORK"/*/err "$WORK"/*/*.log; do
+        [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }
+    done
+    exit 1
+}
+
+# wait_until DESCRIPTION SECONDS COMMAND...: runs COMMAND every 0.1 s until it
+# succeeds (a function, so that what it checks is looked at anew each time).
+wait_until() {
+    local what=$1 seconds=$2; shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@"; do
+        [ "$SECONDS" -lt "$deadline" ] || abort "timed out after ${seconds}s waiting until $what"
+        sleep 0.1
+    done
+}
+
 # wait_for SQL EXPECTED SECONDS: polls $DB until SQL returns EXPECTED; false
 # when the deadline passes first (follow it with the expect that says so).
 wait_for() {

@@ -34,27 +34,6 @@ notifier_cleanup() {
 }
 cleanup_hook() { CLEANUP_HOOKS+=("$1"); }
 
-# Gives up on the whole script, with the logs that say why.
-abort() {
-    echo "FAIL - $*"
-    local f
-    for f in "$WORK"/*.log "$WORK"/*/err "$WORK"/*/*.log; do
-        [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }
-    done
-    exit 1
-}
-
-# wait_until DESCRIPTION SECONDS COMMAND...: runs COMMAND every 0.1 s until it
-# succeeds (a function, so that what it checks is looked at anew each time).
-wait_until() {
-    local what=$1 seconds=$2; shift 2
-    local deadline=$((SECONDS + seconds))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || abort "timed out after ${seconds}s waiting until $what"
-        sleep 0.1
-    done
-}
-
 notifier_setup() {
     WORK="$CLUSTER_ROOT/$1"
     rm -rf "$WORK" && mkdir -p "$WORK" && chmod 755 "$WORK"
