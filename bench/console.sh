@@ -4,6 +4,7 @@
 #   bench/console.sh                       1,000,000 assignments, 1,200,000 outbox messages
 #   bench/console.sh 100000 120000         other sizes
 #   USERS=8 ROUNDS=5                       concurrent people, pages each fetches per page
+#   KEEP=1                                 leave the cluster running afterwards (to look into a page)
 #
 # Uses the pg_followup installed in the system PostgreSQL (tests/lib/install.sh
 # --release first) in a private cluster with PostgreSQL's defaults for the
@@ -36,7 +37,12 @@ WORK=$(mktemp -d /tmp/console-bench.XXXXXX)
 CONSOLE_PID=""
 cleanup() {
     [ -z "$CONSOLE_PID" ] || kill "$CONSOLE_PID" 2>/dev/null || true
-    cluster_cleanup_all
+    if [ -n "${KEEP:-}" ]; then
+        echo "kept the cluster: PGHOST=$(cluster_host bench) PGPORT=$(cluster_port bench) PGDATABASE=bench_console;" \
+             "stop it with pg_ctl -D $(cluster_dir bench)/data stop" >&2
+    else
+        cluster_cleanup_all
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT

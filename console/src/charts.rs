@@ -3,6 +3,8 @@
 //! long-run alert threshold as a line, and messages per day. Takes plain
 //! numbers; knows nothing of the database or of HTTP.
 
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -55,6 +57,28 @@ fn day_label(days: &[String], x: f64) -> String {
     days.get(i as usize).map(|d| short_day(d)).unwrap_or_default()
 }
 
+/// The axes: a day under each whole x, `y_label` for the values, light
+/// horizontal lines only.
+fn axes<'a, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    days: &[String],
+    y_label: &dyn Fn(&f64) -> String,
+) -> Result<(), String>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(WHITE)
+        .x_labels(10)
+        .x_label_formatter(&|x| day_label(days, *x))
+        .y_label_formatter(y_label)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 /// The series' legend, upper left.
 fn legend<'a, CT: CoordTranslate>(chart: &mut ChartContext<'a, SVGBackend<'a>, CT>) -> Result<(), String> {
     chart
@@ -80,16 +104,7 @@ pub fn run_durations(days: &[String], points: &[(String, f64)], threshold_second
         let mut chart = frame(root)
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (bottom..top).log_scale())
             .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(WHITE)
-            .x_labels(10)
-            .x_label_formatter(&|x| day_label(days, *x))
-            .y_label_formatter(&|y| human_seconds(*y))
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        axes(&mut chart, days, &|y| human_seconds(*y))?;
         let xy: Vec<(f64, f64)> = points.iter().filter_map(|(day, s)| x_of(day).map(|x| (x as f64, *s))).collect();
         chart
             .draw_series(LineSeries::new(xy.iter().copied(), SERIES_COLORS[0].stroke_width(2)))
@@ -118,16 +133,7 @@ pub fn message_flow(days: &[String], series: &[Vec<f64>; 4]) -> Result<String, S
         let top = y_max(series.iter().flatten().copied(), 0.0);
         let mut chart =
             frame(root).build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top).map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(WHITE)
-            .x_labels(10)
-            .x_label_formatter(&|x| day_label(days, *x))
-            .y_label_formatter(&|y| format!("{}", y.round()))
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        axes(&mut chart, days, &|y| format!("{}", y.round()))?;
         for (i, name) in ["enqueued", "delivered", "cancelled", "dead"].iter().enumerate() {
             let color = SERIES_COLORS[i];
             chart

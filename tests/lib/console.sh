@@ -31,23 +31,13 @@ console_cleanup() {
 }
 cleanup_hook() { CLEANUP_HOOKS+=("$1"); }
 
-console_build() {
-    echo "# building the console"
-    (cd "$REPO" && cargo build --quiet -p followup-console) || abort "cargo build -p followup-console"
-    local target_dir
-    target_dir=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps \
-        | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-    CONSOLE="$target_dir/debug/followup-console"
-    [ -x "$CONSOLE" ] || abort "no binary at $CONSOLE"
-}
-
 console_setup() {
     local name=$1
     WORK="$CLUSTER_ROOT/$name"
     rm -rf "$WORK" && mkdir -p "$WORK" && chmod 755 "$WORK"
     trap console_cleanup EXIT
     trap "exit 1" INT TERM
-    console_build
+    workspace_binary CONSOLE followup-console
     cluster_init "$name" "password_encryption = 'scram-sha-256'" >/dev/null
     cleanup_hook "cluster_stop $name immediate"
     local data

@@ -110,6 +110,18 @@ wait_until() {
     done
 }
 
+# workspace_binary VAR PACKAGE: builds the workspace's debug binary PACKAGE
+# and sets VAR to its path (gives up when it does not build).
+workspace_binary() {
+    echo "# building $2"
+    (cd "$REPO" && cargo build --quiet -p "$2") || abort "cargo build -p $2"
+    local target_dir
+    target_dir=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+    [ -x "$target_dir/debug/$2" ] || abort "no binary at $target_dir/debug/$2"
+    printf -v "$1" '%s' "$target_dir/debug/$2"
+}
+
 # wait_for SQL EXPECTED SECONDS: polls $DB until SQL returns EXPECTED; false
 # when the deadline passes first (follow it with the expect that says so).
 wait_for() {

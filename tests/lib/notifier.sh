@@ -39,13 +39,7 @@ notifier_setup() {
     rm -rf "$WORK" && mkdir -p "$WORK" && chmod 755 "$WORK"
     trap notifier_cleanup EXIT
     trap "exit 1" INT TERM  # (so that the EXIT trap runs)
-    echo "# building the notifier"
-    (cd "$REPO" && cargo build --quiet -p followup-notifier) || abort "cargo build -p followup-notifier"
-    local target_dir
-    target_dir=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps \
-        | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-    NOTIFIER="$target_dir/debug/followup-notifier"
-    [ -x "$NOTIFIER" ] || abort "no binary at $NOTIFIER"
+    workspace_binary NOTIFIER followup-notifier
 }
 
 # start_webhook NAME [webhook.py args...]
