@@ -6,10 +6,14 @@
 #   followup-notifier_<version>_amd64.deb           the reference notifier:
 #       /usr/bin/followup-notifier, its systemd unit (installed, not enabled),
 #       an example /etc/followup-notifier/env, and a system user made on install
+#   followup-console_<version>_amd64.deb            the web console:
+#       /usr/bin/followup-console, /usr/share/followup-console/roles.sql, its
+#       systemd unit (not enabled), an example /etc/followup-console/env, and a
+#       system user made on install
 #
-#   packaging/build-debs.sh                 both, optimized, into $OUT_DIR (default: target/debian)
+#   packaging/build-debs.sh                 all three, optimized, into $OUT_DIR (default: target/debian)
 #   packaging/build-debs.sh --debug         unoptimized builds (faster; what the tests use)
-#   packaging/build-debs.sh --extension-only / --notifier-only
+#   packaging/build-debs.sh --extension-only / --notifier-only / --console-only
 #   SOURCE_DIR=DIR packaging/build-debs.sh  package another checkout of the project
 #                                           (an earlier release; its files, this script's rules)
 # Needs what tests/setup.sh installs, and dpkg-deb.
@@ -18,12 +22,13 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 SOURCE_DIR=$(cd "${SOURCE_DIR:-$HERE}" && pwd)
 OUT_DIR=${OUT_DIR:-$HERE/target/debian}
 PROFILE=release
-WANT_EXTENSION=1 WANT_NOTIFIER=1
+WANT_EXTENSION=1 WANT_NOTIFIER=1 WANT_CONSOLE=1
 for arg in "$@"; do
     case "$arg" in
         --debug) PROFILE=debug ;;
-        --extension-only) WANT_NOTIFIER=0 ;;
-        --notifier-only) WANT_EXTENSION=0 ;;
+        --extension-only) WANT_NOTIFIER=0 WANT_CONSOLE=0 ;;
+        --notifier-only) WANT_EXTENSION=0 WANT_CONSOLE=0 ;;
+        --console-only) WANT_EXTENSION=0 WANT_NOTIFIER=0 ;;
         *) echo "build-debs.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -119,22 +124,31 @@ CONTROL
     trap - EXIT
 fi
 
-if [ "$WANT_NOTIFIER" = 1 ]; then
-    version=$(version_of "$SOURCE_DIR/notifier/Cargo.toml")
-    package=followup-notifier
-    stage=$(mktemp -d /tmp/followup-notifier-deb.XXXXXX)
+# service_deb PACKAGE DIR RECOMMENDS DESCRIPTION [SRC:DEST:MODE...]: the
+# workspace's program PACKAGE (directory DIR) as a package: /usr/bin/PACKAGE,
+# its systemd unit DIR/PACKAGE.service (installed, not enabled), the example
+# environment file DIR/PACKAGE.env as /etc/PACKAGE/env (a conffile, mode 600),
+# a system user PACKAGE made on install (removed on purge), and more files.
+service_deb() {
+    local package=$1 dir=$2 recommends=$3 description=$4 extra version stage root
+    shift 4
+    version=$(version_of "$SOURCE_DIR/$dir/Cargo.toml")
+    stage=$(mktemp -d "/tmp/$package-deb.XXXXXX")
     trap 'rm -rf "$stage"' EXIT
     flags=()
     [ "$PROFILE" = release ] && flags=(--release)
-    (cd "$SOURCE_DIR" && cargo build --quiet "${flags[@]}" -p followup-notifier)
+    (cd "$SOURCE_DIR" && cargo build --quiet "${flags[@]}" -p "$package")
     root="$stage/root"
-    install -D -m 0755 "$SOURCE_DIR/target/$PROFILE/followup-notifier" "$root/usr/bin/followup-notifier"
-    install -D -m 0644 "$SOURCE_DIR/notifier/followup-notifier.service" "$root/lib/systemd/system/followup-notifier.service"
-    install -D -m 0600 "$SOURCE_DIR/notifier/followup-notifier.env" "$root/etc/followup-notifier/env"
-    install -D -m 0644 "$SOURCE_DIR/notifier/README.md" "$root/usr/share/doc/$package/README.md"
+    install -D -m 0755 "$SOURCE_DIR/target/$PROFILE/$package" "$root/usr/bin/$package"
+    install -D -m 0644 "$SOURCE_DIR/$dir/$package.service" "$root/lib/systemd/system/$package.service"
+    install -D -m 0600 "$SOURCE_DIR/$dir/$package.env" "$root/etc/$package/env"
+    for extra in "$@"; do
+        IFS=: read -r src dest mode <<<"$extra"
+        install -D -m "$mode" "$SOURCE_DIR/$src" "$root$dest"
+    done
     debian_changelog "$package" "$version" "$root"
     install -d "$root/DEBIAN"
-    echo "/etc/followup-notifier/env" >"$root/DEBIAN/conffiles"
+    echo "/etc/$package/env" >"$root/DEBIAN/conffiles"
     cat >"$root/DEBIAN/control" <<CONTROL
 Package: $package
 Version: $version
@@ -142,23 +156,17 @@ Architecture: amd64
 Maintainer: $MAINTAINER
 Installed-Size: 0
 Depends: libc6, adduser
-Recommends: systemd
+Recommends: $recommends
 Section: database
 Priority: optional
-Description: delivers pg_followup's outbox to an HTTP(S) webhook
- The reference consumer of pg_followup's outbox: claims reminders (or one
- digest per recipient), POSTs them to a webhook over HTTPS, acks or fails
- each, and releases what it did not send on shutdown. Works through
- PgBouncer and follows a failover. The systemd unit is installed but not
- enabled: edit /etc/followup-notifier/env, then
- systemctl enable --now followup-notifier.
+Description: $description
 CONTROL
-    cat >"$root/DEBIAN/postinst" <<'POSTINST'
+    cat >"$root/DEBIAN/postinst" <<POSTINST
 #!/bin/sh
 set -e
-if [ "$1" = configure ]; then
-    if ! getent passwd followup-notifier >/dev/null; then
-        adduser --system --group --no-create-home --home /nonexistent --quiet followup-notifier
+if [ "\$1" = configure ]; then
+    if ! getent passwd $package >/dev/null; then
+        adduser --system --group --no-create-home --home /nonexistent --quiet $package
     fi
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload >/dev/null 2>&1 || true
@@ -166,12 +174,12 @@ if [ "$1" = configure ]; then
 fi
 exit 0
 POSTINST
-    cat >"$root/DEBIAN/postrm" <<'POSTRM'
+    cat >"$root/DEBIAN/postrm" <<POSTRM
 #!/bin/sh
 set -e
-if [ "$1" = purge ]; then
-    if getent passwd followup-notifier >/dev/null; then
-        deluser --system --quiet followup-notifier >/dev/null 2>&1 || true
+if [ "\$1" = purge ]; then
+    if getent passwd $package >/dev/null; then
+        deluser --system --quiet $package >/dev/null 2>&1 || true
     fi
 fi
 if [ -d /run/systemd/system ]; then
@@ -183,4 +191,26 @@ POSTRM
     finish_deb "$root" "${package}_${version}_amd64.deb"
     rm -rf "$stage"
     trap - EXIT
+}
+
+if [ "$WANT_NOTIFIER" = 1 ]; then
+    service_deb followup-notifier notifier systemd "delivers pg_followup's outbox to an HTTP(S) webhook
+ The reference consumer of pg_followup's outbox: claims reminders (or one
+ digest per recipient), POSTs them to a webhook over HTTPS, acks or fails
+ each, and releases what it did not send on shutdown. Works through
+ PgBouncer and follows a failover. The systemd unit is installed but not
+ enabled: edit /etc/followup-notifier/env, then
+ systemctl enable --now followup-notifier." \
+        "notifier/README.md:/usr/share/doc/followup-notifier/README.md:0644"
+fi
+
+if [ "$WANT_CONSOLE" = 1 ]; then
+    service_deb followup-console console "systemd, postgresql-client-15" "web console and JSON API of pg_followup
+ Runs, alerts, the outbox, why an assignment gets a reminder, corrections,
+ snoozes, drift and the audit, for ops and support. People log in with their
+ own PostgreSQL roles; the GRANTs of /usr/share/followup-console/roles.sql
+ decide what each may do. The systemd unit is installed but not enabled:
+ run roles.sql once as a superuser (psql -d app -f ...), edit
+ /etc/followup-console/env, then systemctl enable --now followup-console." \
+        "console/roles.sql:/usr/share/followup-console/roles.sql:0644"
 fi

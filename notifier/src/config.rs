@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::conninfo::{self, Database};
+use pgconn::conninfo::{self, Database};
 
 const ABOUT: &str = "Delivers pg_followup's outbox (followup.outbox) to an HTTP(S) webhook.";
 const LONG_ABOUT: &str = "Delivers pg_followup's outbox (followup.outbox) to an HTTP(S) webhook.
@@ -132,8 +132,8 @@ impl Config {
     /// Checks what clap could not, and reads the libpq environment.
     pub fn from_args(args: Args) -> Result<Config, String> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let database =
-            conninfo::parse(args.database.as_deref().unwrap_or(""), &env).map_err(|e| format!("--database: {e}"))?;
+        let database = conninfo::parse(args.database.as_deref().unwrap_or(""), "followup-notifier", &env)
+            .map_err(|e| format!("--database: {e}"))?;
         if args.digest && args.batch_size > 1000 {
             return Err(format!(
                 "--batch-size: with --digest it counts recipients, at most 1000, not {}",

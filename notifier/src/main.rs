@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! main ──> delivery ──> db ──> protocol
-//!  │         │  │        └───> log, conninfo (via tls)
+//!  │         │  │        └───> log, pgconn (the connection string, rustls)
 //!  │         │  └──> webhook, shutdown, metrics
 //!  └──> metrics ──> db (its Probe: the health and age queries)
 //! ```
@@ -22,19 +22,18 @@
 //!   types.
 //! - delivery: the loop (claim, deliver, ack or fail, release).
 //! - metrics: counters the loop updates, /metrics and /healthz.
-//! - webhook: the HTTP client. config (flags and environment), conninfo (the
-//!   connection string as libpq reads it), tls (rustls), shutdown (signals),
-//!   log (log format, error text) are leaves everyone may use.
+//! - webhook: the HTTP client. config (flags and environment), shutdown
+//!   (signals), log (log format, error text) are leaves everyone may use; the
+//!   connection string as libpq reads it and rustls for the database are the
+//!   `pgconn` crate's, shared with the console.
 
 mod config;
-mod conninfo;
 mod db;
 mod delivery;
 mod log;
 mod metrics;
 mod protocol;
 mod shutdown;
-mod tls;
 mod webhook;
 
 use std::process::ExitCode;
@@ -42,6 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use pgconn::tls;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -218,16 +218,14 @@ mod tests {
 
     /// Every module's source, to read its `crate::` references (main, the
     /// root, uses them all).
-    const MODULES: [(&str, &str); 10] = [
+    const MODULES: [(&str, &str); 8] = [
         ("config", include_str!("config.rs")),
-        ("conninfo", include_str!("conninfo.rs")),
         ("db", include_str!("db.rs")),
         ("delivery", include_str!("delivery.rs")),
         ("log", include_str!("log.rs")),
         ("metrics", include_str!("metrics.rs")),
         ("protocol", include_str!("protocol.rs")),
         ("shutdown", include_str!("shutdown.rs")),
-        ("tls", include_str!("tls.rs")),
         ("webhook", include_str!("webhook.rs")),
     ];
 

@@ -87,7 +87,7 @@ impl Webhook {
             .tcp_nodelay(true)
             .no_proxy();
         if let Some(path) = ca_file {
-            let certs = crate::tls::read_certificates(path).map_err(|e| format!("--ca-file: {e}"))?;
+            let certs = pgconn::tls::read_certificates(path).map_err(|e| format!("--ca-file: {e}"))?;
             let certs = certs
                 .iter()
                 .map(|der| reqwest::Certificate::from_der(der))

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The Debian packages (README, "Installing from the package"), for real, on
 # this machine's PostgreSQL 15:
-#   1. packaging/build-debs.sh builds postgresql-15-pg-followup and
-#      followup-notifier; their contents are what they should be (dpkg-deb -c);
+#   1. packaging/build-debs.sh builds postgresql-15-pg-followup,
+#      followup-notifier and followup-console; their contents are what they
+#      should be (dpkg-deb -c);
 #   2. the 0.2.0 package (built from the 0.2.0 release's sources) installs
 #      with apt; a database uses it; the current package is installed over it,
 #      and ALTER EXTENSION pg_followup UPDATE keeps every row and gives a
 #      fresh install's schema (the upgrade test's checks);
 #   3. in a fresh private cluster, CREATE EXTENSION from the packaged files
 #      and a reminder run work;
-#   4. apt remove leaves none of the package's files behind.
+#   4. apt remove leaves none of the package's files behind;
+#   5. the console package installs (its binary runs, its user exists) and
+#      purging it removes its files and its user.
 # Afterwards the extension the other tests use is installed again from the
 # working tree (tests/lib/install.sh).
 source "$(dirname "$0")/../lib/integration.sh"
@@ -29,7 +32,8 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -n 1)
 OUT_DIR="$DEBS" "$REPO/packaging/build-debs.sh" --debug >/dev/null
 EXT_DEB="$DEBS/postgresql-15-pg-followup_${version}_amd64.deb"
 NOTIFIER_DEB="$DEBS/followup-notifier_${version}_amd64.deb"
-expect "both packages are built" "$(ls "$EXT_DEB" "$NOTIFIER_DEB" 2>/dev/null | wc -l)" "2"
+CONSOLE_DEB="$DEBS/followup-console_${version}_amd64.deb"
+expect "the three packages are built" "$(ls "$EXT_DEB" "$NOTIFIER_DEB" "$CONSOLE_DEB" 2>/dev/null | wc -l)" "3"
 contents() { dpkg-deb -c "$1" | awk '{ print $6 }' | sed 's|^\./|/|'; }
 expect "the extension package holds the library, the control file, every install and upgrade script" \
     "$(contents "$EXT_DEB" | grep -E '\.(so|control|sql)$' | sort | tr '\n' ' ')" \
@@ -52,6 +56,19 @@ expect "its unit runs the packaged binary" \
     "ExecStart=/usr/bin/followup-notifier"
 expect "installing it creates its system user" \
     "$(dpkg-deb --ctrl-tarfile "$NOTIFIER_DEB" | tar -xO ./postinst | grep -c 'adduser --system')" "1"
+expect "the console package holds the binary, roles.sql, the unit (not enabled) and the environment file" \
+    "$(contents "$CONSOLE_DEB" | grep -E '^/(usr/bin|usr/share/followup-console|lib/systemd|etc)/.*[^/]$' | sort | tr '\n' ' ')" \
+    "/etc/followup-console/env /lib/systemd/system/followup-console.service /usr/bin/followup-console /usr/share/followup-console/roles.sql "
+expect "its environment file is a conffile, readable by root only" \
+    "$(dpkg-deb --ctrl-tarfile "$CONSOLE_DEB" | tar -xO ./conffiles) $(dpkg-deb -c "$CONSOLE_DEB" | awk '$6 == "./etc/followup-console/env" { print $1 }')" \
+    "/etc/followup-console/env -rw-------"
+expect "its unit runs the packaged binary with the environment file" \
+    "$(dpkg-deb --fsys-tarfile "$CONSOLE_DEB" | tar -xO ./lib/systemd/system/followup-console.service | grep -E '^(ExecStart|EnvironmentFile)=' | tr '\n' ' ')" \
+    "ExecStart=/usr/bin/followup-console EnvironmentFile=/etc/followup-console/env "
+expect "the packaged roles.sql is the console's" \
+    "$(dpkg-deb --fsys-tarfile "$CONSOLE_DEB" | tar -xO ./usr/share/followup-console/roles.sql | cmp - "$REPO/console/roles.sql" && echo same)" "same"
+expect "installing it creates its system user" \
+    "$(dpkg-deb --ctrl-tarfile "$CONSOLE_DEB" | tar -xO ./postinst | grep -c 'adduser --system .* followup-console')" "1"
 
 # --- 2. 0.2.0 installed from its package, upgraded with the current one ------
 rm -rf "$OLD_SRC" && mkdir -p "$OLD_SRC"
@@ -112,4 +129,12 @@ expect "apt remove removes every file it installed" \
     "$(echo "$files" | while read -r f; do [ -e "$f" ] && echo "$f"; done | wc -l)" "0"
 expect "and no pg_followup file is left in PostgreSQL's directories" \
     "$(ls /usr/lib/postgresql/15/lib/pg_followup* /usr/share/postgresql/15/extension/pg_followup* 2>/dev/null | wc -l)" "0"
+
+# --- 5. the console package -------------------------------------------------------
+apt_install "$CONSOLE_DEB"
+expect "apt installs the console" "$(followup-console --version)" "followup-console $version"
+expect "... with its system user" "$(getent passwd followup-console | cut -d: -f1)" "followup-console"
+apt-get purge -y -qq followup-console >/dev/null 2>&1
+expect "apt purge removes its files and its user" \
+    "$(ls /usr/bin/followup-console /usr/share/followup-console /etc/followup-console 2>/dev/null | wc -l):$(getent passwd followup-console | wc -l)" "0:0"
 finish

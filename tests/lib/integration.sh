@@ -88,6 +88,40 @@ wait_for_log() {
     return 1
 }
 
+# abort MESSAGE: gives up on the whole script, with the logs in $WORK that
+# say why (the notifier and console scripts).
+abort() {
+    echo "FAIL - $*"
+    local f
+    for f in "$WORK"/*.log "$WORK"/*/err "$WORK"/*/*.log; do
+        [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }
+    done
+    exit 1
+}
+
+# wait_until DESCRIPTION SECONDS COMMAND...: runs COMMAND every 0.1 s until it
+# succeeds (a function, so that what it checks is looked at anew each time).
+wait_until() {
+    local what=$1 seconds=$2; shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@"; do
+        [ "$SECONDS" -lt "$deadline" ] || abort "timed out after ${seconds}s waiting until $what"
+        sleep 0.1
+    done
+}
+
+# workspace_binary VAR PACKAGE: builds the workspace's debug binary PACKAGE
+# and sets VAR to its path (gives up when it does not build).
+workspace_binary() {
+    echo "# building $2"
+    (cd "$REPO" && cargo build --quiet -p "$2") || abort "cargo build -p $2"
+    local target_dir
+    target_dir=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+    [ -x "$target_dir/debug/$2" ] || abort "no binary at $target_dir/debug/$2"
+    printf -v "$1" '%s' "$target_dir/debug/$2"
+}
+
 # wait_for SQL EXPECTED SECONDS: polls $DB until SQL returns EXPECTED; false
 # when the deadline passes first (follow it with the expect that says so).
 wait_for() {

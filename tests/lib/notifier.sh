@@ -36,39 +36,12 @@ notifier_cleanup() {
 }
 cleanup_hook() { CLEANUP_HOOKS+=("$1"); }
 
-# Gives up on the whole script, with the logs that say why.
-abort() {
-    echo "FAIL - $*"
-    local f
-    for f in "$WORK"/*.log "$WORK"/*/err "$WORK"/*/*.log; do
-        [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }
-    done
-    exit 1
-}
-
-# wait_until DESCRIPTION SECONDS COMMAND...: runs COMMAND every 0.1 s until it
-# succeeds (a function, so that what it checks is looked at anew each time).
-wait_until() {
-    local what=$1 seconds=$2; shift 2
-    local deadline=$((SECONDS + seconds))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || abort "timed out after ${seconds}s waiting until $what"
-        sleep 0.1
-    done
-}
-
 notifier_setup() {
     WORK="$CLUSTER_ROOT/$1"
     rm -rf "$WORK" && mkdir -p "$WORK" && chmod 755 "$WORK"
     trap notifier_cleanup EXIT
     trap "exit 1" INT TERM  # (so that the EXIT trap runs)
-    echo "# building the notifier"
-    (cd "$REPO" && cargo build --quiet -p followup-notifier) || abort "cargo build -p followup-notifier"
-    local target_dir
-    target_dir=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps \
-        | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-    NOTIFIER="$target_dir/debug/followup-notifier"
-    [ -x "$NOTIFIER" ] || abort "no binary at $NOTIFIER"
+    workspace_binary NOTIFIER followup-notifier
 }
 
 # start_webhook NAME [webhook.py args...]

@@ -7,7 +7,7 @@
 //! string (either form: `key=value ...` or a `postgres://` URL), hands the
 //! rest to tokio-postgres, completes it from `PGHOST`, `PGPORT`, `PGUSER`,
 //! `PGDATABASE`, `PGPASSWORD`, `PGSSLMODE`, `PGSSLROOTCERT`, and decides which
-//! certificate checks the TLS connection makes (src/tls.rs builds them):
+//! certificate checks the TLS connection makes (tls.rs builds them):
 //!
 //! | sslmode       | TLS                          | certificate checked                                |
 //! | ------------- | ---------------------------- | -------------------------------------------------- |
@@ -80,11 +80,15 @@ pub struct Database {
 }
 
 /// Parses a connection string (empty: everything from the environment).
-/// `env` reads an environment variable (a parameter, for the tests).
-pub fn parse(conninfo: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Database, String> {
+/// `application_name` is the program's, unless the string names one; `env`
+/// reads an environment variable (a parameter, for the tests).
+pub fn parse(conninfo: &str, application_name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Database, String> {
     let (rest, ssl) = split_ssl_options(conninfo)?;
     let mut config: tokio_postgres::Config = rest.parse().map_err(|e| format!("{e}"))?;
     complete_from_env(&mut config, env)?;
+    if config.get_application_name().is_none() {
+        config.application_name(application_name);
+    }
 
     let sslmode = match ssl.sslmode.or_else(|| env("PGSSLMODE")) {
         Some(mode) => SslMode::parse(&mode)?,
@@ -135,7 +139,7 @@ pub fn parse(conninfo: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Dat
 }
 
 /// libpq's environment variables for what the string leaves out (tokio-postgres
-/// reads none), and the notifier's own defaults.
+/// reads none), and a connect timeout.
 fn complete_from_env(config: &mut tokio_postgres::Config, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
     if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
         match env("PGHOST") {
@@ -172,9 +176,6 @@ fn complete_from_env(config: &mut tokio_postgres::Config, env: &dyn Fn(&str) -> 
         if let Some(password) = env("PGPASSWORD") {
             config.password(password);
         }
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("followup-notifier");
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
@@ -334,30 +335,33 @@ mod tests {
 
     #[test]
     fn sslmodes_as_libpq() {
-        let db = parse("host=h sslmode=disable", &no_env).unwrap();
+        let db = parse("host=h sslmode=disable", "test", &no_env).unwrap();
         assert_eq!((db.sslmode, db.roots, db.check_hostname), (SslMode::Disable, Roots::None, false));
         // require without a root certificate file: encrypted, nothing checked
-        let db = parse("host=h sslmode=require sslrootcert=/nonexistent", &no_env).unwrap();
+        let db = parse("host=h sslmode=require sslrootcert=/nonexistent", "test", &no_env).unwrap();
         assert_eq!((db.roots, db.config.get_ssl_mode()), (Roots::None, tokio_postgres::config::SslMode::Require));
         // require with one: checked as verify-ca
         let file = std::env::current_exe().unwrap();
         let conninfo = format!("host=h sslmode=require sslrootcert='{}'", file.display());
-        assert_eq!(parse(&conninfo, &no_env).unwrap().roots, Roots::File(file.clone()));
+        assert_eq!(parse(&conninfo, "test", &no_env).unwrap().roots, Roots::File(file.clone()));
         let conninfo = format!("host=h sslmode=verify-ca sslrootcert='{}'", file.display());
-        let db = parse(&conninfo, &no_env).unwrap();
+        let db = parse(&conninfo, "test", &no_env).unwrap();
         assert_eq!((db.roots, db.check_hostname), (Roots::File(file.clone()), false));
         let conninfo = format!("host=h sslmode=verify-full sslrootcert='{}'", file.display());
-        assert!(parse(&conninfo, &no_env).unwrap().check_hostname);
-        assert!(parse("host=h sslmode=verify-ca sslrootcert=/nonexistent", &no_env).is_err());
-        assert!(parse("host=h sslmode=verify-full", &no_env).is_err(), "no root certificate file at all");
-        assert_eq!(parse("host=h sslmode=verify-full sslrootcert=system", &no_env).unwrap().roots, Roots::System);
-        assert!(parse("host=h sslmode=require sslrootcert=system", &no_env).is_err());
-        assert!(parse("host=h sslmode=allow", &no_env).is_err());
-        assert!(parse("host=h sslmode=bogus", &no_env).is_err());
+        assert!(parse(&conninfo, "test", &no_env).unwrap().check_hostname);
+        assert!(parse("host=h sslmode=verify-ca sslrootcert=/nonexistent", "test", &no_env).is_err());
+        assert!(parse("host=h sslmode=verify-full", "test", &no_env).is_err(), "no root certificate file at all");
+        assert_eq!(
+            parse("host=h sslmode=verify-full sslrootcert=system", "test", &no_env).unwrap().roots,
+            Roots::System
+        );
+        assert!(parse("host=h sslmode=require sslrootcert=system", "test", &no_env).is_err());
+        assert!(parse("host=h sslmode=allow", "test", &no_env).is_err());
+        assert!(parse("host=h sslmode=bogus", "test", &no_env).is_err());
         // the default is prefer
-        assert_eq!(parse("host=h", &no_env).unwrap().sslmode, SslMode::Prefer);
+        assert_eq!(parse("host=h", "test", &no_env).unwrap().sslmode, SslMode::Prefer);
         // a socket never carries TLS
-        let db = parse("host=/run/postgresql sslmode=require", &no_env).unwrap();
+        let db = parse("host=/run/postgresql sslmode=require", "test", &no_env).unwrap();
         assert_eq!(db.config.get_ssl_mode(), tokio_postgres::config::SslMode::Disable);
     }
 
@@ -370,13 +374,16 @@ mod tests {
             "PGSSLMODE" => Some("require".to_string()),
             _ => None,
         };
-        let db = parse("dbname=app", &env).unwrap();
+        let db = parse("dbname=app", "test", &env).unwrap();
         assert_eq!(db.config.get_hosts().len(), 2);
         assert_eq!(db.config.get_ports(), [5001, 5002]);
         assert_eq!(db.config.get_user(), Some("u"));
         assert_eq!(db.sslmode, SslMode::Require);
+        assert_eq!(db.config.get_application_name(), Some("test"));
+        let named = parse("host=h application_name=mine", "test", &env).unwrap();
+        assert_eq!(named.config.get_application_name(), Some("mine"));
         // the string wins over the environment
-        assert_eq!(parse("host=h user=me sslmode=disable", &env).unwrap().sslmode, SslMode::Disable);
-        assert_eq!(parse("host=h user=me", &env).unwrap().config.get_user(), Some("me"));
+        assert_eq!(parse("host=h user=me sslmode=disable", "test", &env).unwrap().sslmode, SslMode::Disable);
+        assert_eq!(parse("host=h user=me", "test", &env).unwrap().config.get_user(), Some("me"));
     }
 }

@@ -1,9 +1,7 @@
-//! TLS configurations, all rustls with the ring provider.
-//!
-//! - the database: a rustls client configuration per `sslmode` (see
-//!   src/conninfo.rs for which checks each mode makes), for tokio-postgres;
-//! - the webhook: reqwest's own rustls configuration, which verifies against
-//!   the system's trusted roots, to which `--ca-file` adds its certificates.
+//! TLS for the database, rustls with the ring provider: a client
+//! configuration per `sslmode` (see conninfo.rs for which checks each mode
+//! makes), for tokio-postgres; and reading PEM certificates (the notifier's
+//! `--ca-file` for its webhook, the console's `--tls-cert`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,12 +12,12 @@ use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvi
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio_postgres_rustls::MakeRustlsConnect;
+pub use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::conninfo::{Database, Roots};
 
-/// Makes ring the process's rustls provider; reqwest builds its
-/// configuration with it. Call once, before anything uses TLS.
+/// Makes ring the process's rustls provider (reqwest and axum's TLS build
+/// their configurations with it). Call once, before anything uses TLS.
 pub fn install_provider() {
     // Err only if one is installed already, which is then the same.
     let _ = rustls::crypto::ring::default_provider().install_default();
