@@ -22,7 +22,7 @@ use crate::rule::kinds::REMINDER;
 use crate::rule::policy::Policy;
 use crate::rule::snoozes::open_snoozes_sql;
 use crate::run::any_policy_escalates;
-use crate::run::due::{due_sql, reasons_sql, AS_OF};
+use crate::run::due::{due_sql, due_sql_on, reasons_sql, Days, AS_OF};
 use crate::tracking::{latest_activity_sql, latest_correction_sql};
 use pgrx::datum::{Date, JsonB};
 use pgrx::prelude::*;
@@ -255,7 +255,14 @@ fn next_due_on(
            FROM pg_catalog.generate_series(0, $3) AS i (n)
           CROSS JOIN LATERAL ({due}) AS d
           WHERE d.kind = '{reminder}' AND d.sequence <> ALL ($4::pg_catalog.int4[])",
-        due = due_sql(assignments, false, false, &assignments.id_equals_sql("$1"), day),
+        // every day from `first` on is after the assignment's open snoozes
+        due = due_sql_on(
+            assignments,
+            false,
+            false,
+            &assignments.id_equals_sql("$1"),
+            Days { as_of: day, snoozes_on: "$2::pg_catalog.date" }
+        ),
         reminder = REMINDER.kind,
     );
     let types = [pg_sys::TEXTOID, pg_sys::DATEOID, pg_sys::INT4OID, pg_sys::INT4ARRAYOID];

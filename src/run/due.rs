@@ -78,7 +78,7 @@ const OPENINGS: Openings = Openings::USUAL;
 
 /// One kind's messages due: a SELECT over its own scan. The first branch
 /// keeps the outbox's column names.
-fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool, only: &str, as_of: &str) -> String {
+fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool, only: &str, days: Days) -> String {
     let payload = payload_columns(assignments, "s");
     format!(
         "SELECT (s.id)::pg_catalog.text AS assignment_id, s.cycle_start, '{kind}'::followup.message_kind AS kind,
@@ -91,9 +91,9 @@ fn branch_sql(assignments: &AssignmentTable, kind: &MessageKind, tallied: bool, 
         sequence = kind.sequence,
         role = kind.recipient_role,
         recipient = kind.recipient,
-        scan = scan_sql(assignments, tallied, only, as_of),
+        scan = scan_sql(assignments, tallied, only, days.as_of),
         due = kind.due_sql(),
-        snoozed = snoozed_sql(assignments, "s.id", as_of),
+        snoozed = snoozed_sql(assignments, "s.id", days.snoozes_on),
     )
 }
 
@@ -118,11 +118,34 @@ pub fn due_sql(
     only: &str,
     as_of: &str,
 ) -> String {
+    due_sql_on(assignments, tally, any_policy_escalates, only, Days { as_of, snoozes_on: as_of })
+}
+
+/// The date expressions of `due_sql_on`: the as-of date, and the day whose
+/// open snoozes hold an assignment (README, "Snoozing an assignment"): the
+/// as-of date itself, except for a caller that asks about many days all
+/// after every open snooze (explain's `next_due_on`), which may name the
+/// first of them: a snooze open on a later day is open on the first, so the
+/// answer is the same, and the snoozes are read once instead of once a day.
+#[derive(Clone, Copy)]
+pub struct Days<'a> {
+    pub as_of: &'a str,
+    pub snoozes_on: &'a str,
+}
+
+/// `due_sql` with the snoozes read on `days.snoozes_on`.
+pub fn due_sql_on(
+    assignments: &AssignmentTable,
+    tally: bool,
+    any_policy_escalates: bool,
+    only: &str,
+    days: Days,
+) -> String {
     kinds::ALL
         .iter()
         .filter(|kind| kind.applies(assignments, any_policy_escalates))
         .enumerate()
-        .map(|(i, kind)| branch_sql(assignments, kind, tally && i == 0, only, as_of))
+        .map(|(i, kind)| branch_sql(assignments, kind, tally && i == 0, only, days))
         .collect::<Vec<_>>()
         .join("\n         UNION ALL\n         ")
 }
