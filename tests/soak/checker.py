@@ -60,6 +60,9 @@ class Checker:
     def __init__(self, records, final):
         self.final = final
         self.violations = []
+        # what the checks looked at, for the summary: a check that saw
+        # nothing proves nothing
+        self.seen = defaultdict(int)
         by_type = defaultdict(list)
         for r in records:
             by_type[r["type"]].append(r)
@@ -117,6 +120,10 @@ class Checker:
                     return f"session of {consumer} terminated at {f['t']:.3f}"
         return None
 
+    def count(self, what, found):
+        self.seen[what] += found is not None
+        return found
+
     def ops(self, assignment, *kinds, may_have_committed=True):
         return [op for op in self.ops_by_assignment[str(assignment)]
                 if op["op"] in kinds and (op["outcome"] != "error" if may_have_committed else op["outcome"] == "ok")]
@@ -132,7 +139,9 @@ class Checker:
                 by_message[m].append(d)
         for message, ds in sorted(by_message.items()):
             for first, second in zip(ds, ds[1:]):
-                if not self.ack_loss(first):
+                why = self.ack_loss(first)
+                self.seen["repeated deliveries after a lost ack"] += bool(why)
+                if not why:
                     self.violation("duplicate_delivery",
                                    f"message {message} delivered at {first['t_recv']:.3f} by {first['consumer']} "
                                    f"(key {first['key']}) and again at {second['t_recv']:.3f} by {second['consumer']} "
@@ -180,6 +189,7 @@ class Checker:
                     continue
                 seen.add(claim)
                 claimed_at = m["visible_at"] - lease
+                self.seen["claims checked against the history"] += 1
                 why = self.evidence_not_due(m, claimed_at)
                 if why:
                     self.violation("delivered_not_due",
@@ -214,7 +224,7 @@ class Checker:
                 # the soak's faults cannot use up followup.max_attempts: the
                 # backoff alone spans hours before the tenth attempt
                 self.violation("lost_dead", f"message {i} is dead after {m['attempts']} attempts: {m['last_error']}")
-            elif m["status"] == "cancelled" and not self.withdrawal_cause(m):
+            elif m["status"] == "cancelled" and not self.count("withdrawals explained", self.withdrawal_cause(m)):
                 self.violation("withdrawn_without_cause",
                                f"message {i} (assignment {m['assignment_id']}, run {m['run_id']}) withdrawn "
                                f"({m['cancel_reason']}) at {m['cancelled_at']:.3f} with nothing in the history that "
@@ -255,7 +265,7 @@ class Checker:
             if r["status"] == "running":
                 self.violation("run_not_ended", f"run {r['run_id']} ({r['trigger']}) is still running")
             elif r["status"] == "abandoned":
-                f = self.death(r)
+                f = self.count("abandoned runs explained by a fault", self.death(r))
                 if f is None:
                     self.violation("abandoned_without_fault",
                                    f"run {r['run_id']} ({r['trigger']}, pid {r['backend_pid']}) was abandoned "
@@ -296,6 +306,7 @@ class Checker:
             if r["status"] in HOLDERS + ("running",) and (pid is None or r["backend_pid"] == pid):
                 end = r["finished_at"] if r["finished_at"] is not None else INF
                 if r["started_at"] - SKIP_TOLERANCE <= at <= end + SKIP_TOLERANCE:
+                    self.seen["skips explained by the holder"] += 1
                     return
         who = " (the scheduler's process)" if pid in self.scheduler_pids else ""
         self.violation("unexplained_skip",
@@ -363,6 +374,7 @@ def summary(checker, out=sys.stdout):
     for r in checker.runs.values():
         runs[f"{r['trigger']} {r['status']}"] += 1
     print("runs: " + ", ".join(f"{k} {v}" for k, v in sorted(runs.items())), file=out)
+    print("checked: " + ", ".join(f"{k} {v}" for k, v in sorted(checker.seen.items())), file=out)
     deliveries, faults = checker.figures()
     print(f"soak: {deliveries} deliveries, {faults} faults, {len(checker.violations)} violations", file=out)
 

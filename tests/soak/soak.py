@@ -296,7 +296,7 @@ class Soak:
                                followup.fail(uuid, bigint, text, interval), followup.release(uuid, bigint[])
                             TO soak_notifier""")
             pairs = c.execute("SELECT count(*) FROM app.assignments WHERE (mentor_id, contact_id) <> "
-                              "(1001 + id % %s, 10000000 + id)", (self.mentors,)).fetchone()[0]
+                              "(1001 + id %% %s, 10000000 + id)", (self.mentors,)).fetchone()[0]
             assert pairs == 0, "app.seed no longer makes the pairs the soak computes"
 
     def start_receiver(self):
