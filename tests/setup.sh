@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing pg_followup needs, when it is missing:
-# Debian packages (PostgreSQL 15 server and headers, clang for bindgen, sudo),
+# Debian packages (PostgreSQL 15 server and headers, clang for bindgen, sudo,
+# python3-venv for the soak's venv),
 # cargo-pgrx 0.18.0, and the project's pgrx home (pgrx-config/config.toml).
 # Safe to run again: it only installs what is absent. Needs root (or sudo).
 set -euo pipefail
@@ -9,7 +10,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-packages=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo pgbouncer openssl curl)
+packages=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo pgbouncer openssl curl
+          python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

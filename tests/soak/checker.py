@@ -39,6 +39,9 @@ CLAIM_SLACK = 1.0
 # releasing it; a skip is logged just after the lock was found taken. A skip
 # is explained by a holder whose logged interval is this close to it.
 SKIP_TOLERANCE = 1.0
+# The scheduler is restarted 10 s after it dies (src/scheduler.rs,
+# RESTART_AFTER), and after a server restart it starts at once; give it this long.
+SCHEDULER_BACK_WITHIN = 30.0
 # The statuses of a run that held the run lock.
 HOLDERS = ("succeeded", "failed", "abandoned")
 INF = float("inf")
@@ -101,23 +104,28 @@ class Checker:
         The notifier acks a message right after its 2xx and only then sends
         its next request, so the ack was decided before that consumer's next
         request. Lost it can be only by a fault in between: the notifier
-        killed, its session terminated, the server shut down or failed over;
-        or the answer came so late that the notifier had given up waiting
-        (then it failed the message instead)."""
+        killed, the server shut down or failed over, or its session
+        terminated, which it learns at its next statement: a session
+        terminated while idle since the consumer's previous request dies with
+        this ack. Or the answer came so late that the notifier had given up
+        waiting (then it failed the message instead)."""
         consumer = delivery["consumer"]
         timeout = self.notifiers.get(consumer, {}).get("timeout", INF)
         if delivery["t_done"] - delivery["t_recv"] > timeout / 2:
             return "answered late"
-        later = [r["t_recv"] for r in self.requests_by_consumer[consumer] if r["t_recv"] > delivery["t_recv"]]
+        mine = self.requests_by_consumer[consumer]
+        later = [r["t_recv"] for r in mine if r["t_recv"] > delivery["t_recv"]]
         until = min(later) if later else INF
+        earlier = [r["t_recv"] for r in mine if r["t_recv"] < delivery["t_recv"]]
+        since = max(earlier) if earlier else self.notifiers.get(consumer, {}).get("t", -INF)
         for f in self.faults:
+            if f["kind"] == "terminate" and since <= f["t"] <= until and f.get("application_name") == consumer:
+                return f"session of {consumer} terminated at {f['t']:.3f}"
             if delivery["t_recv"] <= f["t"] <= until:
                 if f["kind"] in ("shutdown", "promote"):
                     return f"{f['kind']} at {f['t']:.3f}"
                 if f["kind"] == "sigkill_notifier" and f["consumer"] == consumer:
                     return f"notifier {consumer} killed at {f['t']:.3f}"
-                if f["kind"] == "terminate" and f.get("application_name") == consumer:
-                    return f"session of {consumer} terminated at {f['t']:.3f}"
         return None
 
     def count(self, what, found):
@@ -313,6 +321,20 @@ class Checker:
                        f"run {skip['run_id']} ({skip['trigger']}, as of {skip['as_of']}) skipped at {at:.3f}: "
                        f"{skip['error']}, but no run held the lock then{' as pid ' + str(pid) + who if pid else ''}")
 
+    def check_scheduler(self):
+        """The scheduler is back after it was terminated or the server
+        restarted: the postmaster restarts it RESTART_AFTER (10 s) later."""
+        seen = sorted(self.by_type["scheduler_pid"], key=lambda r: r["t"])
+        watched_until = max([r["t"] for r in self.by_type["quiet"]] + [r["t"] for r in seen] + [-INF])
+        for gone, back in zip(seen, seen[1:] + [None]):
+            if gone["pids"]:
+                continue
+            until = back["t"] if back else watched_until
+            if until - gone["t"] > SCHEDULER_BACK_WITHIN:
+                self.violation("scheduler_not_restarted",
+                               f"no scheduler from {gone['t']:.3f} " +
+                               (f"until {back['t']:.3f}" if back else f"to the end ({watched_until:.3f})"))
+
     def check_final_state(self):
         """verify() finds no drift; the outbox's counts add up."""
         for row in self.final["verify"]:
@@ -342,6 +364,7 @@ class Checker:
         self.check_not_due()
         self.check_nothing_lost()
         self.check_runs()
+        self.check_scheduler()
         self.check_final_state()
         return self.violations
 

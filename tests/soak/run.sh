@@ -9,6 +9,8 @@
 #               (the long mode: --duration 3600)
 #   --seed      default: a new one, printed; the same seed replays the same
 #               operations and faults at the same offsets
+#   --standby   the long mode's standby (and at least one promotion) in a
+#               shorter soak
 #   SOAK_OUT    where the history, the final database and the logs go
 #               (default target/soak/seed-N)
 #   KEEP_CLUSTERS=1   keep the clusters' directories afterwards
@@ -23,15 +25,16 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 duration=180
 seed=""
+standby=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration=$2; shift 2 ;;
         --seed) seed=$2; shift 2 ;;
-        *) echo "usage: tests/soak/run.sh [--duration SECONDS] [--seed N]" >&2; exit 2 ;;
+        --standby) standby=(--standby); shift ;;
+        *) echo "usage: tests/soak/run.sh [--duration SECONDS] [--seed N] [--standby]" >&2; exit 2 ;;
     esac
 done
 [ -n "$seed" ] || seed=$(( $(od -An -N4 -tu4 /dev/urandom) % 1000000 ))
-standby=()
 if [ "${duration%.*}" -ge 600 ]; then standby=(--standby); fi
 
 # clusters of its own, whoever else has clusters under another CLUSTER_ROOT
@@ -41,7 +44,7 @@ trap cluster_cleanup_all EXIT
 
 venv="$REPO/tests/soak/.venv"
 if ! "$venv/bin/python" -c 'import psycopg' 2>/dev/null; then
-    python3 -c 'import ensurepip' 2>/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -c 'import ensurepip' 2>/dev/null || "$REPO/tests/setup.sh"   # python3-venv
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$REPO/tests/soak/requirements.txt"
 fi

@@ -592,13 +592,16 @@ class Soak:
         rates = {"terminate": 0.7, "sigkill_notifier": 1 / 20, "webhook": 1 / 14,
                  "shutdown": 1 / 50 if not self.long else 1 / 240}
         if self.long:
-            rates["promote"] = 1 / 600
+            rates["promote"] = 1 / 900
         plan = []
         for kind, rate in rates.items():
             t = rng.expovariate(rate)
             while t < self.duration - 5:
                 plan.append((t, kind))
                 t += rng.expovariate(rate)
+        if self.long and not any(kind == "promote" for _, kind in plan):
+            # a soak with a standby promotes it at least once
+            plan.append((self.duration * rng.uniform(0.3, 0.7), "promote"))
         return sorted(plan)
 
     def fault_injector(self):

@@ -125,6 +125,21 @@ class Duplicates(unittest.TestCase):
         history.append({"type": "fault", "kind": "sigkill_notifier", "t": 21.5, "consumer": "n1.1"})
         self.assertEqual(kinds(history, final), ["duplicate_delivery"])
 
+    def test_its_session_terminated_while_idle_before_the_post_explains_it(self):
+        # the notifier learns it at the ack that follows the POST
+        history, final = clean()
+        history.append(request(3, 50.0, [2], consumer="n1.1"))
+        history.append({"type": "fault", "kind": "terminate", "t": 20.5, "target": "notifier", "pid": 7,
+                        "application_name": "n1.1"})
+        self.assertEqual(kinds(history, final), [])
+
+    def test_its_session_terminated_before_its_previous_request_does_not(self):
+        history, final = clean()
+        history.append(request(3, 50.0, [2], consumer="n1.1"))
+        history.append({"type": "fault", "kind": "terminate", "t": 19.5, "target": "notifier", "pid": 7,
+                        "application_name": "n1.1"})
+        self.assertEqual(kinds(history, final), ["duplicate_delivery"])
+
     def test_another_notifiers_session_terminated_does_not(self):
         history, final = clean()
         history.append(request(3, 50.0, [1], consumer="n1.1"))
@@ -314,6 +329,26 @@ class Runs(unittest.TestCase):
         history, final = clean()
         history[1]["enqueued"] = 5
         self.assertEqual(kinds(history, final), ["run_log_mismatch"])
+
+
+class Scheduler(unittest.TestCase):
+    def test_back_after_a_restart(self):
+        history, final = clean()
+        history += [{"type": "scheduler_pid", "t": 1.0, "pids": [55]}, {"type": "scheduler_pid", "t": 5.0, "pids": []},
+                    {"type": "scheduler_pid", "t": 16.0, "pids": [56]}]
+        self.assertEqual(kinds(history, final), [])
+
+    def test_not_back(self):
+        history, final = clean()
+        history += [{"type": "scheduler_pid", "t": 1.0, "pids": [55]}, {"type": "scheduler_pid", "t": 5.0, "pids": []},
+                    {"type": "scheduler_pid", "t": 36.0, "pids": [56]}]
+        self.assertEqual(kinds(history, final), ["scheduler_not_restarted"])
+
+    def test_not_back_by_the_end(self):
+        history, final = clean()
+        history += [{"type": "scheduler_pid", "t": 1.0, "pids": [55]}, {"type": "scheduler_pid", "t": 5.0, "pids": []},
+                    {"type": "quiet", "t": 40.0, "left": 0}]
+        self.assertEqual(kinds(history, final), ["scheduler_not_restarted"])
 
 
 class FinalState(unittest.TestCase):
