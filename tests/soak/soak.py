@@ -26,6 +26,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -108,6 +109,14 @@ class Clusters:
                 "log_min_duration_statement = 300", "max_connections = 200", "wal_keep_size = '512MB'"]
         node("init", self.primary, *conf)
         node("start", self.primary)
+        if self.standby:
+            # its port from the start: every connection string names both nodes
+            directory = os.path.join(os.environ["CLUSTER_ROOT"], self.standby)
+            os.makedirs(directory, exist_ok=True)
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                with open(os.path.join(directory, "port"), "w") as f:
+                    f.write(f"{sock.getsockname()[1]}\n")
         self.up.set()
 
     def attach_standby(self):
