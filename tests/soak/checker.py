@@ -121,9 +121,10 @@ class Checker:
         for f in self.faults:
             if f["kind"] == "terminate" and since <= f["t"] <= until and f.get("application_name") == consumer:
                 return f"session of {consumer} terminated at {f['t']:.3f}"
+            # a server going down: from the stop's start to its end (t_down)
+            if f["kind"] in ("shutdown", "promote") and f["t"] <= until and f.get("t_down", f["t"]) >= delivery["t_recv"]:
+                return f"{f['kind']} at {f['t']:.3f}"
             if delivery["t_recv"] <= f["t"] <= until:
-                if f["kind"] in ("shutdown", "promote"):
-                    return f"{f['kind']} at {f['t']:.3f}"
                 if f["kind"] == "sigkill_notifier" and f["consumer"] == consumer:
                     return f"notifier {consumer} killed at {f['t']:.3f}"
         return None
@@ -259,9 +260,11 @@ class Checker:
     def death(self, run):
         """The earliest fault that can have ended an abandoned run's process, or None."""
         for f in self.faults:
-            if run["started_at"] - 1 <= f["t"] <= run["finished_at"] and (
-                    f["kind"] in ("shutdown", "promote") or
-                    (f["kind"] == "terminate" and f["pid"] == run["backend_pid"])):
+            if f["kind"] in ("shutdown", "promote") and f["t"] <= run["finished_at"] and \
+                    f.get("t_down", f["t"]) >= run["started_at"] - 1:
+                return f
+            if f["kind"] == "terminate" and f["pid"] == run["backend_pid"] and \
+                    run["started_at"] - 1 <= f["t"] <= run["finished_at"]:
                 return f
         return None
 

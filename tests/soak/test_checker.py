@@ -147,6 +147,19 @@ class Duplicates(unittest.TestCase):
                         "application_name": "n2.1"})
         self.assertEqual(kinds(history, final), ["duplicate_delivery"])
 
+    def test_a_server_going_down_as_it_was_posted_explains_it(self):
+        # the stop began before the POST and ended after it: the ack met a dying server
+        history, final = clean()
+        history.append(request(3, 50.0, [1], consumer="n1.1"))
+        history.append({"type": "fault", "kind": "promote", "t": 19.8, "t_down": 20.1})
+        self.assertEqual(kinds(history, final), [])
+
+    def test_a_server_down_and_up_before_the_post_does_not(self):
+        history, final = clean()
+        history.append(request(3, 50.0, [1], consumer="n1.1"))
+        history.append({"type": "fault", "kind": "shutdown", "t": 19.5, "t_down": 19.9})
+        self.assertEqual(kinds(history, final), ["duplicate_delivery"])
+
     def test_a_server_shutdown_in_between_explains_it(self):
         history, final = clean()
         history.append(request(3, 50.0, [1], consumer="n1.1"))
