@@ -13,7 +13,11 @@ The times it compares, all seconds since the epoch on one machine's clock
 * an operation's `start` (before its statement was sent) and `end` (after its
   answer came back). An operation that succeeded in autocommit committed
   between the two: `end` is an upper bound of its commit. One that may have
-  committed (`ok` or `unknown`) did so after `start`.
+  committed (`ok` or `unknown`) did so after `start`. A contact's or a
+  correction's `committed_at` is its commit record's time in the server
+  (pg_xact_commit_timestamp); it became visible to other snapshots a moment
+  later (the moment its standby confirmed it, with one), a moment that the
+  claim's slack below covers. Without it (the lookup failed), `end`.
 * a claim's instant: each message a request carries is its outbox row as
   the claim that handed it out left it, whose `visible_at` is that claim's
   clock_timestamp() plus the consumer's lease (src/outbox.rs). So
@@ -172,10 +176,11 @@ class Checker:
         for e in self.ops(a, "contact", "set_last_contact", may_have_committed=False):
             # a contact dated after the message's cycle start moves the cycle
             # start past it, until deleted, re-dated or corrected below it
-            if e["date"] > cycle and e["end"] < snapshot_no_earlier and \
+            committed = e.get("committed_at") or e["end"]
+            if e["date"] > cycle and committed < snapshot_no_earlier and \
                     lasted(e, "activity_update", "activity_delete") and \
                     lasted(e, "set_last_contact", lower=lambda u: u["date"] < e["date"]):
-                return f"{e['op']} dated {e['date']} ({e['actor']}) committed by {e['end']:.3f}"
+                return f"{e['op']} dated {e['date']} ({e['actor']}) committed at {committed:.3f}"
         for e in self.ops(a, "close", may_have_committed=False):
             if e.get("changed") and e["end"] < snapshot_no_earlier and lasted(e, "reopen"):
                 return f"closed, committed by {e['end']:.3f}"

@@ -18,7 +18,10 @@ came back. For an operation in autocommit that succeeded, `end` is therefore
 after its commit (an upper bound of the commit time) and `start` before it.
 An outcome is `ok` (committed), `error` (the server refused it, the session
 lived on: rolled back) or `unknown` (the connection was lost or terminated
-mid-statement: it may or may not have committed).
+mid-statement: it may or may not have committed). Contacts and corrections
+also carry `committed_at`: pg_xact_commit_timestamp() of their transaction
+(track_commit_timestamp), the server's clock when it wrote the commit
+record, just before the transaction became visible to other sessions.
 """
 import argparse
 import json
@@ -50,6 +53,8 @@ LEASE_SECONDS = 20          # the notifiers' --lease: SIGKILLed batches come bac
 REQUEST_TIMEOUT = 2.0       # --request-timeout; a hung request is held past it
 HANG_SECONDS = REQUEST_TIMEOUT + 1.5
 CONTACT_PATHS = ("direct", "proxy", "bulk", "coordinator_proxy")
+# A writing statement's transaction id, whose commit time the history records
+XID = "pg_current_xact_id()::text"
 
 
 class History:
@@ -106,7 +111,9 @@ class Clusters:
     def start(self):
         conf = ["followup.database = 'soak'", f"followup.timezone = '{self.zone}'",
                 # claims slower than this are logged: the checker's bound on a claim's own duration
-                "log_min_duration_statement = 300", "max_connections = 200", "wal_keep_size = '512MB'"]
+                "log_min_duration_statement = 300", "max_connections = 200", "wal_keep_size = '512MB'",
+                # contacts' commit times (pg_xact_commit_timestamp) for the history
+                "track_commit_timestamp = on"]
         node("init", self.primary, *conf)
         node("start", self.primary)
         if self.standby:
@@ -205,7 +212,9 @@ class Actor:
         return self.conn
 
     def op(self, kind, statement, **fields):
-        """Runs statement(session) -> dict of what it did; records it."""
+        """Runs statement(session) -> dict of what it did; records it. A
+        statement that returns its transaction's id ("xid") gets its commit
+        time looked up once it has committed."""
         conn = self.session()
         record = {"type": "op", "op": kind, "actor": self.name, **fields}
         record["start"] = time.time()
@@ -216,11 +225,18 @@ class Actor:
             # a lost or terminated session (AdminShutdown is one), a deadlock
             # or a cancel: whether it committed is not known from here
             record["outcome"], record["error"] = "unknown", str(e).splitlines()[0] if str(e) else type(e).__name__
-            if conn.broken or conn.closed:
-                self.conn = None
         except psycopg.Error as e:
             record["outcome"], record["error"] = "error", str(e).splitlines()[0]
         record["end"] = time.time()
+        if record["outcome"] == "ok" and "xid" in record:
+            try:
+                # by the server's clock, when it wrote the commit record (track_commit_timestamp)
+                record["committed_at"] = conn.execute(
+                    "SELECT extract(epoch FROM pg_xact_commit_timestamp(%s::xid))::float8", (record["xid"],)).fetchone()[0]
+            except psycopg.Error:
+                pass  # the session died after the commit: `end` still bounds it
+        if conn.broken or conn.closed:
+            self.conn = None
         self.soak.history.write(record)
         return record
 
@@ -395,27 +411,31 @@ class Soak:
                 a = rng.randint(1, ASSIGNMENTS)
                 m, c = self.pair(a)
                 at = self.occurred_at(rng, dated)
-                actor.op("contact", lambda s: s.execute(
-                    "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration) VALUES (%s, %s, %s, %s)",
-                    (m, c, at, path)) and None, path=path, assignments=[a], date=dated.isoformat())
+                actor.op("contact", lambda s: {"xid": s.execute(
+                    "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration) VALUES (%s, %s, %s, %s) "
+                    f"RETURNING {XID}", (m, c, at, path)).fetchone()[0]}, path=path, assignments=[a], date=dated.isoformat())
                 actor.pause(0.12)
             elif path == "bulk":
                 group = sorted(rng.sample(range(1, ASSIGNMENTS + 1), rng.randint(5, 40)))
                 rows = [(*self.pair(a), self.occurred_at(rng, dated), "bulk") for a in group]
                 if rng.random() < 0.5:
                     def insert_select(s):
-                        s.execute("INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration) "
-                                  "SELECT m, c, at::timestamptz, r FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) "
-                                  "AS v(m, c, at, r)",
-                                  ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]))
+                        return {"xid": s.execute(
+                            "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration) "
+                            "SELECT m, c, at::timestamptz, r FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) "
+                            f"AS v(m, c, at, r) RETURNING {XID}",
+                            ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
+                        ).fetchone()[0]}
                     actor.op("contact", insert_select, path=path, how="insert_select", assignments=group,
                              date=dated.isoformat())
                 else:
                     def copy(s):
-                        with s.cursor().copy("COPY app.activities (mentor_id, contact_id, occurred_at, registration) "
-                                             "FROM STDIN") as cp:
-                            for r in rows:
-                                cp.write_row(r)
+                        with s.transaction():  # COPY returns no rows: its transaction id in the same transaction
+                            with s.cursor().copy("COPY app.activities (mentor_id, contact_id, occurred_at, registration) "
+                                                 "FROM STDIN") as cp:
+                                for r in rows:
+                                    cp.write_row(r)
+                            return {"xid": s.execute(f"SELECT {XID}").fetchone()[0]}
                     actor.op("contact", copy, path=path, how="copy", assignments=group, date=dated.isoformat())
                 actor.pause(0.8)
             else:
@@ -425,11 +445,11 @@ class Soak:
                 m, c = self.pair(a)
                 at = self.occurred_at(rng, day)
                 ext = f"crm-{a}-{rng.randint(0, 2)}"
-                actor.op("contact", lambda s: s.execute(
+                actor.op("contact", lambda s: {"xid": s.execute(
                     "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration, external_id) "
                     "VALUES (%s, %s, %s, 'coordinator_proxy', %s) "
-                    "ON CONFLICT (external_id) DO UPDATE SET occurred_at = greatest(app.activities.occurred_at, EXCLUDED.occurred_at)",
-                    (m, c, at, ext)) and None, path=path, assignments=[a], date=day.isoformat())
+                    "ON CONFLICT (external_id) DO UPDATE SET occurred_at = greatest(app.activities.occurred_at, EXCLUDED.occurred_at) "
+                    f"RETURNING {XID}", (m, c, at, ext)).fetchone()[0]}, path=path, assignments=[a], date=day.isoformat())
                 actor.pause(0.25)
 
     def app_writer(self):
@@ -467,9 +487,9 @@ class Soak:
             kind = rng.choices(["set_last_contact", "snooze", "unsnooze"], [3, 2, 2])[0]
             if kind == "set_last_contact":
                 day = self.today_sim() - timedelta(days=rng.randint(0, 5))
-                actor.op(kind, lambda s: s.execute(
-                    "SELECT followup.set_last_contact(%s, %s, 'soak: phone call logged on paper')",
-                    (str(a), day)) and None, assignments=[a], date=day.isoformat())
+                actor.op(kind, lambda s: {"xid": s.execute(
+                    f"SELECT {XID} FROM followup.set_last_contact(%s, %s, 'soak: phone call logged on paper')",
+                    (str(a), day)).fetchone()[0]}, assignments=[a], date=day.isoformat())
             elif kind == "snooze":
                 # open through the soak: until is a month after today (in followup.timezone)
                 actor.op(kind, lambda s: s.execute(

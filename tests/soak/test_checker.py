@@ -197,6 +197,12 @@ class NotDue(unittest.TestCase):
         history.append(op("contact", 2, 19.8, 20.0, date="2026-06-05", path="direct"))
         self.assertEqual(kinds(history, final), [])
 
+    def test_its_commit_time_decides_not_its_answer(self):
+        # the answer came back within the slack, the commit record was written long before
+        history, final = clean()
+        history.append(op("contact", 2, 14.0, 19.8, date="2026-06-05", path="direct", committed_at=15.0))
+        self.assertEqual(kinds(history, final), ["delivered_not_due"])
+
     def test_a_contact_whose_outcome_is_unknown_is_not(self):
         history, final = clean()
         history.append(op("contact", 2, 14.0, 15.0, outcome="unknown", date="2026-06-05", path="direct"))
