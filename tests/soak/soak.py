@@ -53,6 +53,8 @@ LEASE_SECONDS = 20          # the notifiers' --lease: SIGKILLed batches come bac
 REQUEST_TIMEOUT = 2.0       # --request-timeout; a hung request is held past it
 HANG_SECONDS = REQUEST_TIMEOUT + 1.5
 CONTACT_PATHS = ("direct", "proxy", "bulk", "coordinator_proxy")
+# Today in followup.timezone, the scheduler's day
+TODAY = "(now() AT TIME ZONE current_setting('followup.timezone'))::date"
 # A writing statement's transaction id, whose commit time the history records
 XID = "pg_current_xact_id()::text"
 
@@ -493,7 +495,7 @@ class Soak:
             elif kind == "snooze":
                 # open through the soak: until is a month after today (in followup.timezone)
                 actor.op(kind, lambda s: s.execute(
-                    "SELECT followup.snooze(%s, followup._today() + 30, 'soak: mentor on leave')", (str(a),)) and None,
+                    f"SELECT followup.snooze(%s, {TODAY} + 30, 'soak: mentor on leave')", (str(a),)) and None,
                     assignments=[a])
             else:
                 actor.op(kind, lambda s: {"changed": s.execute("SELECT followup.unsnooze(%s)", (str(a),)).fetchone()[0]},
@@ -548,7 +550,9 @@ class Soak:
                 now = time.time()
                 # at least 15 s ahead: the next minute boundary that far off
                 at = datetime.fromtimestamp(now + 15 + (60 - (now + 15) % 60), self.tz)
-                done = conn.execute("SELECT followup._day_succeeded(followup._today())").fetchone()[0]
+                # the README's definition: a scheduler's run of the day succeeded
+                done = conn.execute("SELECT EXISTS (SELECT 1 FROM followup.runs WHERE status = 'succeeded' "
+                                    f"AND trigger IN ('schedule', 'catch_up', 'retry') AND as_of = {TODAY})").fetchone()[0]
                 if not done:
                     with self.clusters.topology:
                         self.clusters.alter_system("followup.run_at", at.strftime("%H:%M"))
