@@ -46,6 +46,9 @@ SKIP_TOLERANCE = 1.0
 # The scheduler is restarted 10 s after it dies (src/scheduler.rs,
 # RESTART_AFTER), and after a server restart it starts at once; give it this long.
 SCHEDULER_BACK_WITHIN = 30.0
+# Faults that take the whole server down: the soak's own immediate shutdowns
+# and promotions, and a crash it did not cause (soak.py, Clusters.revive).
+SERVER_DOWN = ("shutdown", "promote", "crash")
 # The statuses of a run that held the run lock.
 HOLDERS = ("succeeded", "failed", "abandoned")
 INF = float("inf")
@@ -126,7 +129,7 @@ class Checker:
             if f["kind"] == "terminate" and since <= f["t"] <= until and f.get("application_name") == consumer:
                 return f"session of {consumer} terminated at {f['t']:.3f}"
             # a server going down: from the stop's start to its end (t_down)
-            if f["kind"] in ("shutdown", "promote") and f["t"] <= until and f.get("t_down", f["t"]) >= delivery["t_recv"]:
+            if f["kind"] in SERVER_DOWN and f["t"] <= until and f.get("t_down", f["t"]) >= delivery["t_recv"]:
                 return f"{f['kind']} at {f['t']:.3f}"
             if delivery["t_recv"] <= f["t"] <= until:
                 if f["kind"] == "sigkill_notifier" and f["consumer"] == consumer:
@@ -265,7 +268,7 @@ class Checker:
     def death(self, run):
         """The earliest fault that can have ended an abandoned run's process, or None."""
         for f in self.faults:
-            if f["kind"] in ("shutdown", "promote") and f["t"] <= run["finished_at"] and \
+            if f["kind"] in SERVER_DOWN and f["t"] <= run["finished_at"] and \
                     f.get("t_down", f["t"]) >= run["started_at"] - 1:
                 return f
             if f["kind"] == "terminate" and f["pid"] == run["backend_pid"] and \

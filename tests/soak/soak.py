@@ -182,6 +182,27 @@ class Clusters:
             self.attach_standby()
             return {"t": t0, "t_down": t1, "t_up": t2, "t_standby": time.time(), "old": old, "new": new}
 
+    def running(self, name):
+        return os.path.exists(os.path.join(os.environ["CLUSTER_ROOT"], name, "data", "postmaster.pid"))
+
+    def revive(self, since):
+        """A node that is down although no fault of the soak's stopped it (on
+        a shared machine, say, a reinstall of pg_followup.so in place makes
+        every process that mapped it die of SIGBUS) is started again, and the
+        crash recorded as a fault: it ends sessions, runs and acks as an
+        immediate shutdown does. None when every node runs."""
+        with self.topology:
+            down = [n for n in (self.primary, self.standby) if n and not self.running(n)]
+            if not down:
+                return None
+            self.up.clear()
+            t = time.time()
+            for n in down:
+                node("start", n, check=False)
+            self.up.set()
+            # t: the last time all were seen running; t_down: found down
+            return {"kind": "crash", "t": since, "t_down": t, "t_up": time.time(), "nodes": down}
+
     def stop_all(self):
         for n in self.names:
             node("stop", n, "fast", check=False)
@@ -675,6 +696,21 @@ class Soak:
                 actor.conn = None
         self.set_webhook({})
 
+    def watchdog(self):
+        """Nodes that died by themselves come back (Clusters.revive)."""
+        seen_running = time.time()
+        while not self.stopping.is_set() or self.draining:
+            if self.monitor_done.wait(1):
+                return
+            if self.clusters.topology.locked():
+                continue  # a fault of the soak's own is at work
+            if all(self.clusters.running(n) for n in (self.clusters.primary, self.clusters.standby) if n):
+                seen_running = time.time()
+            elif time.time() - seen_running > 3:
+                record = self.clusters.revive(seen_running)
+                if record:
+                    self.fault(record)
+
     def monitor(self):
         """The scheduler's pid, whenever it changes: a run skipped because
         some process held the run lock names that process."""
@@ -728,6 +764,7 @@ class Soak:
         supervisor = threading.Thread(target=self.supervise_notifiers, daemon=True)
         supervisor.start()
         monitor = self.thread(self.monitor)
+        self.thread(self.watchdog)
         load = [self.thread(self.contact_writer, p) for p in CONTACT_PATHS]
         load += [self.thread(self.app_writer), self.thread(self.ops_writer), self.thread(self.day_runner),
                  self.thread(self.extra_runner, "runs1"), self.thread(self.extra_runner, "runs2"),
