@@ -49,6 +49,10 @@ SCHEDULER_BACK_WITHIN = 30.0
 # Faults that take the whole server down: the soak's own immediate shutdowns
 # and promotions, and a crash it did not cause (soak.py, Clusters.revive).
 SERVER_DOWN = ("shutdown", "promote", "crash")
+# A run logs finished_at in the transaction that enqueues its messages, just
+# before that transaction commits; the commit follows within this long (used
+# only when the run's commit timestamp is unknown).
+COMMIT_TOLERANCE = 1.0
 # The statuses of a run that held the run lock.
 HOLDERS = ("succeeded", "failed", "abandoned")
 INF = float("inf")
@@ -92,6 +96,9 @@ class Checker:
         longest = max([r["longest"] for r in by_type["slow_claims"]] + [0.0])
         self.slack = max(CLAIM_SLACK, longest + 0.1)
         self.scheduler_pids = {p for r in by_type["scheduler_pid"] for p in r["pids"]}
+        self.by_reminder = defaultdict(list)
+        for m in final["outbox"]:
+            self.by_reminder[(m["assignment_id"], m["cycle_start"], m["kind"])].append(m)
 
     def violation(self, kind, detail):
         self.violations.append((kind, detail))
@@ -192,9 +199,21 @@ class Checker:
                 return f"snoozed, committed by {e['end']:.3f}"
         return None
 
+    def evidence_superseded(self, m, claimed_at):
+        """A newer sequence of message m's reminder whose run committed before
+        the snapshot of the claim that stamped m at claimed_at: that claim saw
+        it and must have withdrawn m (`superseded`); None if none did."""
+        snapshot_no_earlier = claimed_at - self.slack
+        for n in self.newer(m):
+            if self.committed(n) < snapshot_no_earlier:
+                return f"message {n['message_id']} (sequence {n['sequence']}) superseded it, committed by run " \
+                       f"{n['run_id']} at {self.committed(n):.3f}"
+        return None
+
     def check_not_due(self):
-        """No message handed out (POSTed) after what made it no longer due
-        had committed before the claim that handed it out."""
+        """No message handed out (POSTed) after what made it no longer due,
+        or a newer sequence of its reminder, had committed before the claim
+        that handed it out."""
         seen = set()
         for r in self.requests:
             for m in r["messages"]:
@@ -207,16 +226,41 @@ class Checker:
                 seen.add(claim)
                 claimed_at = m["visible_at"] - lease
                 self.seen["claims checked against the history"] += 1
-                why = self.evidence_not_due(m, claimed_at)
-                if why:
-                    self.violation("delivered_not_due",
-                                   f"message {m['id']} (assignment {m['assignment_id']}, cycle {m['cycle_start']}) "
-                                   f"claimed at {claimed_at:.3f} by {m.get('claimed_by')} and POSTed at "
-                                   f"{r['t_recv']:.3f}, but {why} (slack {self.slack:.2f} s)")
+                for kind, why in (("delivered_not_due", self.evidence_not_due(m, claimed_at)),
+                                  ("delivered_superseded", self.evidence_superseded(m, claimed_at))):
+                    if why:
+                        self.violation(kind,
+                                       f"message {m['id']} (assignment {m['assignment_id']}, cycle {m['cycle_start']}, "
+                                       f"sequence {m.get('sequence')}) claimed at {claimed_at:.3f} by "
+                                       f"{m.get('claimed_by')} and POSTed at {r['t_recv']:.3f}, but {why} "
+                                       f"(slack {self.slack:.2f} s)")
+
+    def newer(self, m):
+        """The outbox's messages that supersede m: a higher sequence of the
+        same assignment, cycle and kind (README, "Only still-due reminders
+        are delivered"), whatever became of them."""
+        return [n for n in self.by_reminder[(m["assignment_id"], m["cycle_start"], m["kind"])]
+                if n["sequence"] > m["sequence"]]
+
+    def committed(self, m):
+        """When the run that enqueued message m committed: the commit time of
+        its log row's last update, made in the transaction that inserted its
+        messages (src/run/mod.rs, scan_and_finish); without it (no commit
+        timestamp), its finished_at, logged just before the commit, plus
+        COMMIT_TOLERANCE."""
+        run = self.runs.get(m["run_id"]) or {}
+        if run.get("committed_at") is not None:
+            return run["committed_at"]
+        return (run.get("finished_at") or m["enqueued_at"]) + COMMIT_TOLERANCE
 
     def withdrawal_cause(self, m):
-        """An operation that may have ended message m's being due after the run
-        that enqueued it looked (the run logged its start before its scan)."""
+        """What may have ended message m's being due after the run that
+        enqueued it looked (the run logged its start before its scan): an
+        operation, or for `superseded` a newer sequence enqueued before it
+        was withdrawn. A superseded message is withdrawn, not lost: its
+        recipient gets the newer one."""
+        if m["cancel_reason"] == "superseded":
+            return next((n for n in self.newer(m) if n["enqueued_at"] <= m["cancelled_at"]), None)
         run = self.runs.get(m["run_id"])
         looked = run["started_at"] if run else m["enqueued_at"]
         kinds = {"contact_logged": ("contact", "activity_update", "activity_delete", "set_last_contact"),

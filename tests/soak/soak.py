@@ -571,9 +571,10 @@ class Soak:
                 now = time.time()
                 # at least 15 s ahead: the next minute boundary that far off
                 at = datetime.fromtimestamp(now + 15 + (60 - (now + 15) % 60), self.tz)
-                # the README's definition: a scheduler's run of the day succeeded
+                # the README's definition ("The scheduler"): a run of the scheduler's
+                # for the day, or for a later day, succeeded
                 done = conn.execute("SELECT EXISTS (SELECT 1 FROM followup.runs WHERE status = 'succeeded' "
-                                    f"AND trigger IN ('schedule', 'catch_up', 'retry') AND as_of = {TODAY})").fetchone()[0]
+                                    f"AND trigger IN ('schedule', 'catch_up', 'retry') AND as_of >= {TODAY})").fetchone()[0]
                 if not done:
                     with self.clusters.topology:
                         self.clusters.alter_system("followup.run_at", at.strftime("%H:%M"))
@@ -838,7 +839,10 @@ class Soak:
                                  FROM followup.outbox ORDER BY message_id"""),
             "runs": rows(f"""SELECT run_id, trigger::text, status::text, as_of::text, reminders_enqueued,
                                     duplicates_suppressed, error, backend_pid, {epoch('started_at')},
-                                    {epoch('finished_at')}
+                                    {epoch('finished_at')},
+                                    -- a finished run's row was last written by the transaction that
+                                    -- enqueued its messages: when they became visible (track_commit_timestamp)
+                                    extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 AS committed_at
                                FROM followup.runs ORDER BY run_id"""),
             "verify": rows("SELECT * FROM followup.verify(100000)"),
             "health": rows("SELECT outbox_pending, outbox_dead, last_run_status FROM followup.health")[0],

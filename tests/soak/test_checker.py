@@ -291,6 +291,64 @@ class NothingLost(unittest.TestCase):
         self.assertEqual(kinds(history, final), ["malformed_request"])
 
 
+class Superseded(unittest.TestCase):
+    """Message 2 (sequence 1 of assignment 2's reminder) and message 4,
+    sequence 2 of the same reminder, enqueued by run 2 (committed at 15.0)."""
+
+    def superseding(self):
+        history, final = clean()
+        final["runs"].append(dict(run(2, "succeeded", 14.0, 14.9, 101, enqueued=1), committed_at=15.0))
+        final["outbox"].append(message(4, "pending", run_id=2, assignment_id="2", sequence=2, enqueued_at=14.5))
+        final["health"]["outbox_pending"] = 1
+        return history, final
+
+    def test_a_newer_sequence_committed_after_the_claim_is_not(self):
+        # message 2 was claimed at 20.5, after: the newer one is still pending
+        history, final = self.superseding()
+        final["runs"][1]["committed_at"] = 20.0
+        self.assertEqual(kinds(history, final), [])
+
+    def test_handed_out_after_a_newer_sequence_committed(self):
+        history, final = self.superseding()
+        self.assertEqual(kinds(history, final), ["delivered_superseded"])
+
+    def test_without_a_commit_time_the_runs_end_decides(self):
+        history, final = self.superseding()
+        final["runs"][1]["committed_at"] = None
+        self.assertEqual(kinds(history, final), ["delivered_superseded"])
+        final["runs"][1]["finished_at"] = 18.5
+        self.assertEqual(kinds(history, final), [])
+
+    def test_an_older_sequence_does_not_supersede(self):
+        history, final = self.superseding()
+        final["outbox"][3]["sequence"] = 0
+        self.assertEqual(kinds(history, final), [])
+
+    def test_another_kind_does_not_supersede(self):
+        history, final = self.superseding()
+        final["outbox"][3]["kind"] = "escalation"
+        self.assertEqual(kinds(history, final), [])
+
+    def test_a_withdrawal_as_superseded_is_explained_by_the_newer_one(self):
+        # message 2 was not handed out: withdrawn, not lost
+        history, final = self.superseding()
+        history = [r for r in history if r.get("n") != 2]
+        final["outbox"][1].update(status="cancelled", cancel_reason="superseded", cancelled_at=16.0, delivered_at=None)
+        self.assertEqual(kinds(history, final), [])
+
+    def test_a_withdrawal_as_superseded_before_the_newer_one_was_enqueued(self):
+        history, final = self.superseding()
+        history = [r for r in history if r.get("n") != 2]
+        final["outbox"][1].update(status="cancelled", cancel_reason="superseded", cancelled_at=14.0, delivered_at=None)
+        self.assertEqual(kinds(history, final), ["withdrawn_without_cause"])
+
+    def test_a_withdrawal_as_superseded_with_no_newer_one(self):
+        history, final = clean()
+        history = [r for r in history if r.get("n") != 2]
+        final["outbox"][1].update(status="cancelled", cancel_reason="superseded", cancelled_at=16.0, delivered_at=None)
+        self.assertEqual(kinds(history, final), ["withdrawn_without_cause"])
+
+
 class Runs(unittest.TestCase):
     def test_a_run_left_running(self):
         history, final = clean()
