@@ -35,6 +35,8 @@ import os
 import re
 import sys
 from collections import defaultdict
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 # The least time allowed between a claim's snapshot and the instant it stamps
 # on the messages it hands out (see above).
@@ -96,6 +98,13 @@ class Checker:
         longest = max([r["longest"] for r in by_type["slow_claims"]] + [0.0])
         self.slack = max(CLAIM_SLACK, longest + 0.1)
         self.scheduler_pids = {p for r in by_type["scheduler_pid"] for p in r["pids"]}
+        # followup.timezone: every organization's zone in the soak (no policy has its own)
+        soak = by_type["soak"][0] if by_type["soak"] else {}
+        self.zone = ZoneInfo(soak.get("timezone", "UTC"))
+        self.by_recipient = defaultdict(list)
+        for op in by_type["op"]:
+            if "recipient" in op:
+                self.by_recipient[op["recipient"]].append(op)
         self.by_reminder = defaultdict(list)
         for m in final["outbox"]:
             self.by_reminder[(m["assignment_id"], m["cycle_start"], m["kind"])].append(m)
@@ -210,6 +219,31 @@ class Checker:
                        f"{n['run_id']} at {self.committed(n):.3f}"
         return None
 
+    def evidence_away(self, m, claimed_at):
+        """An absence of message m's recipient covering the claim's day (in
+        followup.timezone), set (committed) before the snapshot of the claim
+        that stamped m at claimed_at and not ended before it: that claim must
+        have held m back; None if none was. A message claimed before the
+        absence was set stays with its consumer: only the claim's snapshot
+        counts."""
+        row = self.outbox.get(m["id"])
+        if row is None:
+            return None
+        recipient = f"{row['recipient_role']}:{row['recipient_id']}"
+        day = datetime.fromtimestamp(claimed_at, self.zone).date().isoformat()
+        snapshot_no_earlier = claimed_at - self.slack
+        ops = self.by_recipient[recipient]
+        for e in ops:
+            if e["op"] != "set_away" or e["outcome"] != "ok" or not e["from_day"] <= day <= e["until_day"]:
+                continue
+            committed = e.get("committed_at") or e["end"]
+            # an end_away that began before the claim stamped m may have committed before its snapshot
+            ended = any(u["op"] == "end_away" and u["outcome"] != "error" and u["start"] < claimed_at
+                        and u["end"] > e["start"] for u in ops)
+            if committed < snapshot_no_earlier and not ended:
+                return f"{recipient} was away {e['from_day']}..{e['until_day']}, set at {committed:.3f}"
+        return None
+
     def check_not_due(self):
         """No message handed out (POSTed) after what made it no longer due,
         or a newer sequence of its reminder, had committed before the claim
@@ -227,7 +261,8 @@ class Checker:
                 claimed_at = m["visible_at"] - lease
                 self.seen["claims checked against the history"] += 1
                 for kind, why in (("delivered_not_due", self.evidence_not_due(m, claimed_at)),
-                                  ("delivered_superseded", self.evidence_superseded(m, claimed_at))):
+                                  ("delivered_superseded", self.evidence_superseded(m, claimed_at)),
+                                  ("delivered_to_away", self.evidence_away(m, claimed_at))):
                     if why:
                         self.violation(kind,
                                        f"message {m['id']} (assignment {m['assignment_id']}, cycle {m['cycle_start']}, "

@@ -502,12 +502,33 @@ class Soak:
             actor.pause(0.3)
 
     def ops_writer(self):
-        """Ops: corrections, snoozes and unsnoozes."""
+        """Ops: corrections, snoozes and unsnoozes; mentors going away and
+        coming back (set_away / end_away), a few at a time."""
         actor = Actor(self, "ops")
         rng = actor.rng
+        away = []
         while not self.stopping.is_set():
             a = rng.randint(1, ASSIGNMENTS)
-            kind = rng.choices(["set_last_contact", "snooze", "unsnooze"], [3, 2, 2])[0]
+            kind = rng.choices(["set_last_contact", "snooze", "unsnooze", "away"], [3, 2, 2, 1])[0]
+            if kind == "away":
+                if len(away) < 15 and (not away or rng.random() < 0.5):
+                    mentor = str(self.pair(a)[0])
+                    # from today (followup.timezone, every organization's zone here) for
+                    # 0 to 3 more days: away now, and still away when the soak ends unless ended
+                    days = rng.randint(0, 3)
+                    record = actor.op("set_away", lambda s: dict(zip(("xid", "from_day", "until_day"), s.execute(
+                        f"SELECT {XID}, from_day::text, until_day::text FROM followup.set_away('mentor', %s, "
+                        f"{TODAY}, {TODAY} + %s, 'soak: on a hike')", (mentor, days)).fetchone())),
+                        recipient=f"mentor:{mentor}")
+                    if record["outcome"] == "ok":
+                        away.append(mentor)
+                else:
+                    mentor = away.pop(rng.randrange(len(away)))
+                    actor.op("end_away", lambda s: {"ended": s.execute(
+                        "SELECT followup.end_away('mentor', %s)", (mentor,)).fetchone()[0]},
+                        recipient=f"mentor:{mentor}")
+                actor.pause(0.35)
+                continue
             if kind == "set_last_contact":
                 day = self.today_sim() - timedelta(days=rng.randint(0, 5))
                 actor.op(kind, lambda s: {"xid": s.execute(

@@ -349,6 +349,52 @@ class Superseded(unittest.TestCase):
         self.assertEqual(kinds(history, final), ["withdrawn_without_cause"])
 
 
+class Away(unittest.TestCase):
+    """Message 2's recipient, mentor 1001, away on the day of its claim
+    (20.5 s after the epoch: 1970-01-01 in UTC, the zone of a history
+    without its soak record)."""
+
+    def away(self, committed_at=15.0, from_day="1970-01-01", until_day="1970-01-02", outcome="ok",
+             recipient="mentor:1001"):
+        history, final = clean()
+        history.append(dict(op("set_away", None, 14.0, 19.9, outcome=outcome, committed_at=committed_at,
+                               from_day=from_day, until_day=until_day), recipient=recipient, assignments=[]))
+        return history, final
+
+    def test_handed_out_while_its_recipient_was_away(self):
+        history, final = self.away()
+        self.assertEqual(sorted(kinds(history, final)), ["delivered_to_away"])
+
+    def test_an_absence_set_after_the_claims_snapshot_is_not(self):
+        # the claim handed it out first; set_away leaves it with its consumer
+        self.assertEqual(kinds(*self.away(committed_at=20.0)), [])
+
+    def test_an_absence_ended_before_the_claim_is_not(self):
+        history, final = self.away()
+        history.append(dict(op("end_away", None, 17.0, 17.1, ended=1), recipient="mentor:1001", assignments=[]))
+        self.assertEqual(kinds(history, final), [])
+
+    def test_an_absence_ended_after_the_claim_is(self):
+        history, final = self.away()
+        history.append(dict(op("end_away", None, 25.0, 25.1, ended=1), recipient="mentor:1001", assignments=[]))
+        self.assertEqual(kinds(history, final), ["delivered_to_away"])
+
+    def test_an_absence_from_a_later_day_is_not(self):
+        self.assertEqual(kinds(*self.away(from_day="1970-01-02")), [])
+
+    def test_another_recipients_absence_is_not(self):
+        self.assertEqual(kinds(*self.away(recipient="mentor:1002")), [])
+
+    def test_a_set_away_that_failed_is_not(self):
+        self.assertEqual(kinds(*self.away(outcome="error")), [])
+
+    def test_the_day_is_the_soaks_time_zone(self):
+        # 20.5 s after the epoch is still 1969-12-31 in Etc/GMT+10
+        history, final = self.away()
+        history.append({"type": "soak", "t": 0, "timezone": "Etc/GMT+10"})
+        self.assertEqual(kinds(history, final), [])
+
+
 class Runs(unittest.TestCase):
     def test_a_run_left_running(self):
         history, final = clean()
