@@ -213,6 +213,7 @@ class Checker:
         the snapshot of the claim that stamped m at claimed_at: that claim saw
         it and must have withdrawn m (`superseded`); None if none did."""
         snapshot_no_earlier = claimed_at - self.slack
+        self.seen["claims with a newer sequence in the outbox"] += bool(self.newer(m))
         for n in self.newer(m):
             if self.committed(n) < snapshot_no_earlier:
                 return f"message {n['message_id']} (sequence {n['sequence']}) superseded it, committed by run " \
@@ -233,6 +234,7 @@ class Checker:
         day = datetime.fromtimestamp(claimed_at, self.zone).date().isoformat()
         snapshot_no_earlier = claimed_at - self.slack
         ops = self.by_recipient[recipient]
+        self.seen["claims of recipients who were ever away"] += any(e["op"] == "set_away" for e in ops)
         for e in ops:
             if e["op"] != "set_away" or e["outcome"] != "ok" or not e["from_day"] <= day <= e["until_day"]:
                 continue
@@ -295,7 +297,8 @@ class Checker:
         was withdrawn. A superseded message is withdrawn, not lost: its
         recipient gets the newer one."""
         if m["cancel_reason"] == "superseded":
-            return next((n for n in self.newer(m) if n["enqueued_at"] <= m["cancelled_at"]), None)
+            return self.count("superseded withdrawals explained by the newer sequence",
+                              next((n for n in self.newer(m) if n["enqueued_at"] <= m["cancelled_at"]), None))
         run = self.runs.get(m["run_id"])
         looked = run["started_at"] if run else m["enqueued_at"]
         kinds = {"contact_logged": ("contact", "activity_update", "activity_delete", "set_last_contact"),
@@ -482,7 +485,11 @@ def summary(checker, out=sys.stdout):
     status = defaultdict(int)
     for m in checker.outbox.values():
         status[m["status"] + (f" ({m['cancel_reason']})" if m["cancel_reason"] else "")] += 1
-    print("outbox: " + ", ".join(f"{k} {v}" for k, v in sorted(status.items())), file=out)
+    away = {(a["recipient_role"], a["recipient_id"]) for a in checker.final.get("away", []) if a["ended_at"] is None}
+    held = sum(1 for m in checker.outbox.values()
+               if m["status"] == "pending" and (m["recipient_role"], m["recipient_id"]) in away)
+    print("outbox: " + ", ".join(f"{k} {v}" for k, v in sorted(status.items())) +
+          f" (pending to a recipient still away: {held})", file=out)
     runs = defaultdict(int)
     for r in checker.runs.values():
         runs[f"{r['trigger']} {r['status']}"] += 1

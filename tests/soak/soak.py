@@ -868,6 +868,8 @@ class Soak:
             "verify": rows("SELECT * FROM followup.verify(100000)"),
             "health": rows("SELECT outbox_pending, outbox_dead, last_run_status FROM followup.health")[0],
             "alerts": rows(f"SELECT alert_id, kind::text, run_id, message, {epoch('raised_at')} FROM followup.alerts"),
+            "away": rows(f"""SELECT recipient_role::text, recipient_id, from_day::text, until_day::text,
+                                    {epoch('ended_at')} FROM followup.away ORDER BY away_id"""),
             "max_attempts": int(s.execute("SELECT current_setting('followup.max_attempts')").fetchone()[0]),
         }
         with open(os.path.join(self.out, "final.json"), "w") as f:
