@@ -31,6 +31,14 @@ def request(n, t, ids, consumer="n1.1", answer=200, completed=True, claimed=None
                          for i in ids]}
 
 
+def fault(kind, t, **fields):
+    return {"type": "fault", "kind": kind, "t": t, **fields}
+
+
+def notifier_terminated(t, consumer):
+    return fault("terminate", t, target="notifier", pid=7, application_name=consumer)
+
+
 def op(kind, assignment, start, end=None, outcome="ok", **fields):
     return {"type": "op", "op": kind, "actor": "t", "assignments": [assignment], "start": start,
             "end": start + 0.05 if end is None else end, "outcome": outcome, **fields}
@@ -100,6 +108,15 @@ class CleanHistory(unittest.TestCase):
 
 
 class Duplicates(unittest.TestCase):
+    @staticmethod
+    def again(message, what):
+        """The violations when message 1 or 2 (delivered at 20 or 21 by n1.1)
+        is delivered again by n1.1 at 50, with that fault in the history."""
+        history, final = clean()
+        history.append(request(3, 50.0, [message], consumer="n1.1"))
+        history.append(what)
+        return kinds(history, final)
+
     def test_a_second_delivery_without_a_fault_is_a_duplicate(self):
         history, final = clean()
         history.append(request(3, 50.0, [1], consumer="n1.1"))
@@ -113,58 +130,31 @@ class Duplicates(unittest.TestCase):
         self.assertEqual(kinds(history, final), ["duplicate_delivery"])
 
     def test_the_notifier_killed_before_its_next_request_explains_it(self):
-        history, final = clean()
-        history.append(request(3, 50.0, [1], consumer="n1.1"))
-        history.append({"type": "fault", "kind": "sigkill_notifier", "t": 20.5, "consumer": "n1.1"})
-        self.assertEqual(kinds(history, final), [])
+        self.assertEqual(self.again(1, fault("sigkill_notifier", 20.5, consumer="n1.1")), [])
 
     def test_a_kill_after_the_next_request_does_not(self):
         # the ack of message 1 was done (committed or not) before request 2
-        history, final = clean()
-        history.append(request(3, 50.0, [1], consumer="n1.1"))
-        history.append({"type": "fault", "kind": "sigkill_notifier", "t": 21.5, "consumer": "n1.1"})
-        self.assertEqual(kinds(history, final), ["duplicate_delivery"])
+        self.assertEqual(self.again(1, fault("sigkill_notifier", 21.5, consumer="n1.1")), ["duplicate_delivery"])
 
     def test_its_session_terminated_while_idle_before_the_post_explains_it(self):
         # the notifier learns it at the ack that follows the POST
-        history, final = clean()
-        history.append(request(3, 50.0, [2], consumer="n1.1"))
-        history.append({"type": "fault", "kind": "terminate", "t": 20.5, "target": "notifier", "pid": 7,
-                        "application_name": "n1.1"})
-        self.assertEqual(kinds(history, final), [])
+        self.assertEqual(self.again(2, notifier_terminated(20.5, "n1.1")), [])
 
     def test_its_session_terminated_before_its_previous_request_does_not(self):
-        history, final = clean()
-        history.append(request(3, 50.0, [2], consumer="n1.1"))
-        history.append({"type": "fault", "kind": "terminate", "t": 19.5, "target": "notifier", "pid": 7,
-                        "application_name": "n1.1"})
-        self.assertEqual(kinds(history, final), ["duplicate_delivery"])
+        self.assertEqual(self.again(2, notifier_terminated(19.5, "n1.1")), ["duplicate_delivery"])
 
     def test_another_notifiers_session_terminated_does_not(self):
-        history, final = clean()
-        history.append(request(3, 50.0, [1], consumer="n1.1"))
-        history.append({"type": "fault", "kind": "terminate", "t": 20.5, "target": "notifier", "pid": 7,
-                        "application_name": "n2.1"})
-        self.assertEqual(kinds(history, final), ["duplicate_delivery"])
+        self.assertEqual(self.again(1, notifier_terminated(20.5, "n2.1")), ["duplicate_delivery"])
 
     def test_a_server_going_down_as_it_was_posted_explains_it(self):
         # the stop began before the POST and ended after it: the ack met a dying server
-        history, final = clean()
-        history.append(request(3, 50.0, [1], consumer="n1.1"))
-        history.append({"type": "fault", "kind": "promote", "t": 19.8, "t_down": 20.1})
-        self.assertEqual(kinds(history, final), [])
+        self.assertEqual(self.again(1, fault("promote", 19.8, t_down=20.1)), [])
 
     def test_a_server_down_and_up_before_the_post_does_not(self):
-        history, final = clean()
-        history.append(request(3, 50.0, [1], consumer="n1.1"))
-        history.append({"type": "fault", "kind": "shutdown", "t": 19.5, "t_down": 19.9})
-        self.assertEqual(kinds(history, final), ["duplicate_delivery"])
+        self.assertEqual(self.again(1, fault("shutdown", 19.5, t_down=19.9)), ["duplicate_delivery"])
 
     def test_a_server_shutdown_in_between_explains_it(self):
-        history, final = clean()
-        history.append(request(3, 50.0, [1], consumer="n1.1"))
-        history.append({"type": "fault", "kind": "shutdown", "t": 20.5})
-        self.assertEqual(kinds(history, final), [])
+        self.assertEqual(self.again(1, fault("shutdown", 20.5)), [])
 
     def test_a_failed_request_is_no_delivery(self):
         history, final = clean()
@@ -509,7 +499,7 @@ class Figures(unittest.TestCase):
         history, final = clean()
         history.append(request(3, 30.0, [4, 5], answer=500))
         history.append(request(4, 31.0, [4, 5]))
-        history.append({"type": "fault", "kind": "shutdown", "t": 35.0})
+        history.append(fault("shutdown", 35.0))
         final["outbox"] += [message(4, "delivered", delivered_at=31.01), message(5, "delivered", delivered_at=31.01)]
         final["runs"][0]["reminders_enqueued"] = 5
         history[1]["enqueued"] = 5
