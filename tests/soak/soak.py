@@ -290,6 +290,11 @@ class Soak:
         # in all, so that the simulated calendar stays in the past
         # (set_last_contact refuses dates after today)
         self.day_seconds = max(3.0, self.duration / 120)
+        # contacts per simulated day as in the short mode (3 s a day), whatever
+        # the day's length: at the short mode's rate a longer day would give
+        # every assignment a contact every day or two, and nothing would
+        # ever be due
+        self.contact_pace = self.day_seconds / 3.0
         self.mentors = ASSIGNMENTS // 4
         self.notifiers = {}
         self.receiver = None
@@ -437,7 +442,7 @@ class Soak:
                 actor.op("contact", lambda s: {"xid": s.execute(
                     "INSERT INTO app.activities (mentor_id, contact_id, occurred_at, registration) VALUES (%s, %s, %s, %s) "
                     f"RETURNING {XID}", (m, c, at, path)).fetchone()[0]}, path=path, assignments=[a], date=dated.isoformat())
-                actor.pause(0.12)
+                actor.pause(0.12 * self.contact_pace)
             elif path == "bulk":
                 group = sorted(rng.sample(range(1, ASSIGNMENTS + 1), rng.randint(5, 40)))
                 rows = [(*self.pair(a), self.occurred_at(rng, dated), "bulk") for a in group]
@@ -460,7 +465,7 @@ class Soak:
                                     cp.write_row(r)
                             return {"xid": s.execute(f"SELECT {XID}").fetchone()[0]}
                     actor.op("contact", copy, path=path, how="copy", assignments=group, date=dated.isoformat())
-                actor.pause(0.8)
+                actor.pause(0.8 * self.contact_pace)
             else:
                 # the coordinator's CRM upserts by its own id: a new row, or
                 # the update part moving an existing one to the new date
@@ -473,7 +478,7 @@ class Soak:
                     "VALUES (%s, %s, %s, 'coordinator_proxy', %s) "
                     "ON CONFLICT (external_id) DO UPDATE SET occurred_at = greatest(app.activities.occurred_at, EXCLUDED.occurred_at) "
                     f"RETURNING {XID}", (m, c, at, ext)).fetchone()[0]}, path=path, assignments=[a], date=day.isoformat())
-                actor.pause(0.25)
+                actor.pause(0.25 * self.contact_pace)
 
     def app_writer(self):
         """The app itself: corrects and deletes activities (the recompute
