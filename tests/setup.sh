@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing pg_followup needs, when it is missing:
-# Debian packages (PostgreSQL 15 server and headers, clang for bindgen, sudo;
-# chromium and its driver for the console's browser tests), cargo-pgrx
+# Debian packages (PostgreSQL 15 server and headers, clang for bindgen, sudo,
+# python3-venv for the soak's venv; chromium and its driver for the console's
+# browser tests), cargo-pgrx
 # 0.18.0, the project's pgrx home (pgrx-config/config.toml), and a Python
 # venv with Selenium (target/browser-venv) for the browser tests.
 # Safe to run again: it only installs what is absent. Needs root (or sudo).
