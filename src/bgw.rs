@@ -30,15 +30,28 @@ pub fn builder(name: &str, kind: &str, function: &str, restart: Option<Duration>
 
 /// SIGTERM terminates like a backend (pg_terminate_backend and shutdown stop
 /// a long scan cleanly); with `reload`, SIGHUP marks the configuration for
-/// reloading at the next `sleep`.
+/// reloading at the next `sleep`. Also makes the process give up its session
+/// locks when it exits (see `release_session_locks`).
 pub fn install_signal_handlers(reload: bool) {
     unsafe {
+        pg_sys::before_shmem_exit(Some(release_session_locks), pg_sys::Datum::from(0));
         if reload {
             pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(postgres_config_reload));
         }
         pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(postgres_die));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
+}
+
+/// At exit: the session locks of this process (the scheduler's lock, the run
+/// lock a run holds across its transactions) are released. PostgreSQL
+/// releases session locks of the default lock method only when a transaction
+/// aborts; a worker that exits between transactions (terminated while it
+/// sleeps) would leave them held in the name of a process that no longer
+/// exists, and the scheduler restarted after it would find its own lock taken.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn release_session_locks(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
+    unsafe { pg_sys::LockReleaseSession(pg_sys::DEFAULT_LOCKMETHOD as pg_sys::LOCKMETHODID) };
 }
 
 /// Sleeps on the latch for at most `duration` (woken early by SetLatch, e.g.

@@ -22,13 +22,19 @@ use crate::local_time::iso_text_sql;
 use crate::query::execute;
 use crate::registry::{self, AssignmentTable, EQUALS};
 use crate::security;
-use crate::tracking::{bulk_recompute_sql, recompute_sql};
+use crate::tracking::{bulk_recompute_sql, recompute_sql, LATEST_CORRECTION};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::PgSqlErrorCode::*;
 
 /// SQL: the drifted assignments: `(id as text, id, stored, expected, value)`,
 /// stored and expected as ISO text, with the expected value itself as `value`.
+///
+/// A stored value equal to the latest correction is no drift, even below the
+/// latest activity: `set_last_contact` may set a date below existing
+/// activities, and the triggers keep it until a later write to that
+/// assignment's activities recomputes it (README, "Correcting a last
+/// contact"); verify must not call it drift, nor repair undo it.
 fn drift_sql(client: &SpiClient<'_>, assignments: &AssignmentTable) -> String {
     let activities = registry::load_activity_tables(client);
     let (joins, expected) = bulk_recompute_sql(assignments, &activities);
@@ -38,7 +44,8 @@ fn drift_sql(client: &SpiClient<'_>, assignments: &AssignmentTable) -> String {
                 {stored} AS stored, {expected_text} AS expected, {expected} AS value
            FROM {table} AS a
            {joins}
-          WHERE {lc} IS DISTINCT FROM {expected}",
+          WHERE {lc} IS DISTINCT FROM {expected} AND ({correction} IS NULL OR {lc} IS DISTINCT FROM {correction})",
+        correction = LATEST_CORRECTION,
         id = assignments.id_column,
         stored = iso_text_sql(&lc, assignments.last_contact_kind),
         expected_text = iso_text_sql(&expected, assignments.last_contact_kind),

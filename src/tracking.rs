@@ -269,6 +269,10 @@ pub fn recompute_sql(assignments: &AssignmentTable, all_activities: &[ActivityTa
     format!("GREATEST({})", candidates.join(",\n                 "))
 }
 
+/// In `bulk_recompute_sql`'s joins: the assignment's latest correction, in
+/// the last-contact column's kind (NULL without one).
+pub const LATEST_CORRECTION: &str = "latest_correction.latest";
+
 /// The same value for every assignment row `a` at once (verify, repair,
 /// TRUNCATE): `(joins, expression)`, the joins to add after `FROM <table> AS
 /// a` and the expression over them. Each tracked table and the corrections
@@ -303,7 +307,7 @@ pub fn bulk_recompute_sql(assignments: &AssignmentTable, all_activities: &[Activ
         corrected = convert("cc.new_value", DateKind::Date, assignments.last_contact_kind),
         id = assignments.id_column,
     ));
-    candidates.push("latest_correction.latest".to_string());
+    candidates.push(LATEST_CORRECTION.to_string());
     (
         joins.join(
             "

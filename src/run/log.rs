@@ -88,12 +88,16 @@ pub fn mark_abandoned(client: &mut SpiClient<'_>) {
 }
 
 /// `mark_abandoned` when no run holds the lock now (the scheduler, which does
-/// not take it for itself).
+/// not take it for itself). The lock is held for that statement only: a run
+/// started while the rest of the scheduler's transaction goes on (raising and
+/// resolving alerts) must find it free, not skip itself on the scheduler's
+/// account. (A run that starts at once waits for the rows this marks, and
+/// then finds them no longer running.)
 pub fn mark_abandoned_if_free() {
     Spi::connect_mut(|client| {
-        // for this transaction only
         if RUN_LOCK.try_acquire(false) {
             mark_abandoned(client);
+            RUN_LOCK.release_early();
         }
     });
 }

@@ -124,11 +124,14 @@ class Checker:
     def ack_loss(self, delivery):
         """Why the ack of a delivery may never have committed, or None.
 
-        The notifier acks a message right after its 2xx and only then sends
-        its next request, so the ack was decided before that consumer's next
-        request. Lost it can be only by a fault in between: the notifier
-        killed, the server shut down or failed over, or its session
-        terminated, which it learns at its next statement: a session
+        The notifier has up to --concurrency requests in flight and acks each
+        2xx as it completes, grouping the acks that complete while one
+        commits (notifier/README.md), so other requests of the same consumer
+        may start before this ack is decided. It is decided before the lease
+        ends (an ack after it is refused, and the message claimed again). Lost
+        it can be only by a fault between the request and the lease's end:
+        the notifier killed, the server shut down or failed over, or its
+        session terminated, which it learns at its next statement: a session
         terminated while idle since the consumer's previous request dies with
         this ack. Or the answer came so late that the notifier had given up
         waiting (then it failed the message instead)."""
@@ -136,9 +139,9 @@ class Checker:
         timeout = self.notifiers.get(consumer, {}).get("timeout", INF)
         if delivery["t_done"] - delivery["t_recv"] > timeout / 2:
             return "answered late"
+        lease = self.lease(consumer)
+        until = delivery["t_recv"] + (lease if lease is not None else INF)
         mine = self.requests_by_consumer[consumer]
-        later = [r["t_recv"] for r in mine if r["t_recv"] > delivery["t_recv"]]
-        until = min(later) if later else INF
         earlier = [r["t_recv"] for r in mine if r["t_recv"] < delivery["t_recv"]]
         since = max(earlier) if earlier else self.notifiers.get(consumer, {}).get("t", -INF)
         for f in self.faults:
