@@ -30,7 +30,7 @@ use crate::bgw::{self, sleep};
 use crate::gucs;
 use crate::local_time::{iso, local_date, DateKind, Zone};
 use crate::query::select_one;
-use crate::run::log::{self as run_log, mark_abandoned_if_free};
+use crate::run::log::{self as run_log, mark_abandoned_now};
 use crate::run::worker;
 use crate::run::{RunCause, RunSettings, RunStatus};
 use pgrx::bgworkers::BackgroundWorker;
@@ -248,7 +248,7 @@ impl Scheduler {
     /// Once, after connecting: abandoned runs, a missed run, a retry that
     /// was pending when the scheduler stopped, retention.
     fn start_up(&mut self) {
-        BackgroundWorker::transaction(mark_abandoned_if_free);
+        BackgroundWorker::transaction(mark_abandoned_now);
         self.enabled = gucs::ENABLED.get();
         duty::take_up(self.enabled);
         if self.enabled {
@@ -412,7 +412,7 @@ impl Scheduler {
                 }
                 // killed before it could log the end: say so now, not at the next run
                 if status_of(run_id) == Some(RunStatus::Running) {
-                    BackgroundWorker::transaction(mark_abandoned_if_free);
+                    BackgroundWorker::transaction(mark_abandoned_now);
                 }
             }
             None => {
@@ -452,7 +452,7 @@ fn check_running_runs() {
         if !anything_to_do {
             return;
         }
-        mark_abandoned_if_free();
+        mark_abandoned_now();
         Spi::run_with_args(RAISE_LONG_RUNS, &[alert_after.into()]).ok();
         Spi::run("SELECT followup._resolve_alerts()").ok();
     });

@@ -302,13 +302,6 @@ impl Lock {
         let tag = self.tag();
         unsafe { pg_sys::LockRelease(&tag, pg_sys::ExclusiveLock as pg_sys::LOCKMODE, true) };
     }
-
-    /// Releases a transaction lock taken by `try_acquire(false)` before the
-    /// transaction ends.
-    pub fn release_early(self) {
-        let tag = self.tag();
-        unsafe { pg_sys::LockRelease(&tag, pg_sys::ExclusiveLock as pg_sys::LOCKMODE, false) };
-    }
 }
 
 fn extension_oid() -> pg_sys::Oid {

@@ -68,8 +68,8 @@ pub fn start(run_id: i64, as_of: Date, cause: RunCause) -> Start {
     })
 }
 
-/// With the run lock held (or shown free), a `running` row left behind
-/// belongs to a process that died (crash, kill, restart). Reads first, so the
+/// A `running` row whose process does not hold the run lock belongs to a
+/// process that died (crash, kill, restart). Reads first, so the
 /// usual case (no such row) writes nothing.
 pub fn mark_abandoned(client: &mut SpiClient<'_>) {
     let any_running = one::<bool>(
@@ -87,19 +87,12 @@ pub fn mark_abandoned(client: &mut SpiClient<'_>) {
     }
 }
 
-/// `mark_abandoned` when no run holds the lock now (the scheduler, which does
-/// not take it for itself). The lock is held for that statement only: a run
-/// started while the rest of the scheduler's transaction goes on (raising and
-/// resolving alerts) must find it free, not skip itself on the scheduler's
-/// account. (A run that starts at once waits for the rows this marks, and
-/// then finds them no longer running.)
-pub fn mark_abandoned_if_free() {
-    Spi::connect_mut(|client| {
-        if RUN_LOCK.try_acquire(false) {
-            mark_abandoned(client);
-            RUN_LOCK.release_early();
-        }
-    });
+/// `mark_abandoned` for the scheduler, without the run lock: the statement
+/// itself leaves alone every run whose process holds the lock. (Taking the
+/// lock here, even for a moment, would make a run started at that moment
+/// skip itself on the scheduler's account.)
+pub fn mark_abandoned_now() {
+    Spi::connect_mut(|client| mark_abandoned(client));
 }
 
 pub fn release_lock() {

@@ -130,20 +130,20 @@ class Checker:
         may start before this ack is decided. It is decided before the lease
         ends (an ack after it is refused, and the message claimed again). Lost
         it can be only by a fault between the request and the lease's end:
-        the notifier killed, the server shut down or failed over, or its
-        session terminated, which it learns at its next statement: a session
-        terminated while idle since the consumer's previous request dies with
-        this ack. Or the answer came so late that the notifier had given up
-        waiting (then it failed the message instead)."""
+        the notifier killed, the server shut down or failed over, or one of
+        its sessions terminated, which it learns at its next statement: a
+        session terminated while idle since the claim that handed the message
+        out (at most a lease before the request: no request starts that could
+        outlast its lease) takes this ack down with it. Or the answer came so
+        late that the notifier had given up waiting (then it failed the
+        message instead)."""
         consumer = delivery["consumer"]
         timeout = self.notifiers.get(consumer, {}).get("timeout", INF)
         if delivery["t_done"] - delivery["t_recv"] > timeout / 2:
             return "answered late"
         lease = self.lease(consumer)
         until = delivery["t_recv"] + (lease if lease is not None else INF)
-        mine = self.requests_by_consumer[consumer]
-        earlier = [r["t_recv"] for r in mine if r["t_recv"] < delivery["t_recv"]]
-        since = max(earlier) if earlier else self.notifiers.get(consumer, {}).get("t", -INF)
+        since = delivery["t_recv"] - (lease if lease is not None else INF)
         for f in self.faults:
             if f["kind"] == "terminate" and since <= f["t"] <= until and f.get("application_name") == consumer:
                 return f"session of {consumer} terminated at {f['t']:.3f}"
