@@ -55,6 +55,11 @@ SERVER_DOWN = ("shutdown", "promote", "crash")
 # before that transaction commits; the commit follows within this long (used
 # only when the run's commit timestamp is unknown).
 COMMIT_TOLERANCE = 1.0
+# The longest a message waits without anyone holding it back: fail's backoff
+# (at most an hour) or a lease (the soak's are 20 s); the soak's policies
+# have no send window, weekdays or quiet days. A message undelivered at the
+# end and not visible for longer is held by an absence, or by nothing.
+LONGEST_WAIT = 3600 + 120
 # The statuses of a run that held the run lock.
 HOLDERS = ("succeeded", "failed", "abandoned")
 INF = float("inf")
@@ -337,6 +342,7 @@ class Checker:
                 self.violation("ack_lost",
                                f"message {i} was accepted by the webhook at {d['t_recv']:.3f} ({d['consumer']}) "
                                f"but is {m['status']}, with no fault that could have lost its ack")
+        self.check_held()
         for r in self.requests:
             if r["check"] != "ok":
                 self.violation("malformed_request", f"request {r['n']} ({r['key']}): {r['check']}")
@@ -349,6 +355,26 @@ class Checker:
             elif f["preview_after"]:
                 self.violation("due_not_enqueued",
                                f"after the final run as of {f['as_of']}, preview still shows {f['preview_after']} messages")
+
+    def check_held(self):
+        """Nothing undelivered at the end is held back longer than a backoff
+        or a lease unless its recipient is still away (the absences in the
+        final database; end_away makes what they held visible again at
+        once). Skipped for a final.json without its absences."""
+        if "away" not in self.final or not self.by_type["quiet"]:
+            return
+        end = max(r["t"] for r in self.by_type["quiet"])
+        away = {(a["recipient_role"], a["recipient_id"]) for a in self.final["away"] if a["ended_at"] is None}
+        for i, m in sorted(self.outbox.items()):
+            if m["status"] in ("pending", "claimed") and m["visible_at"] > end + LONGEST_WAIT:
+                recipient = (m["recipient_role"], m["recipient_id"])
+                self.seen["messages held by an absence at the end"] += recipient in away
+                if recipient not in away:
+                    self.violation("held_without_absence",
+                                   f"message {i} ({m['status']}{' by ' + m['claimed_by'] if m['claimed_by'] else ''}, "
+                                   f"attempts {m['attempts']}) is not visible until {m['visible_at']:.0f}, "
+                                   f"{(m['visible_at'] - end) / 3600:.1f} h after the end, though "
+                                   f"{m['recipient_role']} {m['recipient_id']} has no open absence")
 
     def death(self, run):
         """The earliest fault that can have ended an abandoned run's process, or None."""

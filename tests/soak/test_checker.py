@@ -389,6 +389,35 @@ class Away(unittest.TestCase):
     def test_a_set_away_that_failed_is_not(self):
         self.assertEqual(kinds(*self.away(outcome="error")), [])
 
+    def held(self, status="pending", visible_at=40.0 + 86400, absences=()):
+        """Message 4 to mentor 1001 still undelivered at the end (40.0),
+        not visible until visible_at; the absences left in the database."""
+        history, final = clean()
+        history.append({"type": "quiet", "t": 40.0, "left": 0})
+        final["outbox"].append(message(4, status, visible_at=visible_at,
+                                       claimed_by="n1.1" if status == "claimed" else None))
+        final["runs"][0]["reminders_enqueued"] = history[1]["enqueued"] = 4
+        final["health"]["outbox_pending"] = 1
+        final["away"] = [{"recipient_role": "mentor", "recipient_id": "1001", "from_day": "1970-01-01",
+                          "until_day": "1970-01-03", "ended_at": ended} for ended in absences]
+        return kinds(history, final)
+
+    def test_held_for_a_recipient_still_away(self):
+        self.assertEqual(self.held(absences=[None]), [])
+
+    def test_held_after_the_absence_ended(self):
+        self.assertEqual(self.held(absences=[30.0]), ["held_without_absence"])
+
+    def test_claimed_and_held_after_the_absence_ended(self):
+        # a dead consumer's lease ran out during the absence; end_away left it held
+        self.assertEqual(self.held(status="claimed", absences=[30.0]), ["held_without_absence"])
+
+    def test_held_with_no_absence_at_all(self):
+        self.assertEqual(self.held(), ["held_without_absence"])
+
+    def test_a_retry_in_backoff_is_not(self):
+        self.assertEqual(self.held(visible_at=40.0 + 3000), [])
+
     def test_the_day_is_the_soaks_time_zone(self):
         # 20.5 s after the epoch is still 1969-12-31 in Etc/GMT+10
         history, final = self.away()
