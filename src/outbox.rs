@@ -81,7 +81,10 @@ fn withdraw_reason_sql(assignments: &AssignmentTable, today: &str) -> (String, S
 /// next opening, and how many were picked.
 ///
 /// A lease that expired as often as attempts allow belongs to a message that
-/// keeps killing its consumer: it goes dead, not out again. Without a
+/// keeps killing its consumer: it goes dead, not out again. A message
+/// deferred (its calendar or its recipient's absence holds it) is pending
+/// again, whoever's lease had expired on it: `end_away` and the next
+/// opening find it like any other pending message. Without a
 /// registered assignments table there is nothing to check against, and every
 /// picked message is handed out.
 ///
@@ -118,7 +121,7 @@ fn claim_sql(assignments: Option<&AssignmentTable>, kind: Kind) -> String {
              RETURNING o.message_id),
          deferred AS (
              UPDATE followup.outbox AS o
-                SET visible_at = j.opens_at
+                SET visible_at = j.opens_at, status = 'pending', lease_id = NULL, claimed_by = NULL
                FROM judged AS j
               WHERE o.message_id = j.message_id AND j.withdraw IS NULL AND j.opens_at > {now}
              RETURNING o.message_id),

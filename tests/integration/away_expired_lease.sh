@@ -24,9 +24,9 @@ q "SELECT recipient_id FROM followup.set_away('mentor', '$mentor', $today - 1, $
 sleep 1.5
 # the next claim meets the expired lease and holds the mentor's message back
 q "SELECT count(*) FROM followup.claim('next', 1000, '1 hour')" >/dev/null
-expect "the absence holds the mentor's message, still claimed under the dead lease" \
+expect "the absence holds the mentor's message, pending again (the dead lease is gone)" \
     "$(q "SELECT string_agg(DISTINCT status::text, ',') FROM followup.outbox
-           WHERE recipient_id = '$mentor' AND recipient_role = 'mentor' AND visible_at > now() + interval '1 day'")" "claimed"
+           WHERE recipient_id = '$mentor' AND recipient_role = 'mentor' AND visible_at > now() + interval '1 day'")" "pending"
 expect "end_away ends the absence" "$(q "SELECT followup.end_away('mentor', '$mentor')")" "1"
 expect "and no message of the mentor is held past tomorrow any more" "$(q "$held")" "0"
 finish

@@ -92,7 +92,8 @@ UPDATE followup.outbox SET visible_at = now() - interval '1 minute' WHERE assign
 SELECT count(*) AS handed_out FROM followup.claim('c', 10);
 SELECT status, to_char(visible_at AT TIME ZONE :'noon', 'HH24:MI') AS visible_local FROM followup.outbox WHERE assignment_id = '2';
 -- an expired lease whose window has closed: not handed out again, it waits
--- for the opening (closing the open organization's window now)
+-- for the opening, pending again (the expired lease is nobody's); closing
+-- the open organization's window now
 UPDATE followup.policies SET send_from = '15:00', send_until = '16:00' WHERE organization = 'open-org';
 UPDATE followup.outbox SET visible_at = now() - interval '1 minute' WHERE assignment_id = '1';
 SELECT count(*) AS handed_out FROM followup.claim('d', 10);
